@@ -1,0 +1,270 @@
+"""Score functions: how well a query matches each key.
+
+Every score function is a linen Module registered under its name in ``SCORES``;
+configs and sweeps select one with a string (``make_score('additive', ...)``).
+
+Shapes (a decoder step uses ``q_len = 1``)::
+
+    query: [batch, q_len, d_q]
+    keys:  [batch, k_len, d_k]
+    ->     [batch, q_len, k_len]
+
+Each score splits into two halves so that decoders do not repeat work at every
+step:
+
+* ``project_keys(keys)`` depends on the source only and is computed once per
+  source sequence (for ``additive`` this is ``U k``, Bahdanau et al. 2015, eq. A.1);
+* ``score(query, projected_keys)`` runs at every decoder step.
+
+``__call__(query, keys)`` is the two composed. All score modules share the same
+constructor fields (``attention_dim``, ``max_len``, ...) so a model can build any
+of them from one set of arguments; each uses the ones it needs.
+
+Adding a score function is one Module plus one line::
+
+    @register_score("my_score")
+    class MyScore(Score):
+      def score(self, query, projected_keys): ...
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, ClassVar, Dict, Type
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+SCORES: Dict[str, Type["Score"]] = {}
+
+
+def register_score(name: str) -> Callable[[Type["Score"]], Type["Score"]]:
+  """Class decorator: registers a ``Score`` subclass under ``name``."""
+
+  def wrap(cls):
+    if name in SCORES:
+      raise ValueError(f"score function {name!r} is already registered")
+    SCORES[name] = cls
+    cls.registered_name = name
+    return cls
+
+  return wrap
+
+
+def score_names() -> tuple[str, ...]:
+  """The registered score names, sorted."""
+  return tuple(sorted(SCORES))
+
+
+def get_score(name: str) -> Type["Score"]:
+  """The ``Score`` class registered as ``name``; ValueError listing valid names."""
+  try:
+    return SCORES[name]
+  except KeyError:
+    raise ValueError(
+        f"unknown score function {name!r}; valid score functions: "
+        f"{', '.join(score_names())}") from None
+
+
+def make_score(name: str, **kwargs) -> "Score":
+  """Builds the score Module registered as ``name`` with the shared fields."""
+  return get_score(name)(**kwargs)
+
+
+class Score(nn.Module):
+  """Base class of all score functions.
+
+  Attributes:
+    attention_dim: width of the hidden projections of ``concat``, ``additive``
+      and ``additive_normalized``.
+    max_len: the largest key length ``location`` can score (it predicts one
+      score per source position from the query alone).
+    learn_temperature: ``cosine`` only: learn the inverse temperature (else it
+      stays at ``temperature``).
+    temperature: ``cosine`` only: the (initial) inverse temperature.
+    dtype: computation dtype (parameters stay float32).
+  """
+
+  attention_dim: int = 128
+  max_len: int = 128
+  learn_temperature: bool = True
+  temperature: float = 10.0
+  dtype: jnp.dtype = jnp.float32
+
+  # True for scores defined only when d_q == d_k (models project keys to fit).
+  requires_equal_dims: ClassVar[bool] = False
+
+  def project_keys(self, keys: Array) -> Array:
+    """keys: [batch, k_len, d_k] -> projected keys [batch, k_len, d'] (once per source)."""
+    return keys
+
+  def score(self, query: Array, projected_keys: Array) -> Array:
+    """query: [batch, q_len, d_q], projected keys -> scores [batch, q_len, k_len]."""
+    raise NotImplementedError
+
+  def __call__(self, query: Array, keys: Array) -> Array:
+    """query: [batch, q_len, d_q], keys: [batch, k_len, d_k] -> [batch, q_len, k_len]."""
+    _check_ranks(query, keys)
+    return self.score(query, self.project_keys(keys))
+
+
+def _check_ranks(query: Array, keys: Array) -> None:
+  if query.ndim != 3 or keys.ndim != 3:
+    raise ValueError(
+        f"expected query [batch, q_len, d_q] and keys [batch, k_len, d_k]; got "
+        f"shapes {query.shape} and {keys.shape}")
+
+
+def _dot(query: Array, keys: Array, name: str) -> Array:
+  """[batch, q_len, d] x [batch, k_len, d] -> [batch, q_len, k_len]."""
+  _check_ranks(query, keys)
+  if query.shape[-1] != keys.shape[-1]:
+    raise ValueError(
+        f"{name!r} scores need d_q == d_k, got d_q={query.shape[-1]} and "
+        f"d_k={keys.shape[-1]}; use 'general' or 'additive' for different sizes")
+  return jnp.einsum("bqd,bkd->bqk", query, keys)
+
+
+@register_score("dot")
+class Dot(Score):
+  """Luong et al. (2015) dot: score(q, k) = q . k."""
+
+  requires_equal_dims = True
+
+  def score(self, query, projected_keys):
+    return _dot(query.astype(self.dtype), projected_keys.astype(self.dtype), "dot")
+
+
+@register_score("scaled_dot")
+class ScaledDot(Score):
+  """Vaswani et al. (2017): score(q, k) = q . k / sqrt(d_k)."""
+
+  requires_equal_dims = True
+
+  def score(self, query, projected_keys):
+    scores = _dot(query.astype(self.dtype), projected_keys.astype(self.dtype),
+                  "scaled_dot")
+    return scores / math.sqrt(projected_keys.shape[-1])
+
+
+@register_score("general")
+class General(Score):
+  """Luong et al. (2015) general (bilinear): score(q, k) = q^T W_a k.
+
+  Computed as (W_a^T q) . k: the query is projected to d_k at each step, which
+  costs d_q * d_k per step and lets d_q differ from d_k. Kernel ``W_a``:
+  [d_q, d_k].
+  """
+
+  @nn.compact
+  def score(self, query, projected_keys):
+    _check_ranks(query, projected_keys)
+    w_query = nn.Dense(projected_keys.shape[-1], use_bias=False, dtype=self.dtype,
+                       name="W_a")(query)
+    return _dot(w_query, projected_keys.astype(self.dtype), "general")
+
+
+class _Additive(Score):
+  """Shared body of ``concat``, ``additive`` and ``additive_normalized``:
+
+  score(q, k) = v^T tanh(W q + U k [+ b]); ``U k [+ b]`` is the per-source half.
+  """
+
+  use_bias: bool = True
+  normalize: bool = False
+
+  def setup(self):
+    self.W = nn.Dense(self.attention_dim, use_bias=False, dtype=self.dtype)
+    self.U = nn.Dense(self.attention_dim, use_bias=self.use_bias, dtype=self.dtype)
+    self.v = self.param("v", nn.initializers.lecun_normal(), (self.attention_dim, 1))
+    if self.normalize:
+      # tensorflow-addons' BahdanauAttention(normalize=True): g initialised to
+      # sqrt(1 / units) (Salimans & Kingma 2016 weight normalisation).
+      self.g = self.param("g", nn.initializers.constant(math.sqrt(1.0 / self.attention_dim)), ())
+
+  def project_keys(self, keys):
+    return self.U(keys)
+
+  def score(self, query, projected_keys):
+    _check_ranks(query, projected_keys)
+    v = self.v[:, 0]
+    if self.normalize:
+      v = self.g * v * jax.lax.rsqrt(jnp.sum(v * v))
+    hidden = jnp.tanh(self.W(query)[:, :, None, :] + projected_keys[:, None, :, :])
+    # hidden: [batch, q_len, k_len, attention_dim]
+    return jnp.einsum("bqkd,d->bqk", hidden, v.astype(self.dtype))
+
+
+@register_score("concat")
+class Concat(_Additive):
+  """Luong et al. (2015) concat: score(q, k) = v^T tanh(W_a [q; k]).
+
+  W_a [q; k] is split as W q + U k (no bias), so U k is computed once per source.
+  """
+
+  use_bias: bool = False
+
+
+@register_score("additive")
+class Additive(_Additive):
+  """Bahdanau et al. (2015): score(q, k) = v^T tanh(W q + U k + b)."""
+
+
+@register_score("additive_normalized")
+class AdditiveNormalized(_Additive):
+  """Bahdanau with weight-normalised v: v = g * v / ||v||, learned scalar g."""
+
+  normalize: bool = True
+
+
+@register_score("location")
+class Location(Score):
+  """Luong et al. (2015) location: scores = W_a q, one per source position.
+
+  The keys are used only for their length: ``k_len`` must be at most
+  ``max_len``. Kernel ``W_a``: [d_q, max_len].
+  """
+
+  def setup(self):
+    self.W_a = nn.Dense(self.max_len, dtype=self.dtype)
+
+  def score(self, query, projected_keys):
+    _check_ranks(query, projected_keys)
+    k_len = projected_keys.shape[1]
+    if k_len > self.max_len:
+      raise ValueError(
+          f"'location' scores cover at most max_len={self.max_len} source "
+          f"positions, got keys of length {k_len}; raise max_len")
+    return self.W_a(query)[:, :, :k_len]
+
+
+@register_score("cosine")
+class Cosine(Score):
+  """Cosine similarity times an inverse temperature: tau * q.k / (|q| |k|).
+
+  tau = ``temperature``, learned (as log tau) when ``learn_temperature``.
+  """
+
+  requires_equal_dims = True
+
+  def setup(self):
+    if self.learn_temperature:
+      self.log_tau = self.param("log_tau", nn.initializers.constant(math.log(self.temperature)), ())
+
+  def project_keys(self, keys):
+    return _l2_normalize(keys.astype(self.dtype))
+
+  def score(self, query, projected_keys):
+    cos = _dot(_l2_normalize(query.astype(self.dtype)), projected_keys, "cosine")
+    tau = jnp.exp(self.log_tau) if self.learn_temperature else self.temperature
+    return (tau * cos).astype(self.dtype)
+
+
+def _l2_normalize(x: Array, eps: float = 1e-6) -> Array:
+  """x / max(||x||, eps) over the last axis; a zero (padding) vector stays zero."""
+  # rsqrt of the clamped squared norm keeps the gradient finite at x = 0
+  # (sqrt would give 0 * inf there).
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps * eps))

@@ -1,0 +1,202 @@
+"""The experiment config: defaults, validation, and the model it describes.
+
+Experiment files in ``configs/`` start from ``base_config(task)`` and change a
+few fields; ``validate`` checks a config before anything is built, and
+``build_model`` turns it into a ``Seq2Seq`` (models never read configs).
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from attnlab.attention import mechanism_names, score_names
+from attnlab.attention.mechanisms import NORMALIZERS
+from attnlab.data.tasks import TASKS, default_data_config
+from attnlab.models import BRIDGES, DECODER_STYLES, Seq2Seq, cell_names
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work; names the key and the valid choices."""
+
+  def __init__(self, key: str, message: str):
+    super().__init__(f"config.{key}: {message}")
+    self.key = key
+
+
+def base_config(task: str = "date") -> ml_collections.ConfigDict:
+  """Every field of an experiment, with defaults and a comment each."""
+  c = ml_collections.ConfigDict()
+  # Seed of parameter initialisation, dropout and the training data order.
+  c.seed = 0
+
+  # Task and its data (fields depend on the task: attnlab.data.tasks.default_data_config).
+  c.data = default_data_config(task)
+
+  c.batching = ml_collections.ConfigDict()
+  # Examples per training batch.
+  c.batching.batch_size = 64
+  # Examples per evaluation / decoding batch.
+  c.batching.eval_batch_size = 256
+  # At most this many padded (src_len, tgt_len) shapes: jit compiles once per bucket.
+  c.batching.num_buckets = 4
+  # Round padded lengths up to a multiple of this.
+  c.batching.round_to = 1
+
+  c.model = ml_collections.ConfigDict()
+  # Recurrent cell: rnn, gru or lstm.
+  c.model.cell = "gru"
+  # Embedding width (source and target).
+  c.model.emb_dim = 32
+  # Recurrent width (encoder per direction, and decoder).
+  c.model.hidden_dim = 64
+  # Stacked recurrent layers.
+  c.model.encoder_layers = 1
+  c.model.decoder_layers = 1
+  # Bidirectional encoder (outputs 2 * hidden_dim wide).
+  c.model.bidirectional = True
+  # Decoder style: bahdanau, luong or none (no attention: RNNencdec).
+  c.model.decoder = "luong"
+  # Score function (attnlab.attention.SCORES): dot, scaled_dot, general, concat,
+  # additive, additive_normalized, location, cosine.
+  c.model.attention = "general"
+  # Attention mechanism (attnlab.attention.MECHANISMS).
+  c.model.mechanism = "global"
+  # Attention normalizer (attnlab.attention.NORMALIZERS).
+  c.model.normalizer = "softmax"
+  # Hidden width of additive / concat scores; 0 = hidden_dim.
+  c.model.attention_dim = 0
+  # Longest source the location score covers; 0 = the longest source in the data.
+  c.model.max_src_len = 0
+  # Luong input feeding (h~_{t-1} joined to the next decoder input).
+  c.model.input_feeding = True
+  # Initial decoder state: dense (projection of the encoder's final state) or zeros.
+  c.model.bridge = "dense"
+  # Multi-head self-attention layers over the encoder outputs.
+  c.model.encoder_self_attention_layers = 0
+  # Causal self-attention over the decoder's previous outputs.
+  c.model.decoder_self_attention = False
+  # Heads of both self-attentions.
+  c.model.num_heads = 1
+  # Dropout rate (embeddings, between layers, before the output layer).
+  c.model.dropout_rate = 0.0
+
+  c.train = ml_collections.ConfigDict()
+  # Optimizer steps in the whole run.
+  c.train.num_steps = 2000
+  # Peak learning rate of Adam.
+  c.train.learning_rate = 3e-3
+  # Linear warmup steps, then the decay schedule.
+  c.train.warmup_steps = 100
+  # After warmup: cosine (to 10% of the peak at num_steps) or constant.
+  c.train.schedule = "cosine"
+  # Clip gradients to this global norm (0 = no clipping).
+  c.train.grad_clip = 1.0
+  # Decoupled weight decay (AdamW); 0 = plain Adam.
+  c.train.weight_decay = 0.0
+  # Label smoothing of the training loss.
+  c.train.label_smoothing = 0.0
+  # Print a `step | loss | input | target | prediction` line every this many steps.
+  c.train.log_every = 500
+  # Evaluate on the validation split every this many steps (and at the end).
+  c.train.eval_every = 1000
+  # Save a checkpoint every this many steps (and at the end).
+  c.train.checkpoint_every = 1000
+  # Keep this many most recent checkpoints (the best one is kept as well).
+  c.train.keep_checkpoints = 2
+  # Validation metric that picks the best checkpoint, and whether higher is better.
+  c.train.best_metric = "exact_match"
+  c.train.best_mode = "max"
+
+  c.eval = ml_collections.ConfigDict()
+  # Longest output when decoding; 0 = the longest target in the data + 1.
+  c.eval.max_decode_len = 0
+  # Beam size for evaluation decoding (1 = greedy).
+  c.eval.beam_size = 1
+  # GNMT length-penalty exponent for beam search.
+  c.eval.length_penalty = 0.6
+  # Source-length bucket boundaries for per-length metrics (empty = automatic).
+  c.eval.length_boundaries = ()
+  # Number of test examples whose attention heatmaps are written to the workdir.
+  c.eval.num_heatmaps = 3
+  # Evaluate on at most this many examples of a split (0 = all).
+  c.eval.max_examples = 0
+  return c
+
+
+def _one_of(config, key: str, valid) -> None:
+  value = config
+  for part in key.split("."):
+    value = value[part]
+  if value not in valid:
+    raise ConfigError(key, f"unknown value {value!r}; valid choices: {', '.join(sorted(valid))}")
+
+
+def _positive(config, key: str, allow_zero: bool = False) -> None:
+  value = config
+  for part in key.split("."):
+    value = value[part]
+  if not isinstance(value, int) or value < (0 if allow_zero else 1):
+    raise ConfigError(key, f"must be an integer >= {0 if allow_zero else 1}, got {value!r}")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the first bad key (and its valid choices)."""
+  _one_of(config, "data.task", TASKS)
+  _one_of(config, "model.cell", cell_names())
+  _one_of(config, "model.decoder", DECODER_STYLES)
+  _one_of(config, "model.attention", score_names())
+  _one_of(config, "model.mechanism", mechanism_names())
+  _one_of(config, "model.normalizer", NORMALIZERS)
+  _one_of(config, "model.bridge", BRIDGES)
+  _one_of(config, "train.schedule", ("cosine", "constant"))
+  _one_of(config, "train.best_mode", ("max", "min"))
+  for key in ("model.emb_dim", "model.hidden_dim", "model.encoder_layers",
+              "model.decoder_layers", "model.num_heads", "batching.batch_size",
+              "batching.eval_batch_size", "batching.num_buckets", "batching.round_to",
+              "train.num_steps", "train.log_every", "train.eval_every",
+              "train.checkpoint_every", "train.keep_checkpoints", "eval.beam_size"):
+    _positive(config, key)
+  for key in ("model.attention_dim", "model.max_src_len", "model.encoder_self_attention_layers",
+              "train.warmup_steps", "eval.max_decode_len", "eval.num_heatmaps",
+              "eval.max_examples"):
+    _positive(config, key, allow_zero=True)
+  if not 0.0 <= config.model.dropout_rate < 1.0:
+    raise ConfigError("model.dropout_rate", f"must be in [0, 1), got {config.model.dropout_rate}")
+  if config.train.learning_rate <= 0:
+    raise ConfigError("train.learning_rate", f"must be > 0, got {config.train.learning_rate}")
+  if config.model.decoder == "none" and config.model.bridge == "zeros":
+    raise ConfigError("model.bridge", "the no-attention decoder needs bridge='dense' "
+                      "(the source reaches it only through its initial state)")
+  enc_width = config.model.hidden_dim * (2 if config.model.bidirectional else 1)
+  if config.model.encoder_self_attention_layers and enc_width % config.model.num_heads:
+    raise ConfigError("model.num_heads", f"must divide the encoder output width {enc_width}")
+  if config.model.decoder_self_attention and config.model.hidden_dim % config.model.num_heads:
+    raise ConfigError("model.num_heads",
+                      f"must divide hidden_dim={config.model.hidden_dim} for decoder self-attention")
+  if config.data.task == "corpus":
+    path = config.data.get("path", "")
+    if not path:
+      raise ConfigError("data.path", "the corpus task needs a file: --config.data.path=FILE")
+    if not os.path.isfile(path):
+      raise ConfigError("data.path", f"no such file: {path!r}")
+
+
+def build_model(config: ml_collections.ConfigDict, src_vocab_size: int, tgt_vocab_size: int,
+                max_src_len: int) -> Seq2Seq:
+  """The Seq2Seq that ``config.model`` describes.
+
+  max_src_len: the longest source in the data (used when config.model.max_src_len is 0).
+  """
+  m = config.model
+  return Seq2Seq(
+      src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, emb_dim=m.emb_dim,
+      hidden_dim=m.hidden_dim, cell=m.cell, encoder_layers=m.encoder_layers,
+      decoder_layers=m.decoder_layers, bidirectional=m.bidirectional, decoder=m.decoder,
+      attention=m.attention, mechanism=m.mechanism, normalizer=m.normalizer,
+      attention_dim=m.attention_dim or None, max_src_len=m.max_src_len or max_src_len,
+      input_feeding=m.input_feeding, bridge=m.bridge,
+      encoder_self_attention_layers=m.encoder_self_attention_layers,
+      decoder_self_attention=m.decoder_self_attention, num_heads=m.num_heads,
+      dropout_rate=m.dropout_rate)

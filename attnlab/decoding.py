@@ -1,0 +1,183 @@
+"""Greedy decoding and beam search under jit, returning alignments.
+
+Both encode the source once (``Seq2Seq.start``: the attention keys are projected
+once per source), then call ``Seq2Seq.step`` inside a ``lax.while_loop`` that
+stops when every hypothesis has produced EOS or ``max_len`` tokens. PAD and BOS
+are never generated; after EOS a hypothesis emits PAD with zero attention.
+
+Usage::
+
+    result = greedy_decode(model, params, src, src_lengths, max_len=20)
+    result.tokens      # [batch, max_len]
+    result.attention   # [batch, max_len, src_len]
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from attnlab.data.vocab import BOS, EOS, PAD
+
+Array = jax.Array
+NEG_INF = -1.0e9  # finite "impossible" log-probability: sums stay finite, never NaN
+
+
+@flax.struct.dataclass
+class DecodeResult:
+  """Decoded hypotheses.
+
+  Attributes:
+    tokens: [batch, max_len] (greedy) or [batch, beams, max_len] (beam search,
+      best first) int32, EOS included, PAD after it.
+    scores: [batch] or [batch, beams]: the ranking score (sum of log-probabilities,
+      divided by the length penalty for beam search).
+    log_probs: like ``scores``, the plain sum of token log-probabilities.
+    lengths: like ``scores``: tokens generated, EOS included.
+    attention: [batch, max_len, src_len] or [batch, beams, max_len, src_len]:
+      the alignment of each output token (zero rows after EOS).
+  """
+
+  tokens: Array
+  scores: Array
+  log_probs: Array
+  lengths: Array
+  attention: Array
+
+
+def _step_log_probs(logits: Array) -> Array:
+  """logits [..., vocab] -> log-probabilities with PAD and BOS forbidden."""
+  logits = logits.at[..., PAD].set(NEG_INF).at[..., BOS].set(NEG_INF)
+  return jax.nn.log_softmax(logits, axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "max_len"))
+def greedy_decode(model: nn.Module, params: Any, src: Array, src_lengths: Array,
+                  max_len: int) -> DecodeResult:
+  """Batched greedy decoding.
+
+  Args:
+    model: a ``Seq2Seq`` (static: one compilation per model and shape).
+    params: its variables (``{'params': ...}``).
+    src: [batch, src_len] int ids; src_lengths: [batch].
+    max_len: the most tokens to generate, EOS included.
+
+  Returns:
+    DecodeResult with tokens [batch, max_len] and attention [batch, max_len, src_len].
+  """
+  batch, src_len = src.shape
+  memory, state = model.apply(params, src, src_lengths, max_len, method=model.start)
+
+  def cond(carry):
+    t, _, _, finished, *_ = carry
+    return (t < max_len) & ~jnp.all(finished)
+
+  def body(carry):
+    t, state, y_prev, finished, tokens, attention, log_prob, lengths = carry
+    state, logits, weights = model.apply(params, memory, state, y_prev, method=model.step)
+    log_probs = _step_log_probs(logits)
+    y = jnp.argmax(log_probs, axis=-1).astype(jnp.int32)
+    y = jnp.where(finished, PAD, y)
+    log_prob = log_prob + jnp.where(finished, 0.0, jnp.take_along_axis(
+        log_probs, y[:, None], axis=-1)[:, 0])
+    weights = jnp.where(finished[:, None], 0.0, weights)
+    tokens = tokens.at[:, t].set(y)
+    attention = attention.at[:, t].set(weights)
+    lengths = lengths + (~finished).astype(jnp.int32)
+    finished = finished | (y == EOS)
+    return t + 1, state, y, finished, tokens, attention, log_prob, lengths
+
+  init = (jnp.asarray(0), state, jnp.full((batch,), BOS, jnp.int32), jnp.zeros((batch,), bool),
+          jnp.full((batch, max_len), PAD, jnp.int32), jnp.zeros((batch, max_len, src_len)),
+          jnp.zeros((batch,)), jnp.zeros((batch,), jnp.int32))
+  _, _, _, _, tokens, attention, log_prob, lengths = jax.lax.while_loop(cond, body, init)
+  return DecodeResult(tokens=tokens, scores=log_prob, log_probs=log_prob, lengths=lengths,
+                      attention=attention)
+
+
+def length_penalty(lengths: Array, alpha: float) -> Array:
+  """GNMT length penalty ((5 + |Y|) / 6) ** alpha (Wu et al. 2016, eq. 14); 1 when alpha = 0."""
+  return ((5.0 + lengths.astype(jnp.float32)) / 6.0) ** alpha
+
+
+def _gather_beams(tree: Any, beam_idx: Array, batch: int, beams: int) -> Any:
+  """Reorders [batch * beams, ...] (or [batch, beams, ...]) leaves by beam_idx [batch, beams]."""
+
+  def gather(x):
+    flat = x.ndim and x.shape[0] == batch * beams
+    y = x.reshape((batch, beams) + x.shape[1:]) if flat else x
+    y = jnp.take_along_axis(y, beam_idx.reshape(beam_idx.shape + (1,) * (y.ndim - 2)), axis=1)
+    return y.reshape(x.shape)
+
+  return jax.tree.map(gather, tree)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "max_len", "beam_size", "alpha"))
+def beam_search(model: nn.Module, params: Any, src: Array, src_lengths: Array, max_len: int,
+                beam_size: int = 4, alpha: float = 0.6) -> DecodeResult:
+  """Batched beam search with GNMT length normalisation.
+
+  Every beam slot holds one hypothesis; a finished one (it produced EOS) can
+  only be extended by PAD at no cost, so it keeps its score and competes with
+  the live ones. Hypotheses are ranked by log P(Y|X) / length_penalty(|Y|, alpha)
+  at the end; with ``alpha=0`` the ranking is the plain log-probability, and
+  with a beam as large as the number of possible outputs the search is
+  exhaustive.
+
+  Args:
+    model, params, src [batch, src_len], src_lengths [batch], max_len: as ``greedy_decode``.
+    beam_size: hypotheses kept per example (1 = greedy).
+    alpha: length-penalty exponent.
+
+  Returns:
+    DecodeResult with tokens [batch, beam_size, max_len] sorted best first.
+  """
+  if beam_size < 1:
+    raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+  batch, src_len = src.shape
+  k = beam_size
+  tile = lambda x: jnp.repeat(x, k, axis=0)  # [batch, ...] -> [batch * k, ...]  # noqa: E731
+  memory, state = model.apply(params, tile(src), tile(src_lengths), max_len, method=model.start)
+
+  def cond(carry):
+    t, _, _, finished, *_ = carry
+    return (t < max_len) & ~jnp.all(finished)
+
+  def body(carry):
+    t, state, y_prev, finished, tokens, attention, log_prob, lengths = carry
+    state, logits, weights = model.apply(params, memory, state, y_prev.reshape(-1),
+                                         method=model.step)
+    vocab = logits.shape[-1]
+    log_probs = _step_log_probs(logits).reshape(batch, k, vocab)
+    # A finished hypothesis continues only with PAD, at zero cost.
+    pad_only = jnp.full((vocab,), NEG_INF).at[PAD].set(0.0)
+    log_probs = jnp.where(finished[..., None], pad_only, log_probs)
+    candidates = (log_prob[..., None] + log_probs).reshape(batch, k * vocab)
+    log_prob, flat_idx = jax.lax.top_k(candidates, k)  # [batch, k]
+    beam_idx, y = flat_idx // vocab, (flat_idx % vocab).astype(jnp.int32)
+    weights = weights.reshape(batch, k, src_len)
+    state, weights, finished, tokens, attention, lengths = _gather_beams(
+        (state, weights, finished, tokens, attention, lengths), beam_idx, batch, k)
+    tokens = tokens.at[:, :, t].set(y)
+    attention = attention.at[:, :, t].set(jnp.where(finished[..., None], 0.0, weights))
+    lengths = lengths + (~finished).astype(jnp.int32)
+    finished = finished | (y == EOS)
+    return t + 1, state, y, finished, tokens, attention, log_prob, lengths
+
+  # Only beam 0 is live at the start, so the k first expansions are distinct.
+  log_prob0 = jnp.tile(jnp.array([0.0] + [NEG_INF] * (k - 1)), (batch, 1))
+  init = (jnp.asarray(0), state, jnp.full((batch, k), BOS, jnp.int32),
+          jnp.zeros((batch, k), bool), jnp.full((batch, k, max_len), PAD, jnp.int32),
+          jnp.zeros((batch, k, max_len, src_len)), log_prob0, jnp.zeros((batch, k), jnp.int32))
+  _, _, _, _, tokens, attention, log_prob, lengths = jax.lax.while_loop(cond, body, init)
+  scores = log_prob / length_penalty(lengths, alpha)
+  order = jnp.argsort(-scores, axis=-1)
+  take = lambda x: jnp.take_along_axis(  # noqa: E731
+      x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)
+  return DecodeResult(tokens=take(tokens), scores=take(scores), log_probs=take(log_prob),
+                      lengths=take(lengths), attention=take(attention))

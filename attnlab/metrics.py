@@ -1,0 +1,430 @@
+"""Metrics for attention seq2seq models: loss, accuracy, BLEU, alignment quality, length buckets.
+
+Two kinds of function live here:
+
+* JAX functions (`sequence_cross_entropy`, `token_correct`, `attention_entropy`) are pure and
+  jit-able, meant to run inside train/eval steps. Each returns *sums* and a token count, so a
+  caller can add them up over batches (and `psum` them over devices) before dividing once.
+* Host functions (`exact_match`, `corpus_bleu`, `alignment_error_rate`, `per_bucket_mean`,
+  `perplexity`, ...) take numpy arrays / Python sequences and return Python floats or dicts
+  ready for `metrics.jsonl`.
+
+Masks are booleans, `True` = valid (a real, non-padding token).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import sacrebleu
+
+from attnlab.data.vocab import BOS, EOS, PAD
+
+Array = jax.Array
+
+
+# --------------------------------------------------------------------------------------------
+# JAX functions (jit-able)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_logits_targets_mask(logits: Array, targets: Array, mask: Array) -> None:
+  """Static shape checks shared by the loss and accuracy (shapes are static under jit)."""
+  if logits.ndim != 3:
+    raise ValueError(f"logits must be [batch, tgt_len, vocab], got shape {logits.shape}")
+  if targets.shape != logits.shape[:2]:
+    raise ValueError(
+        f"targets must be [batch, tgt_len] = {logits.shape[:2]}, got shape {targets.shape}")
+  if mask.shape != targets.shape:
+    raise ValueError(f"mask must have the shape of targets {targets.shape}, got {mask.shape}")
+
+
+def sequence_cross_entropy(
+    logits: Array,
+    targets: Array,
+    mask: Array,
+    label_smoothing: float = 0.0,
+) -> tuple[Array, Array]:
+  """Summed token cross-entropy (nats) over valid target positions.
+
+  Args:
+    logits: [batch, tgt_len, vocab] unnormalized scores.
+    targets: [batch, tgt_len] int token ids.
+    mask: [batch, tgt_len] bool, True at positions that count.
+    label_smoothing: alpha in [0, 1); the target distribution becomes
+      `(1 - alpha) * one_hot + alpha / vocab` (`optax.smooth_labels`). The smoothed loss keeps
+      the entropy of the smoothed target (it is not zero at the optimum), so report perplexity
+      from a loss computed with `label_smoothing=0`.
+
+  Returns:
+    (loss_sum, token_count): float32 [] sum of per-token losses over valid positions and
+    int32 [] number of valid positions. Mean loss = loss_sum / token_count after aggregating.
+    Masked positions contribute exactly nothing, even if their logits are inf or NaN.
+  """
+  _check_logits_targets_mask(logits, targets, mask)
+  if isinstance(label_smoothing, (int, float)) and not 0.0 <= label_smoothing < 1.0:
+    raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+  mask = mask.astype(bool)
+  logits = logits.astype(jnp.float32)
+  if isinstance(label_smoothing, (int, float)) and label_smoothing == 0.0:
+    per_token = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  else:
+    soft_targets = optax.smooth_labels(
+        jax.nn.one_hot(targets, logits.shape[-1], dtype=logits.dtype), label_smoothing)
+    per_token = optax.softmax_cross_entropy(logits, soft_targets)  # [batch, tgt_len]
+  # `where`, not a multiply: 0 * NaN from a garbage padded position would still be NaN.
+  loss_sum = jnp.sum(jnp.where(mask, per_token, 0.0))
+  return loss_sum, jnp.sum(mask, dtype=jnp.int32)
+
+
+def token_correct(logits: Array, targets: Array, mask: Array) -> tuple[Array, Array]:
+  """Number of valid positions where argmax(logits) equals the target.
+
+  Args:
+    logits: [batch, tgt_len, vocab].
+    targets: [batch, tgt_len] int token ids.
+    mask: [batch, tgt_len] bool, True at positions that count.
+
+  Returns:
+    (correct_sum, token_count): int32 [] each; accuracy = correct_sum / token_count.
+  """
+  _check_logits_targets_mask(logits, targets, mask)
+  mask = mask.astype(bool)
+  correct = (jnp.argmax(logits, axis=-1) == targets) & mask  # [batch, tgt_len]
+  return jnp.sum(correct, dtype=jnp.int32), jnp.sum(mask, dtype=jnp.int32)
+
+
+def attention_entropy(weights: Array, tgt_mask: Array, src_mask: Array) -> tuple[Array, Array]:
+  """Summed entropy (nats) of the attention distribution of each valid target position.
+
+  Each row is restricted to the valid source positions and renormalized there (weights on
+  padded keys are dropped), so the result is the entropy of a proper distribution over the
+  real source tokens: log(n) for uniform attention over n keys, 0 for a one-hot row.
+  0 * log 0 is taken as 0, so the result is finite for hard (one-hot) attention too.
+
+  Args:
+    weights: [batch, tgt_len, src_len] non-negative attention weights.
+    tgt_mask: [batch, tgt_len] bool, True for real target positions.
+    src_mask: [batch, src_len] bool, True for real source positions.
+
+  Returns:
+    (entropy_sum, token_count): float32 [] sum over counted rows, int32 [] number of counted
+    rows. A row counts when its target position is valid and its source has at least one
+    valid position (an all-zero row also has entropy 0, but is counted).
+  """
+  if weights.ndim != 3:
+    raise ValueError(f"weights must be [batch, tgt_len, src_len], got shape {weights.shape}")
+  batch, tgt_len, src_len = weights.shape
+  if tgt_mask.shape != (batch, tgt_len):
+    raise ValueError(f"tgt_mask must be [batch, tgt_len] = {(batch, tgt_len)}, "
+                     f"got {tgt_mask.shape}")
+  if src_mask.shape != (batch, src_len):
+    raise ValueError(f"src_mask must be [batch, src_len] = {(batch, src_len)}, "
+                     f"got {src_mask.shape}")
+  tgt_mask = tgt_mask.astype(bool)
+  src_mask = src_mask.astype(bool)
+  weights = weights.astype(jnp.float32)
+  p = jnp.where(src_mask[:, None, :], weights, 0.0)  # [batch, tgt_len, src_len]
+  total = jnp.sum(p, axis=-1, keepdims=True)  # [batch, tgt_len, 1]
+  p = p / jnp.where(total > 0, total, 1.0)  # all-zero rows stay zero, never 0/0
+  # Safe log: log(1) = 0 where p == 0, so 0 * log 0 -> 0 and gradients stay finite.
+  plogp = jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)
+  row_entropy = -jnp.sum(plogp, axis=-1)  # [batch, tgt_len]
+  rows = tgt_mask & jnp.any(src_mask, axis=-1, keepdims=True)  # [batch, tgt_len]
+  return jnp.sum(jnp.where(rows, row_entropy, 0.0)), jnp.sum(rows, dtype=jnp.int32)
+
+
+# --------------------------------------------------------------------------------------------
+# Host-side metrics
+# --------------------------------------------------------------------------------------------
+
+
+def perplexity(loss_sum, token_count, max_perplexity: float = 1.0e4) -> float:
+  """exp(loss_sum / token_count), clipped at `max_perplexity`.
+
+  The clip (as in the flax wmt / lm1b examples) keeps an untrained or diverged model from
+  overflowing to inf in the logs; a reported value equal to `max_perplexity` means "at least".
+
+  Args:
+    loss_sum: [] summed cross-entropy in nats (from `sequence_cross_entropy`).
+    token_count: [] number of tokens it was summed over.
+    max_perplexity: upper bound of the result.
+
+  Returns:
+    Perplexity as a Python float.
+  """
+  loss_sum, token_count = float(loss_sum), float(token_count)
+  if token_count <= 0:
+    raise ValueError(f"token_count must be positive, got {token_count}")
+  if not math.isfinite(loss_sum):
+    raise ValueError(f"loss_sum must be finite, got {loss_sum}")
+  if max_perplexity <= 1.0:
+    raise ValueError(f"max_perplexity must be > 1, got {max_perplexity}")
+  return math.exp(min(loss_sum / token_count, math.log(max_perplexity)))
+
+
+def strip_special(tokens: Iterable[int]) -> list[int]:
+  """The content tokens of one sequence: drop a leading BOS, cut at the first EOS, drop PAD.
+
+  Args:
+    tokens: [len] token ids (list, tuple or 1-D array), as produced by a decoder or a batch.
+
+  Returns:
+    List of Python ints, e.g. [BOS, 5, 6, EOS, 7, PAD] -> [5, 6].
+  """
+  out = [int(t) for t in np.asarray(tokens).reshape(-1)]
+  if out and out[0] == BOS:
+    out = out[1:]
+  if EOS in out:
+    out = out[:out.index(EOS)]
+  return [t for t in out if t != PAD]
+
+
+def exact_match(predictions: Sequence[Sequence[int]],
+                references: Sequence[Sequence[int]]) -> float:
+  """Fraction of sequences predicted exactly, after `strip_special` on both sides.
+
+  Both sides are compared on their content tokens: a leading BOS is dropped, everything from
+  the first EOS on is ignored, and PAD tokens are removed. So [5, 6, EOS, 9, 9] matches
+  [5, 6, EOS, PAD] and [5, 6], but [5, 6, 7] does not match [5, 6].
+
+  Args:
+    predictions: [num_sequences][pred_len] token ids (a padded 2-D array works too).
+    references: [num_sequences][ref_len] token ids.
+
+  Returns:
+    Exact-match rate in [0, 1].
+  """
+  if len(predictions) != len(references):
+    raise ValueError(f"got {len(predictions)} predictions for {len(references)} references")
+  if len(references) == 0:
+    raise ValueError("exact_match needs at least one sequence")
+  matches = sum(strip_special(p) == strip_special(r) for p, r in zip(predictions, references))
+  return matches / len(references)
+
+
+def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str],
+                tokenize: str = "none") -> float:
+  """Corpus BLEU (0-100) with sacrebleu, one reference per hypothesis.
+
+  Args:
+    hypotheses: [num_sentences] detokenized strings, or (our default) tokens joined by spaces.
+    references: [num_sentences] strings in the same format.
+    tokenize: sacrebleu tokenizer name. "none" because our text is already tokenized and
+      space-joined; use "13a" (sacrebleu's default) for raw, detokenized text.
+
+  Returns:
+    BLEU score as a Python float, 100.0 for identical corpora.
+  """
+  if isinstance(hypotheses, str) or isinstance(references, str):
+    raise ValueError("hypotheses and references must be sequences of strings, not a string")
+  if len(hypotheses) != len(references):
+    raise ValueError(f"got {len(hypotheses)} hypotheses for {len(references)} references")
+  if len(references) == 0:
+    raise ValueError("corpus_bleu needs at least one sentence")
+  return float(
+      sacrebleu.corpus_bleu(list(hypotheses), [list(references)], tokenize=tokenize).score)
+
+
+def alignment_counts(
+    attention,
+    sure: Iterable[tuple[int, int]],
+    possible: Iterable[tuple[int, int]] | None = None,
+    tgt_length: int | None = None,
+    src_length: int | None = None,
+) -> dict[str, int]:
+  """Counts behind the alignment error rate for one sentence pair.
+
+  The hard alignment A links each valid target position i to argmax_j attention[i, j] over the
+  valid source positions j < src_length. The possible links P are taken as P ∪ S, so S ⊆ P
+  holds as Och & Ney (2003) require; P = S when `possible` is None.
+
+  Args:
+    attention: [tgt_len, src_len] attention weights (rows = output positions).
+    sure: (tgt, src) index pairs of sure links S, in attention's row/column coordinates.
+    possible: (tgt, src) index pairs of possible links P, or None.
+    tgt_length: number of valid rows (default: all tgt_len).
+    src_length: number of valid columns (default: all src_len).
+
+  Returns:
+    {"a_and_s": |A∩S|, "a_and_p": |A∩P|, "a": |A|, "s": |S|}.
+  """
+  attention = np.asarray(attention)
+  if attention.ndim != 2:
+    raise ValueError(f"attention must be [tgt_len, src_len], got shape {attention.shape}")
+  tgt_len, src_len = attention.shape
+  tgt_length = tgt_len if tgt_length is None else int(tgt_length)
+  src_length = src_len if src_length is None else int(src_length)
+  if not 0 <= tgt_length <= tgt_len:
+    raise ValueError(f"tgt_length must be in [0, {tgt_len}], got {tgt_length}")
+  if not 1 <= src_length <= src_len:
+    raise ValueError(f"src_length must be in [1, {src_len}], got {src_length}")
+
+  def links(pairs, name):
+    out = {(int(i), int(j)) for i, j in pairs}
+    for i, j in out:
+      if not (0 <= i < tgt_length and 0 <= j < src_length):
+        raise ValueError(f"{name} link {(i, j)} is outside the valid "
+                         f"[{tgt_length}, {src_length}] region of the attention")
+    return out
+
+  s = links(sure, "sure")
+  p = s | (links(possible, "possible") if possible is not None else set())
+  hard = np.argmax(attention[:tgt_length, :src_length], axis=-1)  # [tgt_length]
+  a = {(i, int(j)) for i, j in enumerate(hard)}
+  return {"a_and_s": len(a & s), "a_and_p": len(a & p), "a": len(a), "s": len(s)}
+
+
+def _aer_from_counts(a_and_s: int, a_and_p: int, a: int, s: int) -> float:
+  """AER = 1 - (|A∩S| + |A∩P|) / (|A| + |S|)   (Och & Ney 2003, eq. 18)."""
+  if a + s == 0:
+    raise ValueError("alignment error rate is undefined with no predicted and no sure links")
+  return 1.0 - (a_and_s + a_and_p) / (a + s)
+
+
+def alignment_error_rate(
+    attention,
+    sure: Iterable[tuple[int, int]],
+    possible: Iterable[tuple[int, int]] | None = None,
+    tgt_length: int | None = None,
+    src_length: int | None = None,
+) -> float:
+  """Alignment error rate of argmax attention against gold links, for one sentence pair.
+
+  Args: as `alignment_counts`: attention [tgt_len, src_len], sure / possible (tgt, src) pairs,
+    optional valid lengths.
+
+  Returns:
+    AER in [0, 1]; 0 when the argmax links equal the sure links (S = P).
+  """
+  return _aer_from_counts(**alignment_counts(attention, sure, possible, tgt_length, src_length))
+
+
+def corpus_alignment_error_rate(
+    attentions: Sequence,
+    sures: Sequence[Iterable[tuple[int, int]]],
+    possibles: Sequence[Iterable[tuple[int, int]] | None] | None = None,
+    tgt_lengths: Sequence[int] | None = None,
+    src_lengths: Sequence[int] | None = None,
+) -> float:
+  """AER over a corpus, pooling link counts over sentences (not averaging per-sentence AERs).
+
+  Args:
+    attentions: [num_sentences] of [tgt_len, src_len] arrays (a padded
+      [num_sentences, tgt_len, src_len] array works too).
+    sures: [num_sentences] sure-link sets.
+    possibles: [num_sentences] possible-link sets (entries may be None), or None.
+    tgt_lengths: [num_sentences] valid target lengths, or None for full rows.
+    src_lengths: [num_sentences] valid source lengths, or None for full columns.
+
+  Returns:
+    1 - (Σ|A∩S| + Σ|A∩P|) / (Σ|A| + Σ|S|).
+  """
+  n = len(attentions)
+  if n == 0:
+    raise ValueError("corpus_alignment_error_rate needs at least one sentence")
+  for name, seq in (("sures", sures), ("possibles", possibles),
+                    ("tgt_lengths", tgt_lengths), ("src_lengths", src_lengths)):
+    if seq is not None and len(seq) != n:
+      raise ValueError(f"{name} has {len(seq)} entries for {n} attention matrices")
+  totals = {"a_and_s": 0, "a_and_p": 0, "a": 0, "s": 0}
+  for k in range(n):
+    counts = alignment_counts(
+        attentions[k], sures[k],
+        None if possibles is None else possibles[k],
+        None if tgt_lengths is None else tgt_lengths[k],
+        None if src_lengths is None else src_lengths[k])
+    for key, value in counts.items():
+      totals[key] += value
+  return _aer_from_counts(**totals)
+
+
+def _check_boundaries(boundaries: Sequence[int]) -> np.ndarray:
+  bounds = np.asarray(boundaries)
+  if bounds.ndim != 1 or bounds.size == 0:
+    raise ValueError(f"boundaries must be a non-empty 1-D sequence, got {boundaries!r}")
+  if not np.issubdtype(bounds.dtype, np.integer):
+    raise ValueError(f"boundaries must be integers, got {boundaries!r}")
+  if bounds[0] < 1 or np.any(np.diff(bounds) <= 0):
+    raise ValueError(f"boundaries must be positive and strictly increasing, got {boundaries!r}")
+  return bounds
+
+
+def bucket_labels(boundaries: Sequence[int]) -> list[str]:
+  """Labels of the len(boundaries) + 1 length buckets, e.g. [10, 20] -> ["1-10", "11-20", ">20"].
+
+  A bucket holding a single length is labelled by it alone ("11" rather than "11-11").
+  """
+  bounds = _check_boundaries(boundaries)
+  labels, lo = [], 1
+  for hi in bounds.tolist():
+    labels.append(str(hi) if lo == hi else f"{lo}-{hi}")
+    lo = hi + 1
+  return labels + [f">{bounds[-1]}"]
+
+
+def length_buckets(lengths, boundaries: Sequence[int]) -> np.ndarray:
+  """Bucket id of each length: bucket b holds boundaries[b-1] < length <= boundaries[b].
+
+  Args:
+    lengths: [n] integer lengths, each >= 1.
+    boundaries: [num_buckets - 1] positive, strictly increasing upper bounds (inclusive);
+      lengths above the last one go to the final, open bucket.
+
+  Returns:
+    [n] int64 bucket ids in [0, len(boundaries)], indexing `bucket_labels(boundaries)`.
+  """
+  bounds = _check_boundaries(boundaries)
+  lengths = np.asarray(lengths)
+  if lengths.ndim != 1:
+    raise ValueError(f"lengths must be 1-D, got shape {lengths.shape}")
+  if lengths.size and not np.issubdtype(lengths.dtype, np.integer):
+    raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
+  if lengths.size and lengths.min() < 1:
+    raise ValueError(f"lengths must be >= 1, got a minimum of {lengths.min()}")
+  return np.searchsorted(bounds, lengths, side="left").astype(np.int64)
+
+
+def per_bucket_mean(values, lengths, boundaries: Sequence[int]) -> dict[str, dict]:
+  """Mean of a per-example metric within each length bucket (metric vs source length).
+
+  Args:
+    values: [n] per-example metric values (e.g. 0/1 exact match, sentence BLEU).
+    lengths: [n] the lengths to bucket by (e.g. source lengths), each >= 1.
+    boundaries: bucket upper bounds, as in `length_buckets`.
+
+  Returns:
+    {label: {"count": int, "mean": float, "std": float, "mean_length": float}} for the
+    non-empty buckets, in increasing length order (labels from `bucket_labels`). "std" is the
+    population standard deviation; "mean_length" is a natural x value for plotting.
+  """
+  values = np.asarray(values, dtype=np.float64)
+  lengths = np.asarray(lengths)
+  if values.ndim != 1 or values.shape != lengths.shape:
+    raise ValueError(f"values and lengths must be 1-D of equal length, got shapes "
+                     f"{values.shape} and {lengths.shape}")
+  ids = length_buckets(lengths, boundaries)
+  out = {}
+  for b, label in enumerate(bucket_labels(boundaries)):
+    in_bucket = ids == b
+    if not np.any(in_bucket):
+      continue
+    out[label] = {
+        "count": int(in_bucket.sum()),
+        "mean": float(values[in_bucket].mean()),
+        "std": float(values[in_bucket].std()),
+        "mean_length": float(lengths[in_bucket].mean()),
+    }
+  return out
+
+
+def bucket_curve(buckets: Mapping[str, Mapping[str, float]]):
+  """(mean_lengths, means, stds) arrays from `per_bucket_mean`, for `plot_metric_vs_length`."""
+  rows = list(buckets.values())
+  return (np.array([r["mean_length"] for r in rows]), np.array([r["mean"] for r in rows]),
+          np.array([r["std"] for r in rows]))

@@ -1,0 +1,263 @@
+"""Attention decoders: Bahdanau-style, Luong-style, and the no-attention baseline.
+
+One decoder step maps (state, previous token, encoder memory) to (next state,
+logits, attention weights). The teacher-forced pass is that same step under
+``nn.scan``, and decoding (``attnlab.decoding``) calls the step directly, so the
+two can never disagree.
+
+Styles (``DECODER_STYLES``):
+
+* ``bahdanau`` (Bahdanau et al. 2015): attend with the previous state s_{t-1},
+  feed [embedding; context] to the RNN, predict from [s_t; context; embedding].
+* ``luong`` (Luong et al. 2015): RNN first, attend with h_t, attentional vector
+  h~_t = tanh(W_c [context; h_t]), predict from h~_t; with ``input_feeding``
+  h~_{t-1} is joined to the next input.
+* ``none`` (RNNencdec, Cho et al. 2014 / Bahdanau et al. 2015's baseline): the
+  encoder's final state initialises the decoder; no context at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from attnlab.attention import Attention, AttentionMemory, get_score, mechanism_names
+from attnlab.attention.multihead import MultiHeadAttention
+from attnlab.models.rnn import EncoderOutput, carry_hidden, make_cell
+
+Array = jax.Array
+
+DECODER_STYLES = ("bahdanau", "luong", "none")
+BRIDGES = ("dense", "zeros")
+
+
+@flax.struct.dataclass
+class DecoderState:
+  """Everything a decoder carries from one step to the next.
+
+  Attributes:
+    carries: one cell carry per layer (each [batch, hidden], or (c, h) for LSTM).
+    feed: [batch, hidden] Luong's h~_{t-1} for input feeding (zeros otherwise).
+    history: [batch, history_len, hidden] the decoder's past top-layer outputs
+      for decoder self-attention ([batch, 0, hidden] when it is off).
+    t: [batch] int32, the index of the step about to run.
+  """
+
+  carries: tuple
+  feed: Array
+  history: Array
+  t: Array
+
+
+class Decoder(nn.Module):
+  """A recurrent decoder of one of ``DECODER_STYLES`` over an encoder memory.
+
+  Attributes:
+    vocab_size, emb_dim, hidden_dim: sizes.
+    style: ``bahdanau``, ``luong`` or ``none``.
+    attention: a score-function name (``attnlab.attention.SCORES``).
+    mechanism, normalizer: attention mechanism and normalizer names.
+    attention_dim: hidden width of additive/concat scores (default hidden_dim).
+    max_src_len: longest source the ``location`` score covers.
+    cell: a ``CELLS`` name; num_layers: stacked cells.
+    input_feeding: Luong only: join h~_{t-1} to the next input.
+    bridge: ``dense`` (learned projection of the encoder's final state) or
+      ``zeros`` for the initial decoder state.
+    self_attention: causal multi-head self-attention over the decoder's own
+      previous outputs (residual + layer norm), ``num_heads`` heads.
+    dropout_rate: on embeddings, between layers and before the output layer.
+  """
+
+  vocab_size: int
+  emb_dim: int = 32
+  hidden_dim: int = 64
+  style: str = "luong"
+  attention: str = "general"
+  mechanism: str = "global"
+  normalizer: str = "softmax"
+  attention_dim: int | None = None
+  max_src_len: int = 128
+  cell: str = "gru"
+  num_layers: int = 1
+  input_feeding: bool = True
+  bridge: str = "dense"
+  self_attention: bool = False
+  num_heads: int = 1
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    if self.style not in DECODER_STYLES:
+      raise ValueError(f"unknown decoder style {self.style!r}; valid styles: "
+                       f"{', '.join(DECODER_STYLES)}")
+    if self.bridge not in BRIDGES:
+      raise ValueError(f"unknown bridge {self.bridge!r}; valid bridges: {', '.join(BRIDGES)}")
+    if self.style == "none" and self.bridge == "zeros":
+      raise ValueError("the no-attention decoder sees the source only through its "
+                       "initial state: it needs bridge='dense'")
+    if self.num_layers < 1:
+      raise ValueError(f"decoder num_layers must be >= 1, got {self.num_layers}")
+    self.embed = nn.Embed(self.vocab_size, self.emb_dim, dtype=self.dtype)
+    self.cells = [make_cell(self.cell, self.hidden_dim, dtype=self.dtype)
+                  for _ in range(self.num_layers)]
+    self.dropout = nn.Dropout(self.dropout_rate)
+    if self.style != "none":
+      score_cls = get_score(self.attention)  # fails early, listing valid names
+      if self.mechanism not in mechanism_names():
+        raise ValueError(f"unknown mechanism {self.mechanism!r}; valid mechanisms: "
+                         f"{', '.join(mechanism_names())}")
+      self.attn = Attention(score=self.attention, mechanism=self.mechanism,
+                            normalizer=self.normalizer,
+                            attention_dim=self.attention_dim or self.hidden_dim,
+                            max_len=self.max_src_len, dtype=self.dtype)
+      # dot / scaled_dot / cosine need d_q == d_k: project encoder outputs
+      # (e.g. 2 * hidden of a bidirectional encoder) to the query width.
+      self.key_projection = (nn.Dense(self.hidden_dim, use_bias=False, dtype=self.dtype)
+                             if score_cls.requires_equal_dims else None)
+    if self.bridge == "dense":
+      self.bridge_h = [nn.Dense(self.hidden_dim, dtype=self.dtype) for _ in range(self.num_layers)]
+      if self.cell == "lstm":
+        self.bridge_c = [nn.Dense(self.hidden_dim, dtype=self.dtype) for _ in range(self.num_layers)]
+    if self.self_attention:
+      self.self_attn = MultiHeadAttention(num_heads=self.num_heads, dtype=self.dtype)
+      self.self_attn_norm = nn.LayerNorm(dtype=self.dtype)
+    if self.style == "luong":
+      self.W_c = nn.Dense(self.hidden_dim, use_bias=False, dtype=self.dtype)
+    else:
+      self.readout = nn.Dense(self.hidden_dim, dtype=self.dtype)
+    self.output = nn.Dense(self.vocab_size, dtype=self.dtype)
+
+  # ---------------------------------------------------------------- set-up
+
+  def prepare(self, encoded: EncoderOutput) -> AttentionMemory:
+    """The per-source half of attention (projected keys), computed once.
+
+    encoded.outputs: [batch, src_len, d_enc] -> AttentionMemory.
+    """
+    if self.style == "none":
+      return AttentionMemory(keys=encoded.outputs, values=encoded.outputs, mask=encoded.mask)
+    keys = encoded.outputs
+    if self.key_projection is not None and keys.shape[-1] != self.hidden_dim:
+      keys = self.key_projection(keys)
+    memory = self.attn.prepare(keys, keys, encoded.mask)
+    return memory
+
+  def initial_state(self, encoded: EncoderOutput, history_len: int = 0) -> DecoderState:
+    """The decoder state before step 0 (bridge from ``encoded.final``).
+
+    history_len: how many steps decoder self-attention may look back over
+      (the target length when teacher forcing, the maximum decode length when
+      decoding).
+    """
+    batch = encoded.final.shape[0]
+    zeros = jnp.zeros((batch, self.hidden_dim), self.dtype)
+    carries = []
+    for layer in range(self.num_layers):
+      if self.bridge == "dense":
+        h = jnp.tanh(self.bridge_h[layer](encoded.final))
+        c = self.bridge_c[layer](encoded.final) if self.cell == "lstm" else None
+      else:
+        h, c = zeros, zeros
+      carries.append((c, h) if self.cell == "lstm" else h)
+    history = jnp.zeros((batch, history_len if self.self_attention else 0, self.hidden_dim),
+                        self.dtype)
+    return DecoderState(carries=tuple(carries), feed=zeros, history=history,
+                        t=jnp.zeros((batch,), jnp.int32))
+
+  # ---------------------------------------------------------------- one step
+
+  def _rnn(self, carries: tuple, x: Array, deterministic: bool) -> tuple[tuple, Array]:
+    """Runs the stacked cells one step: x [batch, d_in] -> top output [batch, hidden]."""
+    new = []
+    for layer, cell in enumerate(self.cells):
+      if layer:
+        x = self.dropout(x, deterministic=deterministic)
+      carry, x = cell(carries[layer], x)
+      new.append(carry)
+    return tuple(new), x
+
+  def _self_attend(self, state: DecoderState, h: Array) -> tuple[Array, Array]:
+    """Causal self-attention of h_t [batch, hidden] over the outputs so far."""
+    if not self.self_attention:
+      return state.history, h
+    positions = jnp.arange(state.history.shape[1])
+    now = positions[None, :] == state.t[:, None]  # [batch, history_len]
+    history = jnp.where(now[..., None], h[:, None, :], state.history)
+    mask = (positions[None, :] <= state.t[:, None])[:, None, :]  # [batch, 1, history_len]
+    attended = self.self_attn(h[:, None, :], history, mask)[:, 0]
+    return history, self.self_attn_norm(h + attended)
+
+  def _attend(self, query: Array, memory: AttentionMemory) -> tuple[Array, Array]:
+    """query [batch, d_q] -> context [batch, d_v], weights [batch, src_len]."""
+    context, weights = self.attn(query[:, None, :], memory)
+    return context[:, 0], weights[:, 0]
+
+  def step_embedded(self, state: DecoderState, emb: Array, memory: AttentionMemory,
+                    deterministic: bool = True) -> tuple[DecoderState, Array, Array]:
+    """One decoder step from an embedded previous token.
+
+    Args:
+      state: DecoderState (batch-leading leaves).
+      emb: [batch, emb_dim] embedding of y_{t-1}.
+      memory: AttentionMemory from ``prepare``.
+
+    Returns:
+      new state, logits [batch, vocab], attention weights [batch, src_len].
+    """
+    emb = self.dropout(emb, deterministic=deterministic)
+    if self.style == "bahdanau":
+      context, weights = self._attend(carry_hidden(state.carries[-1]), memory)
+      carries, h = self._rnn(state.carries, jnp.concatenate([emb, context], -1), deterministic)
+      history, h = self._self_attend(state, h)
+      out = jnp.tanh(self.readout(jnp.concatenate([h, context, emb], -1)))
+      feed = state.feed
+    elif self.style == "luong":
+      x = jnp.concatenate([emb, state.feed], -1) if self.input_feeding else emb
+      carries, h = self._rnn(state.carries, x, deterministic)
+      history, h = self._self_attend(state, h)
+      context, weights = self._attend(h, memory)
+      out = jnp.tanh(self.W_c(jnp.concatenate([context, h], -1)))  # h~_t
+      feed = out
+    else:  # none
+      carries, h = self._rnn(state.carries, emb, deterministic)
+      history, h = self._self_attend(state, h)
+      out = jnp.tanh(self.readout(jnp.concatenate([h, emb], -1)))
+      weights = jnp.zeros(memory.mask.shape, out.dtype)
+      feed = state.feed
+    logits = self.output(self.dropout(out, deterministic=deterministic))
+    new_state = DecoderState(carries=carries, feed=feed, history=history, t=state.t + 1)
+    return new_state, logits.astype(jnp.float32), weights.astype(jnp.float32)
+
+  def step(self, state: DecoderState, y_prev: Array, memory: AttentionMemory,
+           deterministic: bool = True) -> tuple[DecoderState, Array, Array]:
+    """One decoder step from token ids y_prev [batch]; see ``step_embedded``."""
+    return self.step_embedded(state, self.embed(y_prev), memory, deterministic)
+
+  # ---------------------------------------------------------------- teacher forcing
+
+  def __call__(self, tgt_in: Array, memory: AttentionMemory, state: DecoderState,
+               deterministic: bool = True) -> tuple[Array, Array]:
+    """Teacher-forced decoding as one scan over time.
+
+    Args:
+      tgt_in: [batch, tgt_len] BOS + target ids.
+      memory: AttentionMemory; state: initial DecoderState.
+
+    Returns:
+      logits [batch, tgt_len, vocab], attention [batch, tgt_len, src_len].
+    """
+    emb = self.embed(tgt_in)  # embedded once, outside the scan: [batch, tgt_len, emb]
+
+    def body(module, carry, emb_t, memory):
+      carry, logits, weights = module.step_embedded(carry, emb_t, memory, deterministic)
+      return carry, (logits, weights)
+
+    scan = nn.scan(body, variable_broadcast="params",
+                   split_rngs={"params": False, "dropout": True},
+                   in_axes=(1, nn.broadcast), out_axes=1)
+    _, (logits, weights) = scan(self, state, emb, memory)
+    return logits, weights

@@ -1,0 +1,122 @@
+"""Recurrent cells and the scanned (optionally bidirectional) encoder."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from attnlab.attention import length_mask
+from attnlab.attention.multihead import SelfAttention
+
+Array = jax.Array
+Carry = Any
+
+CELLS: Dict[str, Callable[..., nn.RNNCellBase]] = {
+    # Elman (1990) tanh RNN.
+    "rnn": lambda features, **kw: nn.SimpleCell(features, **kw),
+    # Cho et al. (2014).
+    "gru": lambda features, **kw: nn.GRUCell(features, **kw),
+    # Hochreiter & Schmidhuber (1997); the fused-gate variant (same maths, faster).
+    "lstm": lambda features, **kw: nn.OptimizedLSTMCell(features, **kw),
+}
+
+
+def cell_names() -> tuple[str, ...]:
+  return tuple(sorted(CELLS))
+
+
+def make_cell(name: str, features: int, **kwargs) -> nn.RNNCellBase:
+  """The recurrent cell registered as ``name`` with ``features`` hidden units."""
+  try:
+    factory = CELLS[name]
+  except KeyError:
+    raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(cell_names())}") from None
+  return factory(features, **kwargs)
+
+
+def carry_hidden(carry: Carry) -> Array:
+  """The hidden state h [batch, hidden] of a cell carry (LSTM carries are (c, h))."""
+  return carry[1] if isinstance(carry, tuple) else carry
+
+
+@flax.struct.dataclass
+class EncoderOutput:
+  """What the encoder hands to a decoder.
+
+  Attributes:
+    outputs: [batch, src_len, d_enc] per-step outputs (zero at padding).
+    mask: [batch, src_len] bool, True at real tokens.
+    final: [batch, d_enc] final hidden state (forward last true step, and for a
+      bidirectional encoder the backward state at position 0, concatenated).
+  """
+
+  outputs: Array
+  mask: Array
+  final: Array
+
+
+class Encoder(nn.Module):
+  """Embedding, then ``num_layers`` recurrent layers scanned over time.
+
+  The backward direction of a bidirectional layer reverses each example within
+  its own length (``nn.RNN(seq_lengths=...)``), so it never reads padding first.
+  Optional multi-head self-attention layers (residual + layer norm) follow.
+
+  Attributes:
+    vocab_size, emb_dim, hidden_dim: sizes; outputs have width hidden_dim, or
+      2 * hidden_dim when bidirectional.
+    cell: a ``CELLS`` name.
+    num_layers: stacked recurrent layers, dropout between them.
+    bidirectional: concatenate forward and backward outputs.
+    dropout_rate: on embeddings and between layers.
+    self_attention_layers, num_heads: self-attention over the RNN outputs.
+  """
+
+  vocab_size: int
+  emb_dim: int = 32
+  hidden_dim: int = 64
+  cell: str = "gru"
+  num_layers: int = 1
+  bidirectional: bool = False
+  dropout_rate: float = 0.0
+  self_attention_layers: int = 0
+  num_heads: int = 1
+  dtype: Any = jnp.float32
+
+  @property
+  def output_dim(self) -> int:
+    return self.hidden_dim * (2 if self.bidirectional else 1)
+
+  @nn.compact
+  def __call__(self, src: Array, src_lengths: Array, deterministic: bool = True) -> EncoderOutput:
+    """src: [batch, src_len] int ids, src_lengths: [batch] -> EncoderOutput."""
+    if self.num_layers < 1:
+      raise ValueError(f"encoder num_layers must be >= 1, got {self.num_layers}")
+    mask = length_mask(src_lengths, src.shape[1])
+    x = nn.Embed(self.vocab_size, self.emb_dim, dtype=self.dtype, name="embed")(src)
+    x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+    for layer in range(self.num_layers):
+      if layer:
+        x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+      fwd_carry, fwd = nn.RNN(make_cell(self.cell, self.hidden_dim, dtype=self.dtype),
+                              return_carry=True, name=f"fwd_{layer}")(x, seq_lengths=src_lengths)
+      finals = [carry_hidden(fwd_carry)]
+      outs = [fwd]
+      if self.bidirectional:
+        bwd_carry, bwd = nn.RNN(make_cell(self.cell, self.hidden_dim, dtype=self.dtype),
+                                return_carry=True, reverse=True, keep_order=True,
+                                name=f"bwd_{layer}")(x, seq_lengths=src_lengths)
+        finals.append(carry_hidden(bwd_carry))
+        outs.append(bwd)
+      x = jnp.concatenate(outs, axis=-1) * mask[..., None]
+    for layer in range(self.self_attention_layers):
+      attended = SelfAttention(num_heads=self.num_heads, dtype=self.dtype,
+                               name=f"self_attention_{layer}")(x, mask, deterministic=deterministic)
+      attended = nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
+      x = nn.LayerNorm(dtype=self.dtype, name=f"self_attention_norm_{layer}")(x + attended)
+      x = x * mask[..., None]
+    return EncoderOutput(outputs=x, mask=mask, final=jnp.concatenate(finals, axis=-1))

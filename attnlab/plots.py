@@ -1,0 +1,181 @@
+"""Figures: attention heatmaps and metric-vs-length curves, written as PNG files.
+
+Figures are built on `matplotlib.figure.Figure` directly, never through `pyplot`: no global
+figure registry, no interactive backend, nothing to leak in a long sweep; saving a PNG renders
+with Agg. `*_figure` functions return the Figure (tests inspect its tick labels); `plot_*`
+functions save it to the requested path and return that path. No other I/O happens here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+# Weights are probabilities: a fixed [0, 1] colour scale keeps panels comparable across
+# variants (a soft and a hard attention map would otherwise both look saturated).
+_CMAP = "viridis"
+_VMIN, _VMAX = 0.0, 1.0
+_CELL_INCHES = 0.35  # size of one heatmap cell, so long sentences keep readable labels
+
+
+def _cropped_weights(weights, src_tokens: Sequence[str], tgt_tokens: Sequence[str]) -> np.ndarray:
+  """weights [tgt_len, src_len] cropped to [len(tgt_tokens), len(src_tokens)]."""
+  weights = np.asarray(weights, dtype=np.float32)
+  if weights.ndim != 2:
+    raise ValueError(f"weights must be [tgt_len, src_len], got shape {weights.shape}")
+  if isinstance(src_tokens, str) or isinstance(tgt_tokens, str):
+    raise ValueError("src_tokens and tgt_tokens must be sequences of tokens, not one string")
+  n_tgt, n_src = len(tgt_tokens), len(src_tokens)
+  if n_tgt == 0 or n_src == 0:
+    raise ValueError("src_tokens and tgt_tokens must be non-empty")
+  if n_tgt > weights.shape[0] or n_src > weights.shape[1]:
+    raise ValueError(f"{n_tgt} target x {n_src} source tokens do not fit in weights of shape "
+                     f"{weights.shape} [tgt_len, src_len]")
+  return weights[:n_tgt, :n_src]
+
+
+def _draw_attention(ax, weights: np.ndarray, src_tokens, tgt_tokens, title=None):
+  """Heatmap on `ax`: source tokens along the top (rotated), output tokens down the side."""
+  image = ax.matshow(weights, cmap=_CMAP, vmin=_VMIN, vmax=_VMAX, aspect="auto")
+  ax.set_xticks(range(len(src_tokens)))
+  ax.set_xticklabels([str(t) for t in src_tokens], rotation=90)
+  ax.set_yticks(range(len(tgt_tokens)))
+  ax.set_yticklabels([str(t) for t in tgt_tokens])
+  ax.tick_params(axis="both", which="both", length=0)
+  if title:
+    ax.set_title(title, pad=12)
+  return image
+
+
+def attention_figure(weights, src_tokens: Sequence[str], tgt_tokens: Sequence[str],
+                     title: str | None = None) -> Figure:
+  """Attention heatmap Figure, as in the TensorFlow / PyTorch NMT tutorials.
+
+  Args:
+    weights: [tgt_len, src_len] attention weights (rows = output positions); cropped to
+      [len(tgt_tokens), len(src_tokens)], so padded arrays can be passed as they are.
+    src_tokens: [n_src] source tokens, the x tick labels (top, rotated).
+    tgt_tokens: [n_tgt] output tokens, the y tick labels.
+    title: optional title.
+
+  Returns:
+    The Figure: `fig.axes[0]` is the heatmap, `fig.axes[1]` its colorbar.
+  """
+  cropped = _cropped_weights(weights, src_tokens, tgt_tokens)
+  n_tgt, n_src = cropped.shape
+  fig = Figure(figsize=(max(4.0, 1.8 + _CELL_INCHES * n_src),
+                        max(3.0, 1.6 + _CELL_INCHES * n_tgt)), layout="constrained")
+  ax = fig.add_subplot()
+  image = _draw_attention(ax, cropped, src_tokens, tgt_tokens, title)
+  fig.colorbar(image, ax=ax)
+  return fig
+
+
+def _save(fig: Figure, path) -> pathlib.Path:
+  fig.savefig(os.fspath(path), dpi=100)
+  fig.clear()  # frees artists now; a pyplot-free Figure needs no plt.close
+  return pathlib.Path(path)
+
+
+def plot_attention(weights, src_tokens: Sequence[str], tgt_tokens: Sequence[str], path,
+                   title: str | None = None) -> pathlib.Path:
+  """Save `attention_figure(weights, src_tokens, tgt_tokens, title)` to `path` (PNG).
+
+  Args: as `attention_figure`, plus `path`, the file to write (its folder must exist).
+
+  Returns:
+    `path` as a pathlib.Path.
+  """
+  return _save(attention_figure(weights, src_tokens, tgt_tokens, title), path)
+
+
+def metric_vs_length_figure(curves: Mapping[str, tuple], xlabel: str, ylabel: str,
+                            title: str | None = None) -> Figure:
+  """One line per variant of a metric against length, with a ±std band when given.
+
+  Args:
+    curves: {variant name: (lengths [n], means [n], stds [n] or None)}; a 2-tuple
+      (lengths, means) means no band. `attnlab.metrics.bucket_curve` builds one from
+      `per_bucket_mean`.
+    xlabel, ylabel: axis labels.
+    title: optional title.
+
+  Returns:
+    The Figure, a single axes with a legend.
+  """
+  if not curves:
+    raise ValueError("curves must hold at least one variant")
+  fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+  ax = fig.add_subplot()
+  for name, curve in curves.items():
+    if len(curve) not in (2, 3):
+      raise ValueError(f"curve {name!r} must be (lengths, means) or (lengths, means, stds)")
+    lengths, means = np.asarray(curve[0], float), np.asarray(curve[1], float)
+    stds = None if len(curve) == 2 or curve[2] is None else np.asarray(curve[2], float)
+    if lengths.ndim != 1 or means.shape != lengths.shape or (
+        stds is not None and stds.shape != lengths.shape):
+      raise ValueError(f"curve {name!r}: lengths, means and stds must be 1-D of equal length")
+    (line,) = ax.plot(lengths, means, marker="o", label=str(name))
+    if stds is not None:
+      ax.fill_between(lengths, means - stds, means + stds, color=line.get_color(), alpha=0.2,
+                      linewidth=0)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title)
+  ax.grid(True, alpha=0.3)
+  ax.legend()
+  return fig
+
+
+def plot_metric_vs_length(curves: Mapping[str, tuple], path, xlabel: str, ylabel: str,
+                          title: str | None = None) -> pathlib.Path:
+  """Save `metric_vs_length_figure(curves, xlabel, ylabel, title)` to `path`; return it."""
+  return _save(metric_vs_length_figure(curves, xlabel, ylabel, title), path)
+
+
+def attention_grid_figure(panels: Sequence[tuple], ncols: int = 3) -> Figure:
+  """A grid of attention heatmaps sharing one [0, 1] colorbar (one example, many variants).
+
+  Args:
+    panels: [(title, weights [tgt_len, src_len], src_tokens, tgt_tokens), ...]; each weights
+      array is cropped to its tokens as in `attention_figure`.
+    ncols: panels per row.
+
+  Returns:
+    The Figure: one heatmap axes per panel (row-major), then the colorbar axes.
+  """
+  if not panels:
+    raise ValueError("panels must hold at least one (title, weights, src, tgt) panel")
+  if not isinstance(ncols, int) or ncols < 1:
+    raise ValueError(f"ncols must be a positive int, got {ncols!r}")
+  cropped = []
+  for panel in panels:
+    if len(panel) != 4:
+      raise ValueError("each panel must be (title, weights, src_tokens, tgt_tokens)")
+    title, weights, src, tgt = panel
+    cropped.append((title, _cropped_weights(weights, src, tgt), src, tgt))
+  ncols = min(ncols, len(cropped))
+  nrows = math.ceil(len(cropped) / ncols)
+  max_src = max(w.shape[1] for _, w, _, _ in cropped)
+  max_tgt = max(w.shape[0] for _, w, _, _ in cropped)
+  fig = Figure(figsize=(ncols * max(3.0, 1.6 + _CELL_INCHES * max_src) + 1.0,
+                        nrows * max(2.5, 1.8 + _CELL_INCHES * max_tgt)), layout="constrained")
+  axes = fig.subplots(nrows, ncols, squeeze=False)
+  used = list(axes.flat)[:len(cropped)]
+  for ax in list(axes.flat)[len(cropped):]:
+    fig.delaxes(ax)  # empty cells of the last row
+  for ax, (title, weights, src, tgt) in zip(used, cropped):
+    image = _draw_attention(ax, weights, src, tgt, title)
+  fig.colorbar(image, ax=used, shrink=0.8)
+  return fig
+
+
+def plot_attention_grid(panels: Sequence[tuple], path, ncols: int = 3) -> pathlib.Path:
+  """Save `attention_grid_figure(panels, ncols)` to `path`; return it."""
+  return _save(attention_grid_figure(panels, ncols), path)

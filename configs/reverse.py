@@ -1,0 +1,34 @@
+"""Reverse a random symbol sequence: `a b c` -> `c b a` (alignment: the anti-diagonal).
+
+    python -m attnlab.main --config configs/reverse.py --workdir /tmp/reverse
+
+Set `--config.data.task=copy` for the copy task (alignment: the diagonal).
+"""
+
+from attnlab.config import base_config
+
+
+def get_config(arg: str | None = None):
+  config = base_config("reverse")
+  config.data.vocab_size = 10
+  config.data.min_len = 1
+  config.data.max_len = 12
+  config.data.num_train = 20000
+  config.batching.eval_batch_size = 500
+  config.train.num_steps = 3000
+  config.train.learning_rate = 5e-3
+  config.train.eval_every = 1000
+  config.train.log_every = 500
+  if arg == "quick":
+    config.data.max_len = 6
+    config.data.num_train, config.data.num_valid, config.data.num_test = 300, 30, 30
+    config.batching.batch_size = 16
+    config.batching.eval_batch_size = 32
+    config.batching.num_buckets = 1
+    config.model.emb_dim, config.model.hidden_dim = 8, 16
+    config.train.num_steps = 6
+    config.train.log_every = config.train.eval_every = config.train.checkpoint_every = 3
+    config.eval.num_heatmaps = 1
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}; valid: quick")
+  return config

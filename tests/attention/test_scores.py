@@ -1,0 +1,290 @@
+"""Score functions: each one against a NumPy transcription of its formula.
+
+The parameters come from the module's own ``init`` and are read back from the
+params tree. They are then perturbed (random noise on every leaf) before use:
+Dense biases initialise to zero, so with the raw init a score that forgot its
+bias ``b`` would still pass.
+"""
+
+import math
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attnlab.attention import (SCORES, Attention, Score, get_score, make_score,
+                               register_score, score_names)
+
+BATCH, Q_LEN, K_LEN = 2, 3, 4
+D_Q, D_K = 3, 5  # different on purpose: scores that allow it must handle it
+D = 5            # d_q == d_k for the scores that need it
+ATTENTION_DIM, MAX_LEN = 6, 8
+SAME_DIM_SCORES = ("dot", "scaled_dot", "cosine")
+
+
+def _inputs(d_q, d_k, seed=0, q_len=Q_LEN, k_len=K_LEN):
+  rng = np.random.default_rng(seed)
+  query = rng.normal(size=(BATCH, q_len, d_q)).astype(np.float32)
+  keys = rng.normal(size=(BATCH, k_len, d_k)).astype(np.float32)
+  return query, keys
+
+
+def _dims(name):
+  return (D, D) if name in SAME_DIM_SCORES else (D_Q, D_K)
+
+
+def _perturb(params, seed):
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(seed), max(len(leaves), 1))
+  return jax.tree.unflatten(treedef, [
+      x + 0.5 * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)])
+
+
+def _init(name, query, keys, **kwargs):
+  module = make_score(name, attention_dim=ATTENTION_DIM, max_len=MAX_LEN, **kwargs)
+  params = module.init(jax.random.key(1), query, keys)
+  return module, _perturb(params, seed=2)
+
+
+# ---------------------------------------------------------------------------
+# NumPy transcriptions, float64. p: the module's params dict (``params['params']``).
+
+def _np(x):
+  return np.asarray(x, np.float64)
+
+
+def _ref_dot(p, q, k):
+  return np.einsum("bqd,bkd->bqk", q, k)
+
+
+def _ref_scaled_dot(p, q, k):
+  return np.einsum("bqd,bkd->bqk", q, k) / math.sqrt(k.shape[-1])
+
+
+def _ref_general(p, q, k):
+  w = _np(p["W_a"]["kernel"])  # [d_q, d_k]
+  return np.einsum("bqi,ij,bkj->bqk", q, w, k)
+
+
+def _additive(q, k, w, u, b, v):
+  # v^T tanh(W q + U k + b), written per (query, key) pair.
+  out = np.zeros((q.shape[0], q.shape[1], k.shape[1]))
+  for bi in range(q.shape[0]):
+    for i in range(q.shape[1]):
+      for j in range(k.shape[1]):
+        out[bi, i, j] = v @ np.tanh(q[bi, i] @ w + k[bi, j] @ u + b)
+  return out
+
+
+def _ref_concat(p, q, k):
+  assert "bias" not in p["U"]  # Luong's concat has no bias
+  return _additive(q, k, _np(p["W"]["kernel"]), _np(p["U"]["kernel"]), 0.0,
+                   _np(p["v"])[:, 0])
+
+
+def _ref_additive(p, q, k):
+  return _additive(q, k, _np(p["W"]["kernel"]), _np(p["U"]["kernel"]),
+                   _np(p["U"]["bias"]), _np(p["v"])[:, 0])
+
+
+def _ref_additive_normalized(p, q, k):
+  v = _np(p["v"])[:, 0]
+  v = _np(p["g"]) * v / np.linalg.norm(v)
+  return _additive(q, k, _np(p["W"]["kernel"]), _np(p["U"]["kernel"]),
+                   _np(p["U"]["bias"]), v)
+
+
+def _ref_location(p, q, k):
+  scores = q @ _np(p["W_a"]["kernel"]) + _np(p["W_a"]["bias"])  # [b, q_len, max_len]
+  return scores[:, :, :k.shape[1]]
+
+
+def _cos(q, k):
+  qn = q / np.linalg.norm(q, axis=-1, keepdims=True)
+  kn = k / np.linalg.norm(k, axis=-1, keepdims=True)
+  return np.einsum("bqd,bkd->bqk", qn, kn)
+
+
+def _ref_cosine(p, q, k):
+  return np.exp(_np(p["log_tau"])) * _cos(q, k)
+
+
+REFERENCES = {
+    "dot": _ref_dot,
+    "scaled_dot": _ref_scaled_dot,
+    "general": _ref_general,
+    "concat": _ref_concat,
+    "additive": _ref_additive,
+    "additive_normalized": _ref_additive_normalized,
+    "location": _ref_location,
+    "cosine": _ref_cosine,
+}
+
+
+def test_every_registered_score_has_a_reference():
+  assert set(score_names()) == set(REFERENCES)
+
+
+@pytest.mark.parametrize("name", score_names())
+def test_score_matches_numpy_formula(name):
+  query, keys = _inputs(*_dims(name))
+  module, params = _init(name, query, keys)
+  scores = module.apply(params, query, keys)
+  chex.assert_shape(scores, (BATCH, Q_LEN, K_LEN))
+  chex.assert_tree_all_finite(scores)
+  expected = REFERENCES[name](params.get("params", {}), _np(query), _np(keys))
+  np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cosine_fixed_temperature():
+  query, keys = _inputs(D, D)
+  module = make_score("cosine", learn_temperature=False, temperature=3.0)
+  params = module.init(jax.random.key(0), query, keys)
+  assert not jax.tree.leaves(params)  # nothing to learn
+  scores = module.apply(params, query, keys)
+  np.testing.assert_allclose(scores, 3.0 * _cos(_np(query), _np(keys)), rtol=1e-5, atol=1e-5)
+
+
+def test_cosine_learned_temperature_starts_at_temperature():
+  query, keys = _inputs(D, D)
+  params = make_score("cosine", temperature=3.0).init(jax.random.key(0), query, keys)
+  np.testing.assert_allclose(jnp.exp(params["params"]["log_tau"]), 3.0, rtol=1e-6)
+
+
+def test_cosine_zero_key_scores_zero_with_finite_grad():
+  query, keys = _inputs(D, D)
+  keys[:, -1] = 0.0  # an all-zero (padding) key
+  module, params = _init("cosine", query, keys)
+  scores = module.apply(params, query, keys)
+  np.testing.assert_array_equal(scores[:, :, -1], 0.0)
+  grads = jax.grad(lambda p, k: module.apply(p, query, k).sum(), argnums=(0, 1))(params, keys)
+  chex.assert_tree_all_finite(grads)
+
+
+def test_additive_normalized_initial_g():
+  query, keys = _inputs(D_Q, D_K)
+  params = make_score("additive_normalized", attention_dim=ATTENTION_DIM).init(
+      jax.random.key(0), query, keys)
+  np.testing.assert_allclose(params["params"]["g"], math.sqrt(1.0 / ATTENTION_DIM), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", score_names())
+def test_project_keys_then_score_equals_call(name):
+  query, keys = _inputs(*_dims(name))
+  module, params = _init(name, query, keys)
+  projected = module.apply(params, keys, method=module.project_keys)
+  assert projected.shape[:2] == (BATCH, K_LEN)
+  split = module.apply(params, query, projected, method=module.score)
+  np.testing.assert_allclose(split, module.apply(params, query, keys), rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Errors.
+
+def _assert_lists_valid_names(excinfo):
+  message = str(excinfo.value)
+  assert "no_such_score" in message
+  for name in score_names():
+    assert name in message
+
+
+def test_get_score_unknown_name_lists_valid_names():
+  with pytest.raises(ValueError) as excinfo:
+    get_score("no_such_score")
+  _assert_lists_valid_names(excinfo)
+
+
+def test_make_score_unknown_name_lists_valid_names():
+  with pytest.raises(ValueError) as excinfo:
+    make_score("no_such_score", attention_dim=4)
+  _assert_lists_valid_names(excinfo)
+
+
+def test_attention_unknown_score_lists_valid_names():
+  query, keys = _inputs(D, D)
+  with pytest.raises(ValueError) as excinfo:
+    Attention(score="no_such_score").init(jax.random.key(0), query, keys, method="attend")
+  _assert_lists_valid_names(excinfo)
+
+
+@pytest.mark.parametrize("name", SAME_DIM_SCORES)
+def test_same_dim_scores_reject_different_sizes(name):
+  query, keys = _inputs(D_Q, D_K)
+  with pytest.raises(ValueError, match=r"d_q == d_k.*d_q=3.*d_k=5"):
+    make_score(name).init(jax.random.key(0), query, keys)
+
+
+@pytest.mark.parametrize("name", sorted(set(score_names()) - set(SAME_DIM_SCORES)))
+def test_other_scores_accept_different_sizes(name):
+  query, keys = _inputs(D_Q, D_K)
+  module, params = _init(name, query, keys)
+  chex.assert_shape(module.apply(params, query, keys), (BATCH, Q_LEN, K_LEN))
+
+
+def test_location_rejects_keys_longer_than_max_len():
+  query, keys = _inputs(D_Q, D_K, k_len=MAX_LEN)
+  module = make_score("location", max_len=MAX_LEN)
+  params = module.init(jax.random.key(0), query, keys)  # k_len == max_len is fine
+  _, long_keys = _inputs(D_Q, D_K, k_len=MAX_LEN + 1)
+  with pytest.raises(ValueError, match="max_len=8"):
+    module.apply(params, query, long_keys)
+
+
+@pytest.mark.parametrize("name", score_names())
+def test_scores_reject_unbatched_inputs(name):
+  query, keys = _inputs(*_dims(name))
+  with pytest.raises(ValueError, match="batch"):
+    make_score(name, max_len=MAX_LEN).init(jax.random.key(0), query[0], keys[0])
+
+
+def test_registering_a_name_twice_fails():
+  with pytest.raises(ValueError, match="already registered"):
+    register_score("dot")(type("AnotherDot", (Score,), {}))
+  assert get_score("dot").__name__ == "Dot"
+
+
+# ---------------------------------------------------------------------------
+# Extending the registry: one subclass plus one line.
+
+@pytest.fixture
+def neg_sq_distance_score():
+  name = "test_neg_sq_distance"
+  assert name not in SCORES
+
+  @register_score(name)
+  class NegSqDistance(Score):
+    """score(q, k) = -||q - k||^2 / s, with a learned scale s."""
+
+    @nn.compact
+    def score(self, query, projected_keys):
+      scale = self.param("scale", nn.initializers.constant(2.0), ())
+      diff = query[:, :, None, :] - projected_keys[:, None, :, :]
+      return -jnp.sum(diff * diff, axis=-1) / scale
+
+  try:
+    yield name
+  finally:
+    del SCORES[name]
+
+
+def test_registered_score_usable_by_attention(neg_sq_distance_score):
+  name = neg_sq_distance_score
+  assert name in score_names()
+  query, keys = _inputs(D, D)
+  values = np.random.default_rng(3).normal(size=(BATCH, K_LEN, 2)).astype(np.float32)
+  module = Attention(score=name)
+  params = module.init(jax.random.key(0), query, keys, values, method="attend")
+  np.testing.assert_allclose(params["params"]["score_fn"]["scale"], 2.0)
+  context, weights = module.apply(params, query, keys, values, method="attend")
+  scores = -np.sum((_np(query)[:, :, None] - _np(keys)[:, None]) ** 2, axis=-1) / 2.0
+  expected = np.exp(scores - scores.max(-1, keepdims=True))
+  expected /= expected.sum(-1, keepdims=True)
+  np.testing.assert_allclose(weights, expected, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(context, expected @ _np(values), rtol=1e-5, atol=1e-5)
+
+
+def test_registry_cleaned_up_after_extension_test():
+  assert "test_neg_sq_distance" not in SCORES
