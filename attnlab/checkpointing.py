@@ -8,8 +8,10 @@ latest or the best step.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
 from typing import Any
 
 import orbax.checkpoint as ocp
@@ -38,8 +40,24 @@ class Checkpointer:
     ])
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, best_fn=get_metric, best_mode=best_mode,
-        enable_async_checkpointing=False, create=True)
-    self.manager = ocp.CheckpointManager(os.fspath(os.path.abspath(directory)), options=options)
+        enable_async_checkpointing=False, create=True,
+        cleanup_tmp_directories=True)
+    self.directory = os.fspath(os.path.abspath(directory))
+    self.quarantine = self.directory + "_corrupted"
+    try:
+      self.manager = ocp.CheckpointManager(self.directory, options=options)
+    except Exception:  # noqa: BLE001  orbax reads every step's metadata when it opens
+      for step_dir in _unreadable_step_dirs(self.directory):
+        self._move_aside(step_dir, "its metadata cannot be read")
+      self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def _move_aside(self, step_dir: str, reason: str) -> None:
+    """Moves a broken step folder to ``<directory>_corrupted/`` (kept for inspection)."""
+    os.makedirs(self.quarantine, exist_ok=True)
+    target = os.path.join(self.quarantine, f"{os.path.basename(step_dir)}-{time.time_ns()}")
+    os.replace(step_dir, target)
+    logging.warning("checkpoint %s is corrupted or partial (%s); moved to %s",
+                    step_dir, reason, target)
 
   def save(self, step: int, state: Any, metrics: dict | None = None) -> None:
     """Saves ``state`` at ``step`` (``metrics`` must hold best_metric to rank it)."""
@@ -65,5 +83,49 @@ class Checkpointer:
     logging.info("restoring checkpoint at step %d from %s", step, self.manager.directory)
     return self.manager.restore(step, args=ocp.args.StandardRestore(target))
 
+  def restore_latest(self, target: Any) -> Any | None:
+    """The newest checkpoint that restores, or None when there is none.
+
+    A corrupted or partial newest checkpoint is skipped with a warning and the
+    one before it is used.
+    """
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    for step in steps:
+      try:
+        return self.restore(step, target)
+      except Exception as e:  # noqa: BLE001  (orbax raises many types for bad files)
+        logging.warning("checkpoint at step %d in %s cannot be restored (%s: %s); "
+                        "trying the previous one", step, self.directory, type(e).__name__,
+                        str(e).splitlines()[0] if str(e) else "")
+        self._move_aside(os.path.join(self.directory, str(step)), "it does not restore")
+        self.manager.reload()
+    if steps:
+      raise RuntimeError(
+          f"no checkpoint in {self.directory} can be restored (moved to {self.quarantine}); "
+          "run again to start from scratch")
+    return None
+
   def close(self) -> None:
     self.manager.close()
+
+
+def _unreadable_step_dirs(directory: str) -> list[str]:
+  """Step folders under ``directory`` with a JSON metadata file that does not parse."""
+  broken = []
+  for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+    step_dir = os.path.join(directory, name)
+    if not (name.isdigit() and os.path.isdir(step_dir)):
+      continue
+    for root, _, files in os.walk(step_dir):
+      for file in files:
+        if file.endswith(".json") or file in ("_CHECKPOINT_METADATA", "metrics", "_METADATA"):
+          try:
+            with open(os.path.join(root, file), encoding="utf-8") as f:
+              json.load(f)
+          except (ValueError, UnicodeDecodeError, OSError):
+            broken.append(step_dir)
+            break
+      else:
+        continue
+      break
+  return broken

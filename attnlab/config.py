@@ -11,7 +11,7 @@ import os
 
 import ml_collections
 
-from attnlab.attention import mechanism_names, score_names
+from attnlab.attention import HARD_ESTIMATORS, mechanism_names, score_names
 from attnlab.attention.mechanisms import NORMALIZERS
 from attnlab.data.tasks import TASKS, default_data_config
 from attnlab.models import BRIDGES, DECODER_STYLES, Seq2Seq, cell_names
@@ -30,6 +30,10 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # Seed of parameter initialisation, dropout and the training data order.
   c.seed = 0
+  # Independent seeds trained side by side in one program (attnlab.multiseed: jax.vmap over
+  # parameters, optimizer state and RNG keys); seed s runs exactly as a separate run with
+  # seed = seed + s would. 1 = one ordinary run.
+  c.num_seeds = 1
 
   # Task and its data (fields depend on the task: attnlab.data.tasks.default_data_config).
   c.data = default_data_config(task)
@@ -61,8 +65,27 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   # Score function (attnlab.attention.SCORES): dot, scaled_dot, general, concat,
   # additive, additive_normalized, location, cosine.
   c.model.attention = "general"
-  # Attention mechanism (attnlab.attention.MECHANISMS).
+  # Attention mechanism (attnlab.attention.MECHANISMS): global (soft, everywhere), local_m /
+  # local_p (Luong 2015 windows), hard (Xu 2015, one sampled position), monotonic (Raffel 2017).
   c.model.mechanism = "global"
+  # local_m / local_p: window half-width D, the window is [p_t - D, p_t + D]; local_p's
+  # Gaussian has sigma = D / 2 (Luong et al. 2015 use D = 10).
+  c.model.local_window = 10
+  # hard: training estimator, reinforce (score function + moving-average baseline +
+  # entropy bonus) or gumbel (straight-through Gumbel-softmax); evaluation takes the argmax.
+  c.model.hard_estimator = "reinforce"
+  # hard + gumbel: temperature of the relaxed sample behind the straight-through gradient.
+  c.model.hard_temperature = 1.0
+  # hard + reinforce: weight of the attention-entropy bonus (Xu et al. 2015's lambda_e).
+  c.model.hard_entropy_weight = 0.01
+  # hard + reinforce: decay of the moving-average reward baseline, in [0, 1).
+  c.model.hard_baseline_decay = 0.9
+  # monotonic: std of the Gaussian noise added to the pre-sigmoid energies in training
+  # (Raffel et al. 2017, Sec. 2.4: pushes the stopping probabilities towards 0 or 1).
+  c.model.monotonic_noise = 1.0
+  # monotonic: initial value of the learned energy bias r (Raffel et al. 2017: -4 for long
+  # sources; negative = low stopping probabilities at first, alignments move on).
+  c.model.monotonic_bias = -1.0
   # Attention normalizer (attnlab.attention.NORMALIZERS).
   c.model.normalizer = "softmax"
   # Hidden width of additive / concat scores; 0 = hidden_dim.
@@ -95,6 +118,9 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   c.train.grad_clip = 1.0
   # Decoupled weight decay (AdamW); 0 = plain Adam.
   c.train.weight_decay = 0.0
+  # A non-finite loss or gradient: 'skip' the update (counted in metrics) or 'stop' with an
+  # error naming the step; either way no non-finite update reaches the parameters.
+  c.train.on_nonfinite = "skip"
   # Label smoothing of the training loss.
   c.train.label_smoothing = 0.0
   # Print a `step | loss | input | target | prediction` line every this many steps.
@@ -122,6 +148,8 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   c.eval.num_heatmaps = 3
   # Evaluate on at most this many examples of a split (0 = all).
   c.eval.max_examples = 0
+  # Decode mode, an input longer than the model's longest source: 'error' or 'truncate' (warn).
+  c.eval.on_long_input = "error"
   return c
 
 
@@ -148,22 +176,35 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "model.decoder", DECODER_STYLES)
   _one_of(config, "model.attention", score_names())
   _one_of(config, "model.mechanism", mechanism_names())
+  _one_of(config, "model.hard_estimator", HARD_ESTIMATORS)
   _one_of(config, "model.normalizer", NORMALIZERS)
   _one_of(config, "model.bridge", BRIDGES)
   _one_of(config, "train.schedule", ("cosine", "constant"))
   _one_of(config, "train.best_mode", ("max", "min"))
-  for key in ("model.emb_dim", "model.hidden_dim", "model.encoder_layers",
-              "model.decoder_layers", "model.num_heads", "batching.batch_size",
-              "batching.eval_batch_size", "batching.num_buckets", "batching.round_to",
-              "train.num_steps", "train.log_every", "train.eval_every",
+  _one_of(config, "train.on_nonfinite", ("skip", "stop"))
+  _one_of(config, "eval.on_long_input", ("error", "truncate"))
+  for key in ("num_seeds", "model.emb_dim", "model.hidden_dim", "model.encoder_layers",
+              "model.decoder_layers", "model.num_heads", "model.local_window",
+              "batching.batch_size", "batching.eval_batch_size", "batching.num_buckets",
+              "batching.round_to", "train.num_steps", "train.log_every", "train.eval_every",
               "train.checkpoint_every", "train.keep_checkpoints", "eval.beam_size"):
     _positive(config, key)
-  for key in ("model.attention_dim", "model.max_src_len", "model.encoder_self_attention_layers",
-              "train.warmup_steps", "eval.max_decode_len", "eval.num_heatmaps",
-              "eval.max_examples"):
+  for key in ("data.train_max_src_len", "model.attention_dim", "model.max_src_len",
+              "model.encoder_self_attention_layers", "train.warmup_steps", "eval.max_decode_len",
+              "eval.num_heatmaps", "eval.max_examples"):
     _positive(config, key, allow_zero=True)
   if not 0.0 <= config.model.dropout_rate < 1.0:
     raise ConfigError("model.dropout_rate", f"must be in [0, 1), got {config.model.dropout_rate}")
+  if not config.model.hard_temperature > 0:
+    raise ConfigError("model.hard_temperature", f"must be > 0, got {config.model.hard_temperature}")
+  if not config.model.hard_entropy_weight >= 0:
+    raise ConfigError("model.hard_entropy_weight",
+                      f"must be >= 0, got {config.model.hard_entropy_weight}")
+  if not 0.0 <= config.model.hard_baseline_decay < 1.0:
+    raise ConfigError("model.hard_baseline_decay",
+                      f"must be in [0, 1), got {config.model.hard_baseline_decay}")
+  if not config.model.monotonic_noise >= 0:
+    raise ConfigError("model.monotonic_noise", f"must be >= 0, got {config.model.monotonic_noise}")
   if config.train.learning_rate <= 0:
     raise ConfigError("train.learning_rate", f"must be > 0, got {config.train.learning_rate}")
   if config.model.decoder == "none" and config.model.bridge == "zeros":
@@ -196,6 +237,10 @@ def build_model(config: ml_collections.ConfigDict, src_vocab_size: int, tgt_voca
       decoder_layers=m.decoder_layers, bidirectional=m.bidirectional, decoder=m.decoder,
       attention=m.attention, mechanism=m.mechanism, normalizer=m.normalizer,
       attention_dim=m.attention_dim or None, max_src_len=m.max_src_len or max_src_len,
+      local_window=m.local_window, hard_estimator=m.hard_estimator,
+      hard_temperature=m.hard_temperature, hard_entropy_weight=m.hard_entropy_weight,
+      hard_baseline_decay=m.hard_baseline_decay, monotonic_noise=m.monotonic_noise,
+      monotonic_bias=m.monotonic_bias,
       input_feeding=m.input_feeding, bridge=m.bridge,
       encoder_self_attention_layers=m.encoder_self_attention_layers,
       decoder_self_attention=m.decoder_self_attention, num_heads=m.num_heads,

@@ -127,7 +127,8 @@ def beam_search(model: nn.Module, params: Any, src: Array, src_lengths: Array, m
   the live ones. Hypotheses are ranked by log P(Y|X) / length_penalty(|Y|, alpha)
   at the end; with ``alpha=0`` the ranking is the plain log-probability, and
   with a beam as large as the number of possible outputs the search is
-  exhaustive.
+  exhaustive. (A beam larger than the number of distinct outputs fills its
+  extra slots with impossible hypotheses scored about -1e9; they sort last.)
 
   Args:
     model, params, src [batch, src_len], src_lengths [batch], max_len: as ``greedy_decode``.

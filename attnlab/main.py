@@ -9,6 +9,10 @@ which is importable and testable. Modes:
 * ``--mode=decode``: translate lines from ``--input`` (default: stdin) and print
   one output per line; ``--heatmaps=DIR2`` saves their attention heatmaps.
 
+Exit status: 0 done; 2 bad flags, config or input (one message, no traceback);
+1 a non-finite loss with ``train.on_nonfinite=stop``; 128 + N when stopped by
+signal N (SIGTERM, SIGINT) after saving a checkpoint: rerun to resume.
+
 Overrides use dotted paths: ``--config.model.attention=additive``. An invalid
 config prints one message naming the key and exits with status 2.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import sys
 
 from absl import app, flags, logging
@@ -31,6 +36,9 @@ flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Checkpoint for eval
 flags.DEFINE_enum("split", "test", ["train", "valid", "test"], "Split for --mode=eval.")
 flags.DEFINE_string("input", None, "Decode mode: file of source lines (default: stdin).")
 flags.DEFINE_string("heatmaps", None, "Decode mode: write attention heatmaps to this folder.")
+flags.DEFINE_string("jax_cache_dir", os.path.join(os.path.expanduser("~"), ".cache", "attnlab", "xla"),
+                    "Persistent XLA compilation cache ('' to disable): reruns, resumes, eval "
+                    "and decode skip recompiling.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -73,6 +81,8 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     # orbax and jax log every checkpoint operation at INFO; -v 0 shows them.
     logging.set_verbosity(logging.WARNING)
+  if FLAGS.jax_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", FLAGS.jax_cache_dir)
   config = FLAGS.config
   try:
     validate(config)
@@ -100,8 +110,18 @@ def main(argv):
       for output in train.decode_lines(config, FLAGS.workdir, lines, FLAGS.checkpoint,
                                        FLAGS.heatmaps):
         print(output)
-  except (ConfigError, FileNotFoundError) as e:
+  except (ConfigError, train.DataError, FileNotFoundError) as e:
     _fail(str(e))
+  except ValueError as e:
+    if FLAGS.mode != "decode":
+      raise
+    _fail(str(e))  # bad decode input: a message, not a traceback
+  except train.NonFiniteError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  except train.Interrupted as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(128 + e.signum)  # the shell's convention for "ended by signal N"
 
 
 if __name__ == "__main__":

@@ -423,6 +423,42 @@ def per_bucket_mean(values, lengths, boundaries: Sequence[int]) -> dict[str, dic
   return out
 
 
+def per_bucket_alignment_error_rate(attentions: Sequence, sures: Sequence, lengths,
+                                    boundaries: Sequence[int]) -> dict[str, dict]:
+  """Alignment error rate within each length bucket, link counts pooled over its sentences.
+
+  Args:
+    attentions: [n] of [tgt_len, src_len] attention arrays (as `corpus_alignment_error_rate`).
+    sures: [n] sure-link sets.
+    lengths: [n] the lengths to bucket by (e.g. source lengths), each >= 1.
+    boundaries: bucket upper bounds, as in `length_buckets`.
+
+  Returns:
+    `per_bucket_mean`'s format: {label: {"count", "mean", "std", "mean_length"}}, where "mean"
+    is the bucket's pooled AER (as `corpus_alignment_error_rate` on its sentences) and "std"
+    the standard deviation of its sentence-level AERs.
+  """
+  lengths = np.asarray(lengths)
+  if len(attentions) != len(sures) or lengths.shape != (len(attentions),):
+    raise ValueError(f"got {len(attentions)} attentions, {len(sures)} sure-link sets and "
+                     f"lengths of shape {lengths.shape}")
+  ids = length_buckets(lengths, boundaries)
+  out = {}
+  for b, label in enumerate(bucket_labels(boundaries)):
+    members = np.flatnonzero(ids == b)
+    if members.size == 0:
+      continue
+    sentence = [alignment_error_rate(attentions[k], sures[k]) for k in members]
+    out[label] = {
+        "count": int(members.size),
+        "mean": corpus_alignment_error_rate([attentions[k] for k in members],
+                                            [sures[k] for k in members]),
+        "std": float(np.std(sentence)),
+        "mean_length": float(lengths[members].mean()),
+    }
+  return out
+
+
 def bucket_curve(buckets: Mapping[str, Mapping[str, float]]):
   """(mean_lengths, means, stds) arrays from `per_bucket_mean`, for `plot_metric_vs_length`."""
   rows = list(buckets.values())

@@ -17,12 +17,15 @@ order is a pure function of (seed, step) and dropout keys are
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any, Sequence
 
@@ -35,7 +38,8 @@ import optax
 from flax.training import train_state
 
 from attnlab import checkpointing, decoding, metrics as metrics_lib, plots
-from attnlab.config import build_model, validate
+from attnlab.attention import hard as hard_lib
+from attnlab.config import ConfigError, build_model, validate
 from attnlab.data import (PAD, TaskData, TrainBatches, Vocab, build_task, eval_batches,
                           make_buckets)
 from attnlab.data.corpus import tokenize as corpus_tokenize
@@ -45,7 +49,20 @@ Array = jax.Array
 
 
 class TrainState(train_state.TrainState):
-  """Params, optimizer state and step (flax's TrainState)."""
+  """Params, optimizer state and step (flax's TrainState), plus non-finite bookkeeping.
+
+  Attributes:
+    nonfinite_steps: how many updates were skipped for a non-finite loss or gradient.
+    first_nonfinite_step: the first such step, -1 while there was none.
+    reward_baseline: hard attention trained with REINFORCE only: the moving average of the
+      per-example reward (minus the target NLL), the baseline of the score-function
+      estimator (``attnlab.attention.hard``); stays 0 for every other model.
+  """
+
+  nonfinite_steps: Array = dataclasses.field(default_factory=lambda: jnp.zeros((), jnp.int32))
+  first_nonfinite_step: Array = dataclasses.field(
+      default_factory=lambda: jnp.full((), -1, jnp.int32))
+  reward_baseline: Array = dataclasses.field(default_factory=lambda: jnp.zeros((), jnp.float32))
 
 
 # ---------------------------------------------------------------- optimizer
@@ -84,26 +101,61 @@ def _forward(state: TrainState, params, batch: dict, deterministic: bool, rng=No
                         batch["tgt_in"], deterministic, rngs=rngs)
 
 
-@functools.partial(jax.jit, static_argnames=("label_smoothing",), donate_argnums=0)
-def train_step(state: TrainState, batch: dict, rng: Array,
-               label_smoothing: float = 0.0) -> tuple[TrainState, dict]:
+@functools.partial(jax.jit, static_argnames=("label_smoothing", "on_nonfinite"),
+                   donate_argnums=0)
+def train_step(state: TrainState, batch: dict, rng: Array, label_smoothing: float = 0.0,
+               on_nonfinite: str = "skip") -> tuple[TrainState, dict]:
   """One optimizer step: (state, batch, rng) -> (state, metrics).
 
-  Dropout draws from ``fold_in(rng, state.step)``.
+  Dropout draws from ``fold_in(rng, state.step)``, hard and monotonic attention's
+  samples and noise (rng stream ``'sample'``) from ``fold_in`` of that key by 1. Hard
+  attention trained with REINFORCE adds the score-function surrogate
+  (``Seq2Seq.hard_attention_loss``) to the loss and updates ``reward_baseline``; the
+  reported ``loss`` stays the target NLL, comparable across models. A non-finite loss or
+  gradient never reaches the parameters: the update is skipped (the step still
+  advances, so the data order is unchanged) and counted. With
+  ``on_nonfinite='stop'`` every update after the first non-finite one is
+  skipped too, so the parameters stay the last good ones until the host sees
+  ``first_nonfinite_step`` and stops (no per-step host sync).
   """
   step_rng = jax.random.fold_in(rng, state.step)
+  rngs = {"dropout": step_rng, "sample": jax.random.fold_in(step_rng, 1)}
   mask = _target_mask(batch)
 
   def loss_fn(params):
-    logits, _ = _forward(state, params, batch, False, step_rng)
+    (logits, _), sown = state.apply_fn(
+        {"params": params}, batch["src"], batch["src_lengths"], batch["tgt_in"], False,
+        rngs=rngs, mutable=[hard_lib.SAMPLES])
     loss_sum, count = metrics_lib.sequence_cross_entropy(
         logits, batch["tgt_out"], mask, label_smoothing)
-    return loss_sum / jnp.maximum(count, 1), count
+    loss = loss_sum / jnp.maximum(count, 1)
+    extra = {}
+    if sown:  # hard attention with REINFORCE sampled positions (static: depends on the model)
+      token_nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["tgt_out"])
+      rewards = -jnp.sum(jnp.where(mask, token_nll, 0.0), axis=1)  # [batch]
+      surrogate, baseline = state.apply_fn(
+          {"params": params}, sown, rewards, state.reward_baseline, mask,
+          batch["example_mask"], state.step > 0, method="hard_attention_loss")
+      extra = {"reinforce_loss": surrogate, "reward_baseline": baseline}
+    return loss + extra.get("reinforce_loss", 0.0), (loss, count, extra)
 
-  (loss, count), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  new_state = state.apply_gradients(grads=grads)
-  return new_state, {"loss": loss, "tokens": count, "l2_grads": optax.tree.norm(grads),
-                     "l2_params": optax.tree.norm(new_state.params)}
+  (_, (loss, count, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grad_norm = optax.tree.norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  apply = finite & (state.first_nonfinite_step < 0) if on_nonfinite == "stop" else finite
+  updated = state.apply_gradients(grads=grads)
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(apply, n, o), new, old)  # noqa: E731
+  new_state = updated.replace(
+      params=keep(updated.params, state.params),
+      opt_state=keep(updated.opt_state, state.opt_state),
+      nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32),
+      first_nonfinite_step=jnp.where((state.first_nonfinite_step < 0) & ~finite,
+                                     state.step, state.first_nonfinite_step),
+      reward_baseline=jnp.where(apply, extra.get("reward_baseline", state.reward_baseline),
+                                state.reward_baseline))
+  return new_state, {"loss": loss, "tokens": count, "l2_grads": grad_norm,
+                     "l2_params": optax.tree.norm(new_state.params),
+                     "nonfinite_steps": new_state.nonfinite_steps, **extra}
 
 
 @jax.jit
@@ -148,6 +200,10 @@ def source_tokens(data_config: ml_collections.ConfigDict, line: str) -> tuple[st
 
 # ---------------------------------------------------------------- evaluation
 
+class DataError(ValueError):
+  """The task's data cannot be built (a bad corpus file, impossible sizes)."""
+
+
 @dataclasses.dataclass
 class Prepared:
   """Everything built from a config before training: task, shapes, model."""
@@ -162,7 +218,10 @@ class Prepared:
 def prepare(config: ml_collections.ConfigDict) -> Prepared:
   """Validates the config, builds the task, the length buckets and the model."""
   validate(config)
-  task = build_task(config.data)
+  try:
+    task = build_task(config.data)
+  except (ValueError, OSError) as e:  # bad corpus: missing, empty, not UTF-8, lines without tabs
+    raise DataError(f"config.data ({config.data.task}): {e}") from e
   everything = task.train + task.valid + task.test
   buckets = make_buckets(everything, config.batching.num_buckets,
                          round_to=config.batching.round_to)
@@ -224,7 +283,8 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
   boundaries = _length_boundaries(config, src_lengths)
   result = {
       "loss": sums["loss_sum"] / max(sums["tokens"], 1),
-      "perplexity": metrics_lib.perplexity(sums["loss_sum"], max(sums["tokens"], 1)),
+      "perplexity": (metrics_lib.perplexity(sums["loss_sum"], max(sums["tokens"], 1))
+                     if np.isfinite(sums["loss_sum"]) else float("nan")),
       "token_accuracy": sums["correct"] / max(sums["tokens"], 1),
       "exact_match": float(correct.mean()),
       "exact_match_by_length": metrics_lib.per_bucket_mean(correct, src_lengths, boundaries),
@@ -241,6 +301,9 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
   if task.has_alignment and prepared.model.decoder != "none":
     result["alignment_error_rate"] = metrics_lib.corpus_alignment_error_rate(
         [r["forced_attention"] for r in records], [r["example"].alignment for r in records])
+    result["alignment_error_rate_by_length"] = metrics_lib.per_bucket_alignment_error_rate(
+        [r["forced_attention"] for r in records], [r["example"].alignment for r in records],
+        src_lengths, boundaries)
   return result, records
 
 
@@ -253,14 +316,26 @@ def _scalars(metrics: dict) -> dict:
 # ---------------------------------------------------------------- outputs
 
 class MetricWriter:
-  """metrics.jsonl plus TensorBoard scalars, written by process 0 only."""
+  """metrics.jsonl plus TensorBoard scalars, written by process 0 only.
 
-  def __init__(self, workdir: str):
+  resume_step: records after this step (written by a run that died after its
+  last checkpoint) are dropped, so a resumed run's file reads like an
+  uninterrupted run's.
+  """
+
+  def __init__(self, workdir: str, resume_step: int = 0):
     self.enabled = jax.process_index() == 0
     if not self.enabled:
       return
     from tensorboardX import SummaryWriter  # imported here: only process 0 writes
-    self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+    path = os.path.join(workdir, "metrics.jsonl")
+    if os.path.exists(path):
+      with open(path, encoding="utf-8") as f:
+        kept = [line for line in f if _step_of(line) <= resume_step]
+      with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.writelines(kept)
+      os.replace(path + ".tmp", path)
+    self.jsonl = open(path, "a", encoding="utf-8")
     self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, split: str, metrics: dict) -> None:
@@ -279,6 +354,14 @@ class MetricWriter:
       self.tb.close()
 
 
+def _step_of(line: str) -> int:
+  """The step of a metrics.jsonl line; a torn last line (a crash mid-write) counts as later."""
+  try:
+    return int(json.loads(line)["step"])
+  except (ValueError, KeyError, TypeError):
+    return sys.maxsize
+
+
 def write_heatmaps(records: Sequence[dict], task: TaskData, directory: str, count: int,
                    prefix: str = "attention") -> list[str]:
   """Attention heatmaps (source on x, output on y) of the first ``count`` records."""
@@ -292,6 +375,21 @@ def write_heatmaps(records: Sequence[dict], task: TaskData, directory: str, coun
                                f"{detokenize(task.name, task.tgt_vocab.decode(record['prediction']))}")
     paths.append(path)
   return paths
+
+
+def longest_example(records: Sequence[dict], task: TaskData) -> dict:
+  """The record with the longest source (the first of equals) as JSON: tokens and attention.
+
+  Every trial of a sweep shares its test set, so this is the same example in all of them
+  (``experiments.report`` draws its attention across variants). ``attention`` is the
+  decoding attention [len(prediction), len(src)], rows = predicted tokens (EOS included).
+  """
+  index = max(range(len(records)), key=lambda i: len(records[i]["example"].src))
+  record = records[index]
+  return {"index": index, "src": list(record["example"].src),
+          "target": list(record["example"].tgt),
+          "prediction": [task.tgt_vocab.tokens[t] for t in record["prediction"]],
+          "attention": np.round(np.asarray(record["decode_attention"], float), 4).tolist()}
 
 
 def _log_line(step: int, loss: float, record: dict, task: TaskData) -> str:
@@ -328,8 +426,65 @@ def _write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)  # atomic: a crash never leaves half a file
 
 
+class Interrupted(Exception):
+  """Training stopped by SIGTERM/SIGINT after saving a checkpoint at ``step``."""
+
+  def __init__(self, step: int, signum: int):
+    super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint "
+                     "saved, run the same command again to resume")
+    self.step, self.signum = step, signum
+
+
+class NonFiniteError(FloatingPointError):
+  """The loss or a gradient became NaN/inf and ``train.on_nonfinite='stop'``."""
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+  """Turns SIGTERM and SIGINT into a flag the loop checks after each step.
+
+  Yields a list that holds the signal number once one arrived. Only the main
+  thread can install handlers; elsewhere the flag simply never sets.
+  """
+  received: list[int] = []
+  if threading.current_thread() is not threading.main_thread():
+    yield received
+    return
+  handler = lambda signum, frame: received.append(signum)  # noqa: E731
+  previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    yield received
+  finally:
+    for sig, old in previous.items():
+      signal.signal(sig, old)
+
+
+def _check_finite(state: TrainState, config, reported: list[int]) -> None:
+  """Stops (mode 'stop') or warns (mode 'skip') about skipped non-finite updates."""
+  first = int(state.first_nonfinite_step)
+  if first < 0:
+    return
+  if config.train.on_nonfinite == "stop":
+    raise NonFiniteError(
+        f"non-finite loss or gradient at step {first + 1}; the update was not applied and "
+        "the last good checkpoint is kept (train.on_nonfinite='skip' skips such updates)")
+  count = int(state.nonfinite_steps)
+  if count > reported[0]:
+    logging.warning("skipped %d update(s) with a non-finite loss or gradient (first at step %d)",
+                    count, first + 1)
+    reported[0] = count
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains (resuming from the workdir), evaluates, checkpoints; returns the summary."""
+  """Trains (resuming from the workdir), evaluates, checkpoints; returns the summary.
+
+  Raises:
+    Interrupted: SIGTERM or SIGINT arrived; a checkpoint of the current step was saved.
+    NonFiniteError: a non-finite loss/gradient with ``train.on_nonfinite='stop'``.
+  """
+  if config.get("num_seeds", 1) > 1:
+    from attnlab import multiseed  # imported here: multiseed builds on this module
+    return multiseed.train_and_evaluate(config, workdir)
   start_time = time.time()
   prepared = prepare(config)
   task = prepared.task
@@ -343,52 +498,70 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state = init_state(config, prepared)
   logging.info("model: %d parameters", sum(x.size for x in jax.tree.leaves(state.params)))
   ckpt = _checkpointer(workdir, config)
-  if ckpt.latest_step() is not None:
-    state = ckpt.restore(ckpt.latest_step(), state)
-    logging.info("resumed from step %d", int(state.step))
+  restored = ckpt.restore_latest(state)
+  if restored is not None:
+    state = restored
+    logging.warning("resumed from step %d", int(state.step))
   start_step = int(state.step)
 
   batches = TrainBatches(task.train, task.src_vocab, task.tgt_vocab,
                          config.batching.batch_size, prepared.buckets, config.seed)
   rng = jax.random.fold_in(jax.random.key(config.seed), 1)  # 0 was used for init
-  writer = MetricWriter(workdir)
+  writer = MetricWriter(workdir, resume_step=start_step)
   tc = config.train
   progress = None
   if sys.stderr.isatty() and jax.process_index() == 0:
     import tqdm  # progress bar with rate and ETA, on a terminal only
     progress = tqdm.tqdm(total=tc.num_steps, initial=start_step, unit="step", dynamic_ncols=True)
   valid = task.valid or task.test
-  train_metrics = None
-  for step in range(start_step, tc.num_steps):
-    batch = batches.batch(step)
-    batch.pop("index")
-    state, train_metrics = train_step(state, batch, rng, tc.label_smoothing)
-    done = step + 1
+  reported_nonfinite = [int(state.nonfinite_steps)]
+  try:
+    with _stop_on_signals() as received:
+      for step in range(start_step, tc.num_steps):
+        batch = batches.batch(step)
+        batch.pop("index")
+        state, train_metrics = train_step(state, batch, rng, tc.label_smoothing,
+                                          tc.on_nonfinite)
+        done = step + 1
+        if progress is not None:
+          progress.update(1)
+        is_last = done == tc.num_steps
+        log_now = done % tc.log_every == 0 or is_last
+        eval_now = done % tc.eval_every == 0 or is_last
+        save_now = done % tc.checkpoint_every == 0 or is_last
+        if log_now or eval_now or save_now or received:
+          _check_finite(state, config, reported_nonfinite)
+        if received:
+          ckpt.save(done, state)
+          raise Interrupted(done, received[0])
+        if log_now:
+          scalars = _scalars(jax.device_get(train_metrics))
+          scalars["learning_rate"] = float(make_schedule(tc)(done))
+          writer.write(done, "train", scalars)
+        eval_metrics = None
+        if eval_now:
+          eval_metrics, records = evaluate(state, prepared, valid, config)
+          writer.write(done, "valid", eval_metrics)
+          logging.info("step %d valid: %s", done, json.dumps(_scalars(eval_metrics)))
+        if log_now:
+          if eval_metrics is None:  # show one validation example, rotating
+            config_small = config.copy_and_resolve_references()
+            config_small.eval.max_examples = min(len(valid), config.batching.eval_batch_size)
+            _, records = evaluate(state, prepared, valid, config_small)
+          record = records[(done // tc.log_every) % len(records)]
+          line = _log_line(done, scalars["loss"], record, task)
+          (progress.write if progress is not None else print)(line, flush=True)
+        if save_now:
+          ckpt.save(done, state, _scalars(eval_metrics) if eval_metrics else None)
+  except BaseException:
+    writer.close()
+    ckpt.close()
+    raise
+  finally:
     if progress is not None:
-      progress.update(1)
-    is_last = done == tc.num_steps
-    if done % tc.log_every == 0 or is_last:
-      scalars = _scalars(jax.device_get(train_metrics))
-      scalars["learning_rate"] = float(make_schedule(tc)(done))
-      writer.write(done, "train", scalars)
-    eval_metrics = None
-    if done % tc.eval_every == 0 or is_last:
-      eval_metrics, records = evaluate(state, prepared, valid, config)
-      writer.write(done, "valid", eval_metrics)
-      logging.info("step %d valid: %s", done, json.dumps(_scalars(eval_metrics)))
-    if done % tc.log_every == 0 or is_last:
-      if eval_metrics is None:  # show one validation example, rotating
-        config_small = config.copy_and_resolve_references()
-        config_small.eval.max_examples = min(len(valid), config.batching.eval_batch_size)
-        _, records = evaluate(state, prepared, valid, config_small)
-      line = _log_line(done, scalars["loss"], records[(done // tc.log_every) % len(records)], task)
-      (progress.write if progress is not None else print)(line)
-    if done % tc.checkpoint_every == 0 or is_last:
-      ckpt.save(done, state, _scalars(eval_metrics) if eval_metrics else None)
-  if progress is not None:
-    progress.close()
-  if train_metrics is None:  # resumed a finished run: still write the final evaluation
-    logging.info("training already complete at step %d", start_step)
+      progress.close()
+  if start_step >= tc.num_steps:
+    logging.warning("training already complete at step %d", start_step)
 
   test_metrics, test_records = evaluate(state, prepared, task.test or valid, config)
   writer.write(int(state.step), "test", test_metrics)
@@ -397,9 +570,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary = {
       "step": int(state.step),
       "best_step": ckpt.best_step(),
+      "nonfinite_steps": int(state.nonfinite_steps),
       "test": test_metrics,
       "wall_time_s": time.time() - start_time,
       "heatmaps": [os.path.basename(p) for p in heatmaps],
+      "longest_test_example": longest_example(test_records, task),
   }
   _write_json(os.path.join(workdir, "summary.json"), summary)
   ckpt.close()
@@ -412,6 +587,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def restore_for_inference(config: ml_collections.ConfigDict, workdir: str,
                           which: str = "best") -> tuple[TrainState, Prepared, int]:
   """The prepared task/model and the state of the ``best`` or ``latest`` checkpoint."""
+  if config.get("num_seeds", 1) > 1:
+    raise ConfigError("num_seeds", "eval and decode modes restore one model, but this "
+                      "workdir's checkpoints hold num_seeds stacked models (attnlab.multiseed)")
   prepared = prepare(config)
   ckpt = _checkpointer(workdir, config)
   step = ckpt.best_step() if which == "best" else ckpt.latest_step()
@@ -440,15 +618,20 @@ def decode_lines(config: ml_collections.ConfigDict, workdir: str, lines: Sequenc
   """Translates raw input lines with a saved checkpoint; empty lines pass through.
 
   Unknown words become ``<unk>``; a line longer than the model's longest
-  source raises ValueError naming the line.
+  source raises ValueError naming the line, or is truncated with a warning
+  (``eval.on_long_input``).
   """
   state, prepared, _ = restore_for_inference(config, workdir, which)
   task = prepared.task
   tokens = [source_tokens(config.data, line) for line in lines]
   for number, toks in enumerate(tokens, 1):
     if len(toks) > prepared.max_src_len:
-      raise ValueError(f"input line {number} has {len(toks)} tokens; the model's longest "
-                       f"source is {prepared.max_src_len}")
+      message = (f"input line {number} has {len(toks)} tokens; the model's longest source is "
+                 f"{prepared.max_src_len}")
+      if config.eval.on_long_input == "error":
+        raise ValueError(message + " (eval.on_long_input='truncate' cuts such lines)")
+      logging.warning("%s: truncated", message)
+      tokens[number - 1] = toks[:prepared.max_src_len]
   wanted = [i for i, toks in enumerate(tokens) if toks]
   examples = [Example(src=tokens[i], tgt=()) for i in wanted]
   outputs = [""] * len(lines)

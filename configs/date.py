@@ -18,12 +18,12 @@ def get_config(arg: str | None = None):
   config.batching.eval_batch_size = 1000
   config.model.emb_dim = 16
   config.model.hidden_dim = 32
-  config.train.num_steps = 2000
+  config.train.num_steps = 1200
   config.train.learning_rate = 1e-2
   config.train.warmup_steps = 50
-  config.train.log_every = 500
-  config.train.eval_every = 1000
-  config.train.checkpoint_every = 1000
+  config.train.log_every = 300
+  config.train.eval_every = 600
+  config.train.checkpoint_every = 600
   if arg == "quick":
     config.data.num_train = 500
     config.data.num_valid = 50

@@ -33,6 +33,8 @@ def test_base_config_is_valid():
     ("batching.batch_size", -3, ">= 1"),
     ("model.dropout_rate", 1.5, "[0, 1)"),
     ("train.learning_rate", 0.0, "> 0"),
+    ("num_seeds", 0, ">= 1"),
+    ("data.train_max_src_len", -1, ">= 0"),
 ])
 def test_bad_values_name_the_key_and_choices(key, value, needle):
   with pytest.raises(config_lib.ConfigError) as e:

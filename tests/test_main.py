@@ -120,3 +120,21 @@ def test_eval_without_checkpoint_is_a_clear_error(tmp_path):
   proc = run_main("--config", f"{CONFIGS / 'date.py'}:quick", "--workdir", str(tmp_path),
                   "--mode=eval", check=False)
   assert proc.returncode == 2 and "no checkpoint" in proc.stderr
+
+
+@pytest.mark.slow
+def test_dirty_corpus_errors_or_skips_per_config(tmp_path):
+  corpus = tmp_path / "dirty.txt"
+  lines = [f"I see {i} cats.\tJe vois {i} chats." for i in range(60)]
+  lines[7] = "no tab on this line"
+  corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+  args = ["--config", f"{CONFIGS / 'mar_eng.py'}:quick", f"--config.data.path={corpus}",
+          "--config.data.num_valid=5", "--config.data.num_test=5", "--config.data.min_freq=1"]
+  proc = run_main(*args, "--workdir", str(tmp_path / "a"), check=False)
+  assert proc.returncode == 2 and "dirty.txt:8:" in proc.stderr and "Traceback" not in proc.stderr
+  proc = run_main(*args, "--workdir", str(tmp_path / "b"), "--config.data.on_bad_line=skip")
+  assert "8" in proc.stderr  # the warning names the skipped line
+  assert json.loads((tmp_path / "b" / "summary.json").read_text())["step"] == 6
+  corpus.write_bytes(b"caf\xe9\tcafe\n")
+  proc = run_main(*args, "--workdir", str(tmp_path / "c"), check=False)
+  assert proc.returncode == 2 and "UTF-8" in proc.stderr and "Traceback" not in proc.stderr

@@ -90,3 +90,9 @@ def test_decode_lines_unknowns_empty_lines_and_too_long_inputs(tmp_path):
   assert all(t in train.prepare(config).task.tgt_vocab.tokens for t in outputs[0].split())
   with pytest.raises(ValueError, match="line 2 has 9 tokens"):
     train.decode_lines(config, str(tmp_path), ["a", "a " * 9])
+  config.eval.on_long_input = "truncate"
+  long_line = "a b c d e f a b c"
+  max_src_len = train.prepare(config).max_src_len
+  truncated = " ".join(long_line.split()[:max_src_len])
+  assert train.decode_lines(config, str(tmp_path), [long_line]) == \
+      train.decode_lines(config, str(tmp_path), [truncated])

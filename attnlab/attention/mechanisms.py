@@ -2,16 +2,37 @@
 
 A *normalizer* turns scores [batch, q_len, k_len] and a mask into weights (the
 ``NORMALIZERS`` registry; ``softmax`` is the default). A *mechanism* decides where
-a query may look (``MECHANISMS``; ``global`` soft attention looks everywhere the
-mask allows). ``Attention`` composes a registered score function, a mechanism
-and a normalizer, and splits the work into a per-source half
-(``Attention.prepare``, run once per source sentence) and a per-query half
-(``Attention.__call__``, run at every decoder step).
+a query may look and how (``MECHANISMS``, one registered name each):
+
+* ``global`` soft attention looks everywhere the mask allows (this module);
+* ``local_m`` / ``local_p`` look inside a window around a position p_t
+  (``attnlab.attention.local``, Luong et al. 2015);
+* ``hard`` attends to one sampled source position (``attnlab.attention.hard``,
+  Xu et al. 2015);
+* ``monotonic`` moves left to right through the source (``attnlab.attention.monotonic``,
+  Raffel et al. 2017).
+
+``Attention`` composes a registered score function, a mechanism and a
+normalizer, and splits the work into a per-source half (``Attention.prepare``,
+run once per source sentence) and a per-query half (``Attention.__call__``, run
+at every decoder step). Mechanisms may carry a per-example state from one decoder
+step to the next (``Attention.initial_state``; the monotonic alignment) and use
+the step index t, an rng stream ``'sample'`` and a train/eval switch
+(``deterministic``).
+
+Adding a mechanism is one Module plus one line::
+
+    @register_mechanism("my_mechanism")
+    class MyMechanism(Mechanism):
+      def __call__(self, score_fn, query, memory, *, t, state, deterministic):
+        scores = score_fn.score(query, memory.keys)  # [batch, q_len, k_len]
+        ...
+        return context, weights, state
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, ClassVar, Dict, Type
 
 import flax
 import flax.linen as nn
@@ -94,15 +115,6 @@ def global_attention(scores: Array, values: Array, mask: Array | None,
   return weighted_sum(weights, values), weights
 
 
-MECHANISMS: Dict[str, Callable[..., tuple[Array, Array]]] = {
-    "global": global_attention,
-}
-
-
-def mechanism_names() -> tuple[str, ...]:
-  return tuple(sorted(MECHANISMS))
-
-
 @flax.struct.dataclass
 class AttentionMemory:
   """The per-source half of attention, computed once per source sentence.
@@ -118,14 +130,169 @@ class AttentionMemory:
   mask: Array
 
 
+def score_at(score_fn: scores_lib.Score, query: Array, keys: Array, positions: Array) -> Array:
+  """Scores of each query against the keys at chosen positions only.
+
+  Args:
+    score_fn: a (bound) ``Score`` module.
+    query: [batch, q_len, d_q].
+    keys: projected keys [batch, k_len, d'].
+    positions: [batch, q_len, n] int in [0, k_len): the keys each query scores.
+
+  Returns:
+    scores [batch, q_len, n]; equal to ``score_fn.score(query, keys)`` taken at
+    ``positions``. Costs O(n) per query instead of O(k_len), except for
+    position-dependent scores (``location``), which are computed in full and
+    gathered.
+  """
+  if score_fn.position_dependent:
+    return jnp.take_along_axis(score_fn.score(query, keys), positions, axis=-1)
+  batch, q_len, n = positions.shape
+  picked = jax.vmap(lambda k, p: k[p])(keys, positions)  # [batch, q_len, n, d']
+  # Each (example, query) pair becomes a batch row with one query and its n keys.
+  scores = score_fn.score(query.reshape(batch * q_len, 1, query.shape[-1]),
+                          picked.reshape(batch * q_len, n, keys.shape[-1]))
+  return scores.reshape(batch, q_len, n)
+
+
+def gather_values(values: Array, positions: Array) -> Array:
+  """values: [batch, k_len, d_v], positions: [batch, q_len, n] -> [batch, q_len, n, d_v]."""
+  return jax.vmap(lambda v, p: v[p])(values, positions)
+
+
+def scatter_weights(weights: Array, positions: Array, k_len: int) -> Array:
+  """Weights at distinct positions [batch, q_len, n] -> dense weights [batch, q_len, k_len]
+  (zero at every position not listed)."""
+  batch, q_len, _ = positions.shape
+  rows = jnp.arange(batch)[:, None, None]
+  cols = jnp.arange(q_len)[None, :, None]
+  return jnp.zeros((batch, q_len, k_len), weights.dtype).at[rows, cols, positions].set(weights)
+
+
+# ---------------------------------------------------------------- mechanisms
+
+MECHANISMS: Dict[str, Type["Mechanism"]] = {}
+
+
+def register_mechanism(name: str) -> Callable[[Type["Mechanism"]], Type["Mechanism"]]:
+  """Class decorator: registers a ``Mechanism`` subclass under ``name``."""
+
+  def wrap(cls):
+    if name in MECHANISMS:
+      raise ValueError(f"mechanism {name!r} is already registered")
+    MECHANISMS[name] = cls
+    cls.registered_name = name
+    return cls
+
+  return wrap
+
+
+def mechanism_names() -> tuple[str, ...]:
+  """The registered mechanism names, sorted."""
+  return tuple(sorted(MECHANISMS))
+
+
+def get_mechanism(name: str) -> Type["Mechanism"]:
+  """The ``Mechanism`` class registered as ``name``; ValueError listing valid names."""
+  return _registry_get(MECHANISMS, "mechanism", name)
+
+
+HARD_ESTIMATORS = ("reinforce", "gumbel")
+
+
+class Mechanism(nn.Module):
+  """Base class of attention mechanisms: where a query looks, given its scores.
+
+  All mechanisms share these fields so ``Attention`` can build any of them from
+  one set of arguments; each uses the ones it needs.
+
+  Attributes:
+    normalizer: a ``NORMALIZERS`` name (global, local, hard).
+    attention_dim: hidden width of local_p's position network.
+    local_window: D, the half-width of local windows [p_t - D, p_t + D]
+      (local_m, local_p; local_p's Gaussian has sigma = D / 2).
+    hard_estimator: hard attention's training estimator, ``reinforce``
+      (score function, Williams 1992) or ``gumbel`` (straight-through
+      Gumbel-softmax, Jang et al. 2017).
+    hard_temperature: the Gumbel-softmax temperature (``gumbel`` only).
+    monotonic_noise: std of the Gaussian noise added to the pre-sigmoid
+      energies while training (Raffel et al. 2017, Sec. 2.4); 0 = none.
+    monotonic_bias: initial value of the learned scalar r added to the
+      energies (Raffel et al. 2017 use -4 for long sources; negative values
+      lower the initial stopping probabilities, so that early alignments do not
+      stick to the first positions).
+    dtype: computation dtype.
+  """
+
+  normalizer: str = "softmax"
+  attention_dim: int = 128
+  local_window: int = 10
+  hard_estimator: str = "reinforce"
+  hard_temperature: float = 1.0
+  monotonic_noise: float = 1.0
+  monotonic_bias: float = -1.0
+  dtype: jnp.dtype = jnp.float32
+
+  # True for mechanisms that carry a per-example state across decoder steps.
+  stateful: ClassVar[bool] = False
+  # True: under differentiation, recompute the read in the backward pass rather than keep
+  # its intermediates (``nn.remat``). Local attention gathers a [2D + 1, d] window of
+  # keys and values per step; storing them for every step would cost more memory than
+  # global attention's weights, recomputing them costs O(D) per step.
+  recompute_in_backward: ClassVar[bool] = False
+
+  def initial_state(self, mask: Array) -> Array:
+    """mask [batch, k_len] -> the state before decoder step 0.
+
+    [batch, k_len] float for stateful mechanisms; [batch, 0] for the others
+    (nothing to carry, nothing to gather in beam search).
+    """
+    return jnp.zeros((mask.shape[0], 0), jnp.float32)
+
+  def __call__(self, score_fn: scores_lib.Score, query: Array, memory: AttentionMemory, *,
+               t: Array, state: Array, deterministic: bool) -> tuple[Array, Array, Array]:
+    """One attention read.
+
+    Args:
+      score_fn: the (bound) ``Score`` module; ``score_fn.score(query, memory.keys)``
+        gives scores [batch, q_len, k_len], ``score_at`` scores chosen positions only.
+      query: [batch, q_len, d_q]; query i is decoder step t + i.
+      memory: AttentionMemory (keys [batch, k_len, d'], values [batch, k_len, d_v],
+        mask [batch, k_len]).
+      t: [batch] int32, the decoder step of the first query.
+      state: the mechanism's state (``initial_state``'s shape).
+      deterministic: evaluation (no sampling or noise) when True.
+
+    Returns:
+      context [batch, q_len, d_v], weights [batch, q_len, k_len], new state.
+    """
+    raise NotImplementedError
+
+
+@register_mechanism("global")
+class Global(Mechanism):
+  """Global soft attention (Bahdanau 2015; Luong 2015 "global"): ``global_attention``."""
+
+  def __call__(self, score_fn, query, memory, *, t, state, deterministic):
+    context, weights = global_attention(score_fn.score(query, memory.keys), memory.values,
+                                        memory.mask, normalizer=self.normalizer)
+    return context, weights, state
+
+
+# ---------------------------------------------------------------- Attention
+
 class Attention(nn.Module):
   """A registered score function + mechanism + normalizer.
 
   Attributes:
     score: a ``scores.SCORES`` name (``dot``, ``additive``...).
-    mechanism: a ``MECHANISMS`` name (``global``).
+    mechanism: a ``MECHANISMS`` name (``global``, ``local_m``, ``local_p``, ``hard``,
+      ``monotonic``).
     normalizer: a ``NORMALIZERS`` name (``softmax``).
-    attention_dim, max_len, learn_temperature, temperature: passed to the score.
+    attention_dim, max_len, learn_temperature, temperature: passed to the score
+      (``attention_dim`` also sizes local_p's position network).
+    local_window, hard_estimator, hard_temperature, monotonic_noise,
+      monotonic_bias: passed to the mechanism (see ``Mechanism``).
     dtype: computation dtype.
   """
 
@@ -136,15 +303,30 @@ class Attention(nn.Module):
   max_len: int = 128
   learn_temperature: bool = True
   temperature: float = 10.0
+  local_window: int = 10
+  hard_estimator: str = "reinforce"
+  hard_temperature: float = 1.0
+  monotonic_noise: float = 1.0
+  monotonic_bias: float = -1.0
   dtype: jnp.dtype = jnp.float32
 
   def setup(self):
-    _registry_get(MECHANISMS, "mechanism", self.mechanism)
+    mechanism_cls = get_mechanism(self.mechanism)
     get_normalizer(self.normalizer)
+    if self.local_window < 1:
+      raise ValueError(f"local_window must be >= 1, got {self.local_window}")
+    if self.hard_estimator not in HARD_ESTIMATORS:
+      raise ValueError(f"unknown hard_estimator {self.hard_estimator!r}; valid estimators: "
+                       f"{', '.join(HARD_ESTIMATORS)}")
     self.score_fn = scores_lib.make_score(
         self.score, attention_dim=self.attention_dim, max_len=self.max_len,
         learn_temperature=self.learn_temperature, temperature=self.temperature,
         dtype=self.dtype)
+    self.mechanism_fn = mechanism_cls(
+        normalizer=self.normalizer, attention_dim=self.attention_dim,
+        local_window=self.local_window, hard_estimator=self.hard_estimator,
+        hard_temperature=self.hard_temperature, monotonic_noise=self.monotonic_noise,
+        monotonic_bias=self.monotonic_bias, dtype=self.dtype)
 
   def prepare(self, keys: Array, values: Array | None = None,
               mask: Array | None = None) -> AttentionMemory:
@@ -156,13 +338,42 @@ class Attention(nn.Module):
     return AttentionMemory(keys=self.score_fn.project_keys(keys), values=values,
                            mask=jnp.asarray(mask, bool))
 
-  def __call__(self, query: Array, memory: AttentionMemory) -> tuple[Array, Array]:
-    """query: [batch, q_len, d_q] -> context [batch, q_len, d_v], weights [batch, q_len, k_len]."""
-    scores = self.score_fn.score(query, memory.keys)
-    return MECHANISMS[self.mechanism](scores, memory.values, memory.mask,
-                                      normalizer=self.normalizer)
+  def initial_state(self, mask: Array) -> Array:
+    """mask [batch, k_len] -> the mechanism's state before the first query
+    ([batch, k_len] for ``monotonic``, [batch, 0] for stateless mechanisms)."""
+    return self.mechanism_fn.initial_state(jnp.asarray(mask, bool))
+
+  def __call__(self, query: Array, memory: AttentionMemory, *, t: Array | None = None,
+               state: Array | None = None, deterministic: bool = True,
+               return_state: bool = False):
+    """Attend with ``query`` over ``memory``.
+
+    Args:
+      query: [batch, q_len, d_q]; query i is decoder step t + i.
+      memory: AttentionMemory from ``prepare``.
+      t: [batch] int, the decoder step of the first query (default 0; local_m).
+      state: the mechanism's state (default ``initial_state(memory.mask)``).
+      deterministic: evaluation mode: hard attention takes the argmax, monotonic
+        attention decodes hard; training mode samples (rng stream ``'sample'``).
+      return_state: also return the new state.
+
+    Returns:
+      context [batch, q_len, d_v], weights [batch, q_len, k_len] (and the new state).
+    """
+    if t is None:
+      t = jnp.zeros(query.shape[:1], jnp.int32)
+    if state is None:
+      state = self.initial_state(memory.mask)
+    def read(module, query, memory, t, state):
+      return module.mechanism_fn(module.score_fn, query, memory, t=t, state=state,
+                                 deterministic=deterministic)
+
+    if self.mechanism_fn.recompute_in_backward and not self.is_initializing():
+      read = nn.remat(read)
+    context, weights, state = read(self, query, memory, jnp.asarray(t, jnp.int32), state)
+    return (context, weights, state) if return_state else (context, weights)
 
   def attend(self, query: Array, keys: Array, values: Array | None = None,
-             mask: Array | None = None) -> tuple[Array, Array]:
-    """``prepare`` then ``__call__`` in one go (keys used once)."""
-    return self(query, self.prepare(keys, values, mask))
+             mask: Array | None = None, **kwargs) -> tuple[Array, Array]:
+    """``prepare`` then ``__call__`` in one go (keys used once); kwargs go to ``__call__``."""
+    return self(query, self.prepare(keys, values, mask), **kwargs)

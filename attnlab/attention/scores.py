@@ -96,6 +96,10 @@ class Score(nn.Module):
 
   # True for scores defined only when d_q == d_k (models project keys to fit).
   requires_equal_dims: ClassVar[bool] = False
+  # True for scores that depend on a key's position, not only on its vector: scoring a
+  # subset of the keys (local windows, one position of hard monotonic decoding) must
+  # then score all keys and pick (``mechanisms.score_at``).
+  position_dependent: ClassVar[bool] = False
 
   def project_keys(self, keys: Array) -> Array:
     """keys: [batch, k_len, d_k] -> projected keys [batch, k_len, d'] (once per source)."""
@@ -227,6 +231,8 @@ class Location(Score):
   The keys are used only for their length: ``k_len`` must be at most
   ``max_len``. Kernel ``W_a``: [d_q, max_len].
   """
+
+  position_dependent = True
 
   def setup(self):
     self.W_a = nn.Dense(self.max_len, dtype=self.dtype)

@@ -95,7 +95,18 @@ def build_task(data_config: ml_collections.ConfigDict) -> TaskData:
   name = data_config.task
   if name not in TASKS:
     raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}")
-  return TASKS[name](data_config)
+  task = TASKS[name](data_config)
+  cap = data_config.get("train_max_src_len", 0)
+  if cap:
+    # Train on short sources only, test on every length (Bahdanau et al. 2015 trained
+    # RNNsearch-30 / -50 on sentences of at most 30 / 50 words and tested on all lengths).
+    # Vocabularies and valid/test splits are left as the task built them.
+    train = tuple(e for e in task.train if len(e.src) <= cap)
+    if not train:
+      raise ValueError(f"train_max_src_len={cap} drops every one of the {len(task.train)} "
+                       "training examples")
+    task = dataclasses.replace(task, train=train)
+  return task
 
 
 def default_data_config(task: str = "date") -> ml_collections.ConfigDict:
@@ -107,6 +118,10 @@ def default_data_config(task: str = "date") -> ml_collections.ConfigDict:
   c.task = task
   # Seed of numpy.random.default_rng for generating, sampling and splitting the data.
   c.seed = 0
+  # Drop training examples with more source tokens than this (0 = keep all). Applied to the
+  # train split only, after the task is built: valid and test keep every length, so a model
+  # trained on short sentences is tested on long ones (the long-sentence study).
+  c.train_max_src_len = 0
   if task == "corpus":
     # Tab-separated parallel text, one `column1<TAB>column2[<TAB>attribution]` pair a line.
     # Required: there is no default file.

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from attnlab.attention import Attention, AttentionMemory, get_score, mechanism_names
+from attnlab.attention.hard import SAMPLES
 from attnlab.attention.multihead import MultiHeadAttention
 from attnlab.models.rnn import EncoderOutput, carry_hidden, make_cell
 
@@ -45,12 +46,16 @@ class DecoderState:
     history: [batch, history_len, hidden] the decoder's past top-layer outputs
       for decoder self-attention ([batch, 0, hidden] when it is off).
     t: [batch] int32, the index of the step about to run.
+    attention_state: the attention mechanism's per-example state
+      (``Attention.initial_state``): [batch, src_len] for ``monotonic`` (the
+      previous alignment), [batch, 0] for stateless mechanisms.
   """
 
   carries: tuple
   feed: Array
   history: Array
   t: Array
+  attention_state: Array
 
 
 class Decoder(nn.Module):
@@ -61,6 +66,8 @@ class Decoder(nn.Module):
     style: ``bahdanau``, ``luong`` or ``none``.
     attention: a score-function name (``attnlab.attention.SCORES``).
     mechanism, normalizer: attention mechanism and normalizer names.
+    local_window, hard_estimator, hard_temperature, monotonic_noise,
+      monotonic_bias: mechanism options (``attnlab.attention.Mechanism``).
     attention_dim: hidden width of additive/concat scores (default hidden_dim).
     max_src_len: longest source the ``location`` score covers.
     cell: a ``CELLS`` name; num_layers: stacked cells.
@@ -81,6 +88,11 @@ class Decoder(nn.Module):
   normalizer: str = "softmax"
   attention_dim: int | None = None
   max_src_len: int = 128
+  local_window: int = 10
+  hard_estimator: str = "reinforce"
+  hard_temperature: float = 1.0
+  monotonic_noise: float = 1.0
+  monotonic_bias: float = -1.0
   cell: str = "gru"
   num_layers: int = 1
   input_feeding: bool = True
@@ -113,7 +125,11 @@ class Decoder(nn.Module):
       self.attn = Attention(score=self.attention, mechanism=self.mechanism,
                             normalizer=self.normalizer,
                             attention_dim=self.attention_dim or self.hidden_dim,
-                            max_len=self.max_src_len, dtype=self.dtype)
+                            max_len=self.max_src_len, local_window=self.local_window,
+                            hard_estimator=self.hard_estimator,
+                            hard_temperature=self.hard_temperature,
+                            monotonic_noise=self.monotonic_noise,
+                            monotonic_bias=self.monotonic_bias, dtype=self.dtype)
       # dot / scaled_dot / cosine need d_q == d_k: project encoder outputs
       # (e.g. 2 * hidden of a bidirectional encoder) to the query width.
       self.key_projection = (nn.Dense(self.hidden_dim, use_bias=False, dtype=self.dtype)
@@ -165,8 +181,12 @@ class Decoder(nn.Module):
       carries.append((c, h) if self.cell == "lstm" else h)
     history = jnp.zeros((batch, history_len if self.self_attention else 0, self.hidden_dim),
                         self.dtype)
+    if self.style == "none":
+      attention_state = jnp.zeros((batch, 0), jnp.float32)
+    else:
+      attention_state = self.attn.initial_state(encoded.mask)
     return DecoderState(carries=tuple(carries), feed=zeros, history=history,
-                        t=jnp.zeros((batch,), jnp.int32))
+                        t=jnp.zeros((batch,), jnp.int32), attention_state=attention_state)
 
   # ---------------------------------------------------------------- one step
 
@@ -191,10 +211,13 @@ class Decoder(nn.Module):
     attended = self.self_attn(h[:, None, :], history, mask)[:, 0]
     return history, self.self_attn_norm(h + attended)
 
-  def _attend(self, query: Array, memory: AttentionMemory) -> tuple[Array, Array]:
-    """query [batch, d_q] -> context [batch, d_v], weights [batch, src_len]."""
-    context, weights = self.attn(query[:, None, :], memory)
-    return context[:, 0], weights[:, 0]
+  def _attend(self, query: Array, memory: AttentionMemory, state: DecoderState,
+              deterministic: bool) -> tuple[Array, Array, Array]:
+    """query [batch, d_q] -> context [batch, d_v], weights [batch, src_len], new attention state."""
+    context, weights, attention_state = self.attn(
+        query[:, None, :], memory, t=state.t, state=state.attention_state,
+        deterministic=deterministic, return_state=True)
+    return context[:, 0], weights[:, 0], attention_state
 
   def step_embedded(self, state: DecoderState, emb: Array, memory: AttentionMemory,
                     deterministic: bool = True) -> tuple[DecoderState, Array, Array]:
@@ -204,13 +227,17 @@ class Decoder(nn.Module):
       state: DecoderState (batch-leading leaves).
       emb: [batch, emb_dim] embedding of y_{t-1}.
       memory: AttentionMemory from ``prepare``.
+      deterministic: evaluation mode (no dropout; hard attention takes the
+        argmax, monotonic attention decodes hard). Training mode draws from the
+        rng streams ``'dropout'`` and ``'sample'`` (hard / monotonic attention).
 
     Returns:
       new state, logits [batch, vocab], attention weights [batch, src_len].
     """
     emb = self.dropout(emb, deterministic=deterministic)
     if self.style == "bahdanau":
-      context, weights = self._attend(carry_hidden(state.carries[-1]), memory)
+      context, weights, attention_state = self._attend(carry_hidden(state.carries[-1]), memory,
+                                                       state, deterministic)
       carries, h = self._rnn(state.carries, jnp.concatenate([emb, context], -1), deterministic)
       history, h = self._self_attend(state, h)
       out = jnp.tanh(self.readout(jnp.concatenate([h, context, emb], -1)))
@@ -219,7 +246,7 @@ class Decoder(nn.Module):
       x = jnp.concatenate([emb, state.feed], -1) if self.input_feeding else emb
       carries, h = self._rnn(state.carries, x, deterministic)
       history, h = self._self_attend(state, h)
-      context, weights = self._attend(h, memory)
+      context, weights, attention_state = self._attend(h, memory, state, deterministic)
       out = jnp.tanh(self.W_c(jnp.concatenate([context, h], -1)))  # h~_t
       feed = out
     else:  # none
@@ -228,8 +255,10 @@ class Decoder(nn.Module):
       out = jnp.tanh(self.readout(jnp.concatenate([h, emb], -1)))
       weights = jnp.zeros(memory.mask.shape, out.dtype)
       feed = state.feed
+      attention_state = state.attention_state
     logits = self.output(self.dropout(out, deterministic=deterministic))
-    new_state = DecoderState(carries=carries, feed=feed, history=history, t=state.t + 1)
+    new_state = DecoderState(carries=carries, feed=feed, history=history, t=state.t + 1,
+                             attention_state=attention_state)
     return new_state, logits.astype(jnp.float32), weights.astype(jnp.float32)
 
   def step(self, state: DecoderState, y_prev: Array, memory: AttentionMemory,
@@ -256,8 +285,11 @@ class Decoder(nn.Module):
       carry, logits, weights = module.step_embedded(carry, emb_t, memory, deterministic)
       return carry, (logits, weights)
 
+    # Sown per-step values (hard attention's REINFORCE samples, local_p's p_t) are
+    # stacked over time on axis 1: [batch, tgt_len, ...].
     scan = nn.scan(body, variable_broadcast="params",
-                   split_rngs={"params": False, "dropout": True},
+                   variable_axes={"intermediates": 1, SAMPLES: 1},
+                   split_rngs={"params": False, "dropout": True, "sample": True},
                    in_axes=(1, nn.broadcast), out_axes=1)
     _, (logits, weights) = scan(self, state, emb, memory)
     return logits, weights

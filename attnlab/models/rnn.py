@@ -112,11 +112,12 @@ class Encoder(nn.Module):
                                 name=f"bwd_{layer}")(x, seq_lengths=src_lengths)
         finals.append(carry_hidden(bwd_carry))
         outs.append(bwd)
-      x = jnp.concatenate(outs, axis=-1) * mask[..., None]
+      # where, not *: 0 * nan is nan, and padding must never leak into real positions.
+      x = jnp.where(mask[..., None], jnp.concatenate(outs, axis=-1), 0.0)
     for layer in range(self.self_attention_layers):
       attended = SelfAttention(num_heads=self.num_heads, dtype=self.dtype,
                                name=f"self_attention_{layer}")(x, mask, deterministic=deterministic)
       attended = nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
       x = nn.LayerNorm(dtype=self.dtype, name=f"self_attention_norm_{layer}")(x + attended)
-      x = x * mask[..., None]
+      x = jnp.where(mask[..., None], x, 0.0)
     return EncoderOutput(outputs=x, mask=mask, final=jnp.concatenate(finals, axis=-1))

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from attnlab.attention import AttentionMemory
+from attnlab.attention import hard as hard_lib
 from attnlab.models.decoders import Decoder, DecoderState
 from attnlab.models.rnn import Encoder, EncoderOutput
 
@@ -35,6 +36,13 @@ class Seq2Seq(nn.Module):
     attention: score-function name; mechanism, normalizer: their names.
     attention_dim: hidden width of additive/concat scores (default hidden_dim).
     max_src_len: longest source the ``location`` score covers.
+    local_window: D, half-width of ``local_m`` / ``local_p`` windows.
+    hard_estimator: ``reinforce`` or ``gumbel`` (hard attention in training);
+      hard_temperature: the Gumbel-softmax temperature.
+    hard_entropy_weight, hard_baseline_decay: REINFORCE's entropy bonus and
+      reward-baseline decay (used by ``hard_attention_loss``, not by the forward pass).
+    monotonic_noise, monotonic_bias: monotonic attention's training noise std
+      and initial energy bias r.
     input_feeding: Luong input feeding.
     bridge: ``dense`` or ``zeros`` initial decoder state.
     encoder_self_attention_layers: multi-head self-attention layers over the
@@ -58,6 +66,13 @@ class Seq2Seq(nn.Module):
   normalizer: str = "softmax"
   attention_dim: int | None = None
   max_src_len: int = 128
+  local_window: int = 10
+  hard_estimator: str = "reinforce"
+  hard_temperature: float = 1.0
+  hard_entropy_weight: float = 0.01
+  hard_baseline_decay: float = 0.9
+  monotonic_noise: float = 1.0
+  monotonic_bias: float = -1.0
   input_feeding: bool = True
   bridge: str = "dense"
   encoder_self_attention_layers: int = 0
@@ -76,7 +91,10 @@ class Seq2Seq(nn.Module):
         vocab_size=self.tgt_vocab_size, emb_dim=self.emb_dim, hidden_dim=self.hidden_dim,
         style=self.decoder, attention=self.attention, mechanism=self.mechanism,
         normalizer=self.normalizer, attention_dim=self.attention_dim,
-        max_src_len=self.max_src_len, cell=self.cell, num_layers=self.decoder_layers,
+        max_src_len=self.max_src_len, local_window=self.local_window,
+        hard_estimator=self.hard_estimator, hard_temperature=self.hard_temperature,
+        monotonic_noise=self.monotonic_noise, monotonic_bias=self.monotonic_bias,
+        cell=self.cell, num_layers=self.decoder_layers,
         input_feeding=self.input_feeding, bridge=self.bridge,
         self_attention=self.decoder_self_attention, num_heads=self.num_heads,
         dropout_rate=self.dropout_rate, dtype=self.dtype)
@@ -116,3 +134,37 @@ class Seq2Seq(nn.Module):
     """
     memory, state = self.start(src, src_lengths, tgt_in.shape[1], deterministic)
     return self.decoder_module(tgt_in, memory, state, deterministic)
+
+  def hard_attention_loss(self, sown: dict, rewards: Array, baseline: Array, target_mask: Array,
+                          example_mask: Array, initialized: Array) -> tuple[Array, Array]:
+    """The REINFORCE term of hard attention's training loss, and the updated baseline.
+
+    Training with ``mechanism='hard'`` and ``hard_estimator='reinforce'``, the
+    teacher-forced pass sows the log-probability of each sampled position
+    (``apply(..., deterministic=False, mutable=[attnlab.attention.hard.SAMPLES])``).
+    Add the returned surrogate to the loss (``attnlab.attention.hard.reinforce_surrogate``
+    with this model's ``hard_entropy_weight``); it has no parameters of its own.
+
+    Args:
+      sown: the ``SAMPLES`` collection of that pass.
+      rewards: [batch] per-example reward (minus the example's target NLL).
+      baseline: [] the moving-average reward baseline.
+      target_mask: [batch, tgt_len] bool, real target steps.
+      example_mask: [batch] bool, real examples (not batch padding).
+      initialized: [] bool, False before the first update (the baseline then
+        starts at this batch's mean reward).
+
+    Returns:
+      surrogate loss [] (0 when nothing was sown) and the new baseline [].
+    """
+    samples = hard_lib.collect_samples(sown)
+    if samples is None:
+      return jnp.zeros((), jnp.float32), baseline
+    log_probs, entropies = samples
+    new_baseline = hard_lib.update_baseline(baseline, rewards, example_mask,
+                                            self.hard_baseline_decay, initialized)
+    # Before the first update the current batch's mean is the best baseline there is.
+    used = jnp.where(initialized, baseline, new_baseline)
+    surrogate = hard_lib.reinforce_surrogate(log_probs, entropies, rewards, used, target_mask,
+                                             self.hard_entropy_weight)
+    return surrogate, new_baseline

@@ -214,3 +214,24 @@ def test_toy_translation_validates_fields():
 def test_example_validates_alignment():
   with pytest.raises(ValueError, match="out of range"):
     Example(("a",), ("b",), ((1, 0),))
+
+
+def test_train_max_src_len_caps_the_train_split_only():
+  full = build_task(small_config("toy_translation", max_len=12))
+  capped_config = small_config("toy_translation", max_len=12)
+  capped_config.train_max_src_len = 6
+  capped = build_task(capped_config)
+  assert capped.train == tuple(e for e in full.train if len(e.src) <= 6)
+  assert 0 < len(capped.train) < len(full.train)
+  # Valid and test keep every length, so models are tested beyond their training lengths.
+  assert capped.valid == full.valid and capped.test == full.test
+  assert max(len(e.src) for e in capped.test) > 6
+  assert capped.src_vocab == full.src_vocab and capped.tgt_vocab == full.tgt_vocab
+  assert default_data_config("corpus").train_max_src_len == 0  # every task has the field
+
+
+def test_train_max_src_len_that_drops_everything_is_an_error():
+  config = small_config("toy_translation", min_len=5, max_len=8)
+  config.train_max_src_len = 4
+  with pytest.raises(ValueError, match="drops every one of the 300 training examples"):
+    build_task(config)

@@ -1,0 +1,84 @@
+"""Sparsemax, entmax15 and hardmax: simplex, exact zeros, references, gradients, masking."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from jax.test_util import check_grads
+
+from attnlab.attention import get_normalizer
+from attnlab.attention import normalizers  # noqa: F401  (registers them)
+
+SPARSE = ["sparsemax", "entmax15"]
+
+
+def bisect_tau(z, power):
+  """tau with sum(max(z - tau, 0) ** power) == 1, by bisection (independent of sorting)."""
+  lo, hi = z.max() - 1.0, z.max()
+  for _ in range(200):
+    mid = (lo + hi) / 2
+    if (np.maximum(z - mid, 0.0) ** power).sum() > 1.0:
+      lo = mid
+    else:
+      hi = mid
+  return (lo + hi) / 2
+
+
+def reference(name, z):
+  z = np.asarray(z, np.float64)
+  if name == "sparsemax":  # Euclidean projection onto the simplex
+    return np.maximum(z - bisect_tau(z, 1), 0.0)
+  return np.maximum(z / 2 - bisect_tau(z / 2, 2), 0.0) ** 2
+
+
+@pytest.mark.parametrize("name", SPARSE)
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(-3, 3, width=32), min_size=1, max_size=9))
+def test_matches_numpy_reference_and_lies_on_the_simplex(name, values):
+  z = np.array(values, np.float32)
+  p = np.asarray(jax.jit(get_normalizer(name))(jnp.asarray(z), None))
+  np.testing.assert_allclose(p, reference(name, z), atol=1e-5)
+  assert (p >= 0).all() and abs(p.sum() - 1) < 1e-5
+
+
+def test_exact_zeros_where_expected():
+  z = jnp.array([2.0, 1.8, -1.0, 0.0])
+  p = get_normalizer("sparsemax")(z, None)
+  np.testing.assert_allclose(p, [0.6, 0.4, 0.0, 0.0], atol=1e-6)
+  assert float(p[2]) == 0.0 and float(p[3]) == 0.0
+  q = get_normalizer("entmax15")(jnp.array([3.0, 0.0, -3.0]), None)
+  assert float(q[1]) == 0.0 and float(q[2]) == 0.0 and float(q[0]) == pytest.approx(1.0)
+  # softmax would give every key weight; entmax15 with close scores keeps both.
+  r = get_normalizer("entmax15")(jnp.array([0.1, 0.0]), None)
+  assert (np.asarray(r) > 0).all()
+
+
+@pytest.mark.parametrize("name", SPARSE)
+def test_gradient_matches_finite_differences(name):
+  z = jnp.array([0.9, 0.5, 0.45, -0.3, 0.1])  # away from support changes
+  w = jnp.array([1.0, -2.0, 0.5, 3.0, 0.7])
+  check_grads(lambda s: jnp.sum(get_normalizer(name)(s, None) * w), (z,), order=1,
+              modes=["rev"], eps=1e-3, atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("name", SPARSE + ["hardmax"])
+def test_masking_rules_match_softmax(name):
+  normalize = get_normalizer(name)
+  scores = jnp.array([[5.0, 0.2, 0.1, 9.0], [1.0, 2.0, 3.0, 4.0]])
+  mask = jnp.array([[True, True, True, False], [False, False, False, False]])
+  p = normalize(scores, mask)
+  assert float(p[0, 3]) == 0.0  # masked, although it has the highest score
+  np.testing.assert_allclose(p[0].sum(), 1.0, atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(p[1]), 0.0)  # fully masked row: zeros
+  grads = jax.grad(lambda s: jnp.sum(normalize(s, mask) * jnp.arange(4.0)))(scores)
+  assert np.isfinite(np.asarray(grads)).all()
+
+
+def test_hardmax_is_one_hot_with_a_straight_through_gradient():
+  scores = jnp.array([[0.3, 2.0, 1.0]])
+  p = get_normalizer("hardmax")(scores, None)
+  np.testing.assert_allclose(p, [[0.0, 1.0, 0.0]], atol=1e-6)
+  g = jax.grad(lambda s: jnp.sum(get_normalizer("hardmax")(s, None) * jnp.arange(3.0)))(scores)
+  g_soft = jax.grad(lambda s: jnp.sum(jax.nn.softmax(s) * jnp.arange(3.0)))(scores)
+  np.testing.assert_allclose(g, g_soft, atol=1e-6)

@@ -1,0 +1,52 @@
+"""experiments.report on the tiny sweep that tests/experiments/test_sweep.py runs."""
+
+import csv
+
+import pytest
+
+from experiments import report
+
+
+@pytest.fixture(scope="module")
+def written(tiny_sweep, tmp_path_factory):
+  root, _, _ = tiny_sweep
+  return report.write_report(root, tmp_path_factory.mktemp("report"))
+
+
+def test_csv_has_mean_and_spread_over_seeds_per_length_bucket(written):
+  with open(written["csv"], encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  assert {r["variant"] for r in rows} == {"none", "additive"}  # the failed trial is left out
+  assert {r["train_len"] for r in rows} == {"8"}
+  assert all(r["num_seeds"] == "2" for r in rows)
+  exact = [r for r in rows if r["metric"] == "exact_match" and r["variant"] == "additive"]
+  assert [r["bucket"] for r in exact] == ["all", "1-4", "5-6", ">6"]
+  for r in exact:
+    assert 0.0 <= float(r["mean"]) <= 1.0 and float(r["std"]) >= 0.0
+  metrics = {r["metric"] for r in rows}
+  assert {"exact_match", "bleu", "alignment_error_rate", "attention_entropy"} <= metrics
+  # No attention, no alignment: the baseline has no AER rows.
+  assert not [r for r in rows if r["variant"] == "none" and r["metric"] == "alignment_error_rate"]
+
+
+def test_markdown_tables(written):
+  text = written["markdown"].read_text(encoding="utf-8")
+  assert "**exact match by source length**" in text and "**all test examples**" in text
+  assert "| variant | train_len | 1-4 (" in text
+  assert "| additive | 8 |" in text and " ± " in text
+
+
+def test_figures(written):
+  names = sorted(p.name for p in written["figures"])
+  assert names == ["alignment_error_rate_vs_length__train_len-8.png",
+                   "attention_grid__train_len-8.png", "bleu_vs_length__train_len-8.png",
+                   "exact_match_vs_length__train_len-8.png"]
+  for path in written["figures"]:
+    assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_x_axis_can_be_a_sweep_axis(tiny_sweep, tmp_path):
+  root, _, _ = tiny_sweep
+  paths = report.write_report(root, tmp_path, line="variant", x_axis="train_len")
+  assert "exact_match_vs_train_len.png" in {p.name for p in paths["figures"]}
+  assert "| variant | train_len=8 |" in paths["markdown"].read_text(encoding="utf-8")

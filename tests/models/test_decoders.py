@@ -1,0 +1,253 @@
+"""Decoders: teacher forcing == step by step, attention rows, every style x score trains,
+unknown names, dropout."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from attnlab.attention import get_score, score_names
+from attnlab.data.vocab import BOS, PAD
+from attnlab.models import BRIDGES, DECODER_STYLES, Seq2Seq
+
+SRC_VOCAB, TGT_VOCAB, EMB, HIDDEN = 11, 9, 8, 16
+LENGTHS = (4, 2, 1)  # batch of 3; SRC_LEN leaves every row at least one PAD
+SRC_LEN, TGT_LEN = 5, 3
+
+# Every decoder style, Luong with and without input feeding.
+STYLES = {
+    "bahdanau": dict(decoder="bahdanau", attention="additive"),
+    "luong": dict(decoder="luong", attention="general", input_feeding=True),
+    "luong_no_feeding": dict(decoder="luong", attention="general", input_feeding=False),
+    "none": dict(decoder="none"),
+}
+
+
+def make_model(style, **overrides):
+  """A tiny Seq2Seq with a bidirectional encoder (d_enc = 2 * hidden != hidden)."""
+  kwargs = dict(src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB, emb_dim=EMB,
+                hidden_dim=HIDDEN, bidirectional=True, num_heads=2, max_src_len=8)
+  return Seq2Seq(**{**kwargs, **STYLES[style], **overrides})
+
+
+def make_batch(lengths=LENGTHS, src_len=SRC_LEN, tgt_len=TGT_LEN, seed=0):
+  """src [batch, src_len] (PAD after lengths), lengths [batch], tgt_in [batch, tgt_len]
+  (BOS + ids)."""
+  rng = np.random.default_rng(seed)
+  lengths = np.asarray(lengths, np.int32)
+  src = rng.integers(4, SRC_VOCAB, (len(lengths), src_len)).astype(np.int32)
+  src[np.arange(src_len)[None, :] >= lengths[:, None]] = PAD
+  tgt_in = rng.integers(3, TGT_VOCAB, (len(lengths), tgt_len)).astype(np.int32)
+  tgt_in[:, 0] = BOS
+  return src, lengths, tgt_in
+
+
+def random_params(module, *args, seed=0, scale=0.3):
+  """``module``'s variables with every parameter drawn from N(0, scale^2).
+
+  Cheaper than ``init`` (traced once by eval_shape, never compiled or run), and free of the
+  special structure of an initialiser (zero biases) that could hide a bug.
+  """
+  shapes = jax.eval_shape(module.init, jax.random.key(0), *args)
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), shapes)
+
+
+# --------------------------------------------------------------------------- teacher forcing
+
+
+TEACHER_CASES = [(style, self_attention) for style in STYLES for self_attention in (False, True)]
+
+
+@functools.lru_cache(maxsize=None)
+def _teacher_forced_and_stepwise():
+  """For every TEACHER_CASES (style, decoder self-attention): the teacher-forced (logits,
+  attention), and the same from ``start`` then ``step`` in a python loop fed the same prefix.
+
+  One jitted program for all cases: XLA compiles one big program about twice as fast as many
+  small ones, and compilation is most of this file's time.
+  """
+  src, lengths, tgt_in = make_batch()
+  # A unidirectional encoder: cheaper to compile, and the memory (whatever its width) is
+  # prepared once by ``start`` and shared by both paths; the key projection is covered below.
+  models = {case: make_model(case[0], decoder_self_attention=case[1], bidirectional=False)
+            for case in TEACHER_CASES}
+  params = {case: random_params(model, src, lengths, tgt_in) for case, model in models.items()}
+
+  def run(model, params):
+    forced = model.apply(params, src, lengths, tgt_in)
+    # Decoding looks back over max_len >= the output's length: a longer history must not matter.
+    memory, state = model.apply(params, src, lengths, TGT_LEN + 2, method=model.start)
+    logits, attention = [], []
+    for t in range(TGT_LEN):
+      state, logits_t, attention_t = model.apply(params, memory, state, tgt_in[:, t],
+                                                 method=model.step)
+      logits.append(logits_t)
+      attention.append(attention_t)
+    return forced, (jnp.stack(logits, 1), jnp.stack(attention, 1))
+
+  run_all = jax.jit(lambda params: {case: run(models[case], params[case]) for case in models})
+  return jax.tree.map(np.asarray, run_all(params))
+
+
+@pytest.mark.parametrize("self_attention", [False, True], ids=["plain", "self_attention"])
+@pytest.mark.parametrize("style", list(STYLES))
+def test_teacher_forcing_equals_step_by_step(style, self_attention):
+  (logits, attention), (step_logits, step_attention) = _teacher_forced_and_stepwise()[
+      (style, self_attention)]
+  assert logits.shape == (len(LENGTHS), TGT_LEN, TGT_VOCAB)
+  assert attention.shape == (len(LENGTHS), TGT_LEN, SRC_LEN)
+  np.testing.assert_allclose(step_logits, logits, rtol=0, atol=1e-5)
+  np.testing.assert_allclose(step_attention, attention, rtol=0, atol=1e-6)
+  # The logits do depend on the step (a constant output would pass the comparison).
+  assert not np.allclose(logits[:, 0], logits[:, 1], atol=1e-3)
+
+
+@pytest.mark.parametrize("style", list(STYLES))
+def test_attention_rows_are_distributions_over_real_source_positions(style):
+  (_, attention), _ = _teacher_forced_and_stepwise()[(style, False)]
+  real = np.arange(SRC_LEN)[None, None, :] < np.asarray(LENGTHS)[:, None, None]
+  real = np.broadcast_to(real, attention.shape)
+  if STYLES[style]["decoder"] == "none":
+    np.testing.assert_array_equal(attention, 0.0)
+    return
+  assert np.all(attention >= 0)
+  np.testing.assert_array_equal(attention[~real], 0.0)
+  np.testing.assert_allclose(attention.sum(-1), 1.0, rtol=0, atol=1e-5)
+  # Not a trivial constant: the alignment moves between steps for the longest source.
+  assert not np.allclose(attention[0, 0], attention[0, 1], atol=1e-4)
+
+
+# --------------------------------------------------------------------------- every style x score
+
+GRAD_CASES = [(style, score) for style in ("bahdanau", "luong") for score in score_names()]
+GRAD_CASES.append(("none", "general"))  # no attention: the score is unused
+
+
+def _masked_cross_entropy(logits, tgt_out):
+  """logits [batch, tgt_len, vocab], tgt_out [batch, tgt_len] (PAD = ignored) -> mean loss."""
+  mask = tgt_out != PAD
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, tgt_out)
+  return jnp.sum(losses * mask) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def _norm(tree):
+  return float(optax.tree.norm(tree))
+
+
+@functools.lru_cache(maxsize=None)
+def _gradients():
+  """For every GRAD_CASES (style, score): params, and (loss, attention), grads from one
+  jitted value_and_grad of a masked cross-entropy.
+
+  One program for all cases, as in ``_teacher_forced_and_stepwise``. The encoder is
+  bidirectional, so d_enc = 2 * hidden and dot / scaled_dot / cosine need the key projection.
+  """
+  src, lengths, tgt_in = make_batch(lengths=(3, 2), src_len=3, tgt_len=3, seed=1)
+  tgt_out = np.concatenate([tgt_in[:, 1:], np.full((2, 1), PAD, np.int32)], axis=1)
+  # The cheapest cell: this test is about attention, gradients only need to flow.
+  models = {(style, score): make_model("luong", decoder=style, attention=score, cell="rnn")
+            for style, score in GRAD_CASES}
+  params = {case: random_params(model, src, lengths, tgt_in) for case, model in models.items()}
+
+  def loss_fn(model, params):
+    logits, attention = model.apply(params, src, lengths, tgt_in)
+    return _masked_cross_entropy(logits, tgt_out), attention
+
+  value_and_grads = jax.jit(lambda params: {
+      case: jax.value_and_grad(functools.partial(loss_fn, model), has_aux=True)(params[case])
+      for case, model in models.items()})
+  return params, jax.tree.map(np.asarray, value_and_grads(params))
+
+
+@pytest.mark.parametrize("style,score", GRAD_CASES)
+def test_every_style_and_score_runs_forward_and_backward_under_jit(style, score):
+  all_params, results = _gradients()
+  params, ((loss, attention), grads) = all_params[style, score], results[style, score]
+  assert np.isfinite(loss)
+  assert attention.shape == (2, 3, 3)
+  for path, grad in jax.tree_util.tree_leaves_with_path(grads):
+    assert np.all(np.isfinite(grad)), jax.tree_util.keystr(path)
+  decoder_params = params["params"]["decoder_module"]
+  decoder_grads = grads["params"]["decoder_module"]
+  assert _norm(grads["params"]["encoder"]) > 0  # the source reaches the loss
+  if style == "none":
+    np.testing.assert_array_equal(attention, 0.0)
+    return
+  np.testing.assert_allclose(attention.sum(-1), 1.0, atol=1e-5)
+  # d_enc = 2 * hidden: scores that need d_q == d_k get the key projection, others do not.
+  needs_projection = get_score(score).requires_equal_dims
+  assert ("key_projection" in decoder_params) == needs_projection
+  if needs_projection:
+    assert _norm(decoder_grads["key_projection"]) > 0
+  if "attn" in decoder_params:  # scores with parameters of their own (all but dot, scaled_dot)
+    assert _norm(decoder_grads["attn"]) > 0
+  else:
+    assert score in ("dot", "scaled_dot")
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _init_shapes(model):
+  return jax.eval_shape(model.init, jax.random.key(0), *make_batch())
+
+
+def test_unknown_style_lists_valid_styles():
+  with pytest.raises(ValueError, match="unknown decoder style 'transformer'; valid styles: "
+                                       + ", ".join(DECODER_STYLES)):
+    _init_shapes(make_model("luong", decoder="transformer"))
+
+
+def test_unknown_score_lists_valid_scores():
+  with pytest.raises(ValueError, match="unknown score function 'bilinear'") as error:
+    _init_shapes(make_model("luong", attention="bilinear"))
+  for name in score_names():
+    assert name in str(error.value)
+
+
+def test_unknown_bridge_lists_valid_bridges():
+  with pytest.raises(ValueError, match="unknown bridge 'mean'; valid bridges: "
+                                       + ", ".join(BRIDGES)):
+    _init_shapes(make_model("luong", bridge="mean"))
+
+
+def test_no_attention_with_zero_bridge_is_an_error():
+  with pytest.raises(ValueError, match="bridge='dense'"):
+    _init_shapes(make_model("none", bridge="zeros"))
+  _init_shapes(make_model("luong", bridge="zeros"))  # fine with attention
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+def test_dropout_only_when_not_deterministic():
+  model = make_model("luong", dropout_rate=0.5, decoder_self_attention=True,
+                     encoder_self_attention_layers=1)
+  no_dropout = model.clone(dropout_rate=0.0)
+  src, lengths, tgt_in = make_batch()
+  params = random_params(model, src, lengths, tgt_in)
+  key_a, key_b = jax.random.key(1), jax.random.key(2)
+
+  @jax.jit
+  def run(params):
+    apply = functools.partial(model.apply, params, src, lengths, tgt_in)
+    return {
+        "reference": no_dropout.apply(params, src, lengths, tgt_in)[0],
+        "deterministic": apply(deterministic=True)[0],
+        "deterministic_rng": apply(deterministic=True, rngs={"dropout": key_a})[0],
+        "a": apply(deterministic=False, rngs={"dropout": key_a})[0],
+        "a_again": apply(deterministic=False, rngs={"dropout": key_a})[0],
+        "b": apply(deterministic=False, rngs={"dropout": key_b})[0],
+    }
+
+  out = jax.tree.map(np.asarray, run(params))
+  np.testing.assert_array_equal(out["deterministic"], out["reference"])
+  np.testing.assert_array_equal(out["deterministic_rng"], out["reference"])
+  np.testing.assert_array_equal(out["a"], out["a_again"])  # the key decides the mask
+  assert not np.allclose(out["a"], out["reference"], atol=1e-3)
+  assert not np.allclose(out["a"], out["b"], atol=1e-3)
+  assert np.all(np.isfinite(out["a"]))
