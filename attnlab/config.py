@@ -153,6 +153,26 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   return c
 
 
+def shrink_for_smoke_test(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The ``:quick`` variant of an experiment (big_vision's ``runlocal``): tiny
+  model, batches and splits, 6 steps, so a run takes seconds on a laptop CPU.
+
+  Task-specific shrinking (e.g. shorter sentences) stays in the config file.
+  """
+  if "num_train" in config.data:
+    config.data.num_train = min(config.data.num_train, 300)
+  config.data.num_valid = min(config.data.num_valid, 30)
+  config.data.num_test = min(config.data.num_test, 30)
+  config.batching.batch_size = 16
+  config.batching.eval_batch_size = 32
+  config.batching.num_buckets = 1
+  config.model.emb_dim, config.model.hidden_dim = 8, 16
+  config.train.num_steps = 6
+  config.train.log_every = config.train.eval_every = config.train.checkpoint_every = 3
+  config.eval.num_heatmaps = 1
+  return config
+
+
 def _one_of(config, key: str, valid) -> None:
   value = config
   for part in key.split("."):

@@ -36,8 +36,11 @@ flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Checkpoint for eval
 flags.DEFINE_enum("split", "test", ["train", "valid", "test"], "Split for --mode=eval.")
 flags.DEFINE_string("input", None, "Decode mode: file of source lines (default: stdin).")
 flags.DEFINE_string("heatmaps", None, "Decode mode: write attention heatmaps to this folder.")
-flags.DEFINE_string("jax_cache_dir", os.path.join(os.path.expanduser("~"), ".cache", "attnlab", "xla"),
-                    "Persistent XLA compilation cache ('' to disable): reruns, resumes, eval "
+flags.DEFINE_string("jax_cache_dir",
+                    os.environ.get("ATTNLAB_JAX_CACHE_DIR",
+                                   os.path.join(os.path.expanduser("~"), ".cache", "attnlab", "xla")),
+                    "Persistent XLA compilation cache ('' to disable; default "
+                    "$ATTNLAB_JAX_CACHE_DIR or ~/.cache/attnlab/xla): reruns, resumes, eval "
                     "and decode skip recompiling.")
 flags.mark_flags_as_required(["config", "workdir"])
 

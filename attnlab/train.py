@@ -29,7 +29,6 @@ import threading
 import time
 from typing import Any, Sequence
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -40,7 +39,7 @@ from flax.training import train_state
 from attnlab import checkpointing, decoding, metrics as metrics_lib, plots
 from attnlab.attention import hard as hard_lib
 from attnlab.config import ConfigError, build_model, validate
-from attnlab.data import (PAD, TaskData, TrainBatches, Vocab, build_task, eval_batches,
+from attnlab.data import (PAD, TaskData, TrainBatches, build_task, encode_batch, eval_batches,
                           make_buckets)
 from attnlab.data.corpus import tokenize as corpus_tokenize
 from attnlab.data.tasks import Example
@@ -639,7 +638,6 @@ def decode_lines(config: ml_collections.ConfigDict, workdir: str, lines: Sequenc
     return outputs
   batch_size = config.batching.eval_batch_size
   shape = (prepared.max_src_len, prepared.max_decode_len)
-  from attnlab.data import encode_batch
   records = []
   for start in range(0, len(examples), batch_size):
     chunk = list(range(start, min(start + batch_size, len(examples))))

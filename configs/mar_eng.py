@@ -9,7 +9,7 @@ checkout; pass any tab-separated file with `--config.data.path=FILE`
 
 import os
 
-from attnlab.config import base_config
+from attnlab.config import base_config, shrink_for_smoke_test
 
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
                             "shared", "data", "mar-eng", "mar.txt")
@@ -33,14 +33,7 @@ def get_config(arg: str | None = None):
   config.train.best_metric = "bleu"
   if arg == "quick":
     config.data.max_src_len = config.data.max_tgt_len = 6
-    config.data.num_valid = config.data.num_test = 30
-    config.batching.batch_size = 16
-    config.batching.eval_batch_size = 32
-    config.batching.num_buckets = 1
-    config.model.emb_dim, config.model.hidden_dim = 8, 16
-    config.train.num_steps = 6
-    config.train.log_every = config.train.eval_every = config.train.checkpoint_every = 3
-    config.eval.num_heatmaps = 1
+    shrink_for_smoke_test(config)
   elif arg:
     raise ValueError(f"unknown config argument {arg!r}; valid: quick")
   return config

@@ -5,7 +5,7 @@ known true alignment, so alignment error rate measures attention quality.
     python -m attnlab.main --config configs/toy_translation.py --workdir /tmp/toy
 """
 
-from attnlab.config import base_config
+from attnlab.config import base_config, shrink_for_smoke_test
 
 
 def get_config(arg: str | None = None):
@@ -22,14 +22,7 @@ def get_config(arg: str | None = None):
   if arg == "quick":
     config.data.vocab_size = 20
     config.data.max_len = 8
-    config.data.num_train, config.data.num_valid, config.data.num_test = 300, 30, 30
-    config.batching.batch_size = 16
-    config.batching.eval_batch_size = 32
-    config.batching.num_buckets = 1
-    config.model.emb_dim, config.model.hidden_dim = 8, 16
-    config.train.num_steps = 6
-    config.train.log_every = config.train.eval_every = config.train.checkpoint_every = 3
-    config.eval.num_heatmaps = 1
+    shrink_for_smoke_test(config)
   elif arg:
     raise ValueError(f"unknown config argument {arg!r}; valid: quick")
   return config

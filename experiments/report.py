@@ -147,8 +147,8 @@ def markdown(axes: Sequence[str], table_rows: Sequence[dict], x_axis: str = "len
   sections = []
   names = dict(OVERALL)
   seeds = sorted({r["num_seeds"] for r in table_rows})
-  note = (f"mean ± std over {'/'.join(map(str, seeds))} seed(s) "
-          "(sample std; per bucket, the number of test examples in brackets)")
+  over = f"mean ± sample std over {'/'.join(map(str, seeds))} seed(s)"
+  note = f"{over}; in brackets, test examples per bucket"
   settings = list(dict.fromkeys(tuple(r[a] for a in axes) for r in table_rows))
   for metric, label in METRICS:
     if x_axis == "length":
@@ -174,14 +174,14 @@ def markdown(axes: Sequence[str], table_rows: Sequence[dict], x_axis: str = "len
               for r in mine}
       body = [list(s) + [cell.get((s, v), "") for v in values]
               for s in dict.fromkeys(tuple(r[a] for a in rest) for r in mine)]
-      sections.append(f"**{label}** by {x_axis} ({note})\n\n" +
+      sections.append(f"**{label}** by {x_axis} ({over})\n\n" +
                       _md_table(rest + [f"{x_axis}={v}" for v in values], body))
   overall = [r for r in table_rows if r["bucket"] == "all"]
   metrics = [m for m, _ in OVERALL if any(r["metric"] == m for r in overall)]
   cell = {(tuple(r[a] for a in axes), r["metric"]): _fmt(r["mean"], r["std"], r["metric"])
           for r in overall}
   body = [list(s) + [cell.get((s, m), "–") for m in metrics] for s in settings]
-  sections.append(f"**all test examples** ({note})\n\n" +
+  sections.append(f"**all test examples** ({over})\n\n" +
                   _md_table(list(axes) + [names[m] for m in metrics], body))
   return "\n\n".join(sections) + "\n"
 

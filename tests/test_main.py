@@ -5,13 +5,16 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 MAR = REPO.parent / "shared" / "data" / "mar-eng" / "mar.txt"
-ENV = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true", "JAX_PLATFORMS": "cpu"}
+# Subprocesses share one compilation cache (never the user's): identical programs compile once.
+ENV = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true", "JAX_PLATFORMS": "cpu",
+       "ATTNLAB_JAX_CACHE_DIR": os.path.join(tempfile.gettempdir(), "attnlab-test-xla-cache")}
 
 
 def run_main(*args, stdin=None, check=True):

@@ -30,7 +30,8 @@ def separate_run(config, seed, prepared, steps):
   """What train.train_and_evaluate does for `seed`, step by step: (initial, final, losses)."""
   single = config.copy_and_resolve_references()
   single.seed, single.num_seeds = seed, 1
-  initial = state = train.init_state(single, prepared)
+  state = train.init_state(single, prepared)
+  initial = jax.tree.map(np.array, state.params)  # train_step donates (deletes) its input
   batches = multiseed.seed_batches(single, prepared)[0]
   rng = jax.random.fold_in(jax.random.key(seed), 1)
   losses = []
@@ -40,7 +41,7 @@ def separate_run(config, seed, prepared, steps):
     state, metrics = train.train_step(state, batch, rng, label_smoothing=0.0,
                                       on_nonfinite="skip")
     losses.append(float(metrics["loss"]))
-  return initial.params, state, losses
+  return initial, state, losses
 
 
 def assert_trees_close(a, b, **tolerance):

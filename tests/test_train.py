@@ -24,24 +24,6 @@ def tiny_config(num_steps=6, **model):
   return c
 
 
-def final_params(config, workdir):
-  state, _, _ = train.restore_for_inference(config, str(workdir), "latest")
-  return state.params
-
-
-@pytest.mark.slow
-def test_resumed_run_equals_uninterrupted_run_bitwise(tmp_path):
-  full = tiny_config(num_steps=6)
-  train.train_and_evaluate(full, str(tmp_path / "straight"))
-  train.train_and_evaluate(tiny_config(num_steps=3), str(tmp_path / "resumed"))
-  summary = train.train_and_evaluate(full, str(tmp_path / "resumed"))  # resumes at step 3
-  assert summary["step"] == 6
-  a = final_params(full, tmp_path / "straight")
-  b = final_params(full, tmp_path / "resumed")
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
 def test_train_steps_reduce_the_loss_on_a_fixed_batch():
   config = tiny_config(num_steps=1000)
   prepared = train.prepare(config)

@@ -12,7 +12,8 @@ source positions. The context is the value at one position s_t:
   and an entropy bonus (Xu et al. 2015, eq. 12);
 * training with ``hard_estimator='gumbel'``: straight-through Gumbel-softmax
   (Jang et al. 2017): the forward pass uses the one-hot of argmax(scores + g),
-  g ~ Gumbel(0, 1), the backward pass the gradient of softmax((scores + g) / tau).
+  g ~ Gumbel(0, 1), the backward pass the gradient of softmax((scores + g) / tau)
+  (a relaxation of the softmax distribution, whatever the ``normalizer``).
 
 The returned weights are the one-hot of s_t (zeros for a fully masked row). The
 samples draw from the rng stream ``'sample'`` (``apply(..., rngs={'sample': key})``).

@@ -53,11 +53,11 @@ def get_config(arg=None):
     config.eval.length_boundaries = (5, 8, 11, 14)
     if profile == "small":
       config.data.max_src_len, config.data.max_tgt_len = 20, 30
-      config.data.min_freq = 5
-      config.data.num_valid, config.data.num_test = 200, 2000
-      config.model.emb_dim, config.model.hidden_dim = 48, 48
+      config.data.min_freq = 10
+      config.data.num_valid, config.data.num_test = 100, 1000
+      config.model.emb_dim, config.model.hidden_dim = 32, 32
       config.model.dropout_rate = 0.0
-      config.train.num_steps = 400
+      config.train.num_steps = 300
       config.train.learning_rate = 1e-2
     elif profile == "full":
       config.data.max_src_len, config.data.max_tgt_len = 30, 40

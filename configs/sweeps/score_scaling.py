@@ -53,7 +53,7 @@ def get_config(arg=None):
     config.model.emb_dim = 32
     config.batching.num_buckets = 2
     config.batching.eval_batch_size = 1000
-    config.train.num_steps = 300 if profile == "small" else 10000
+    config.train.num_steps = 250 if profile == "small" else 10000
     config.train.learning_rate = 5e-3
     config.train.warmup_steps = 50
     config.eval.num_heatmaps = 1
