@@ -86,7 +86,7 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   # monotonic: initial value of the learned energy bias r (Raffel et al. 2017: -4 for long
   # sources; negative = low stopping probabilities at first, alignments move on).
   c.model.monotonic_bias = -1.0
-  # Attention normalizer (attnlab.attention.NORMALIZERS).
+  # Attention normalizer (attnlab.attention.NORMALIZERS): softmax, sparsemax, entmax15, hardmax.
   c.model.normalizer = "softmax"
   # Hidden width of additive / concat scores; 0 = hidden_dim.
   c.model.attention_dim = 0

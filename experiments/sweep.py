@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import fnmatch
 import importlib.util
 import itertools
 import json
@@ -255,16 +256,33 @@ def launch_ray(trials: list[dict], max_parallel: int, address: str | None,
   return results
 
 
+def select(trials: list[dict], patterns: Iterable[str] | None) -> list[dict]:
+  """The trials whose names match one of the fnmatch ``patterns`` (all when None), in the
+  order of the first pattern each matches, then sweep order."""
+  if not patterns:
+    return list(trials)
+  patterns = list(patterns)
+  rank = {}
+  for trial in trials:
+    hits = [i for i, p in enumerate(patterns) if fnmatch.fnmatchcase(trial["name"], p)]
+    if hits:
+      rank[trial["name"]] = hits[0]
+  return sorted((t for t in trials if t["name"] in rank), key=lambda t: rank[t["name"]])
+
+
 def run_sweep(sweep_spec: str, root: str | os.PathLike, launcher: str = "local",
               max_parallel: int = 1, ray_address: str | None = None,
-              extra_flags: Iterable[str] = ()) -> dict:
-  """Plans, skips finished trials, launches the rest; returns ``ROOT/sweep.json``'s content."""
+              extra_flags: Iterable[str] = (), only: Iterable[str] | None = None) -> dict:
+  """Plans, skips finished trials, launches the rest (those matching ``only``, if given);
+  returns ``ROOT/sweep.json``'s content."""
   root = pathlib.Path(root)
   root.mkdir(parents=True, exist_ok=True)
   sweep = plan(sweep_spec, root, extra_flags)
-  todo = [t for t in sweep["trials"] if not is_complete(t["workdir"])]
+  chosen = select(sweep["trials"], only)
+  todo = [t for t in chosen if not is_complete(t["workdir"])]
   for trial in sweep["trials"]:
-    trial["status"] = "pending" if trial in todo else "skipped (complete)"
+    trial["status"] = ("skipped (complete)" if is_complete(trial["workdir"]) else
+                       "pending" if trial in todo else "not selected (--only)")
   _write_json(root / "sweep.json", sweep)
   print(f"{len(sweep['trials'])} trials, {len(sweep['trials']) - len(todo)} already complete, "
         f"running {len(todo)} ({launcher}, at most {max_parallel} at once) under {root}",
@@ -302,17 +320,20 @@ def main(argv=None) -> int:
                       help="trials running at once (local processes or Ray tasks)")
   parser.add_argument("--ray_address", default=None,
                       help="Ray cluster to submit to (default: start a local Ray)")
+  parser.add_argument("--only", nargs="+", default=None, metavar="PATTERN",
+                      help="run only trials whose names match these fnmatch patterns, in "
+                           "pattern order (e.g. 'variant=dot,*')")
   parser.add_argument("--dry_run", action="store_true", help="print the trial commands only")
   args, extra = parser.parse_known_args(argv)
   if extra and not all(flag.startswith("--") for flag in extra):
     parser.error(f"unexpected arguments: {' '.join(extra)}")
   # Anything else (e.g. --config.train.num_steps=10) is passed to every trial.
   if args.dry_run:
-    for trial in plan(args.sweep, args.root, extra)["trials"]:
+    for trial in select(plan(args.sweep, args.root, extra)["trials"], args.only):
       print(" ".join(trial["command"]))
     return 0
   sweep = run_sweep(args.sweep, args.root, args.launcher, args.max_parallel, args.ray_address,
-                    extra)
+                    extra, args.only)
   failed = [t["name"] for t in sweep["trials"] if t["status"] == "failed"]
   print(f"done in {sweep['wall_time_s']:.0f} s: {len(sweep['trials']) - len(failed)} ok or "
         f"complete, {len(failed)} failed{': ' + ', '.join(failed) if failed else ''}", flush=True)

@@ -82,3 +82,22 @@ def test_hardmax_is_one_hot_with_a_straight_through_gradient():
   g = jax.grad(lambda s: jnp.sum(get_normalizer("hardmax")(s, None) * jnp.arange(3.0)))(scores)
   g_soft = jax.grad(lambda s: jnp.sum(jax.nn.softmax(s) * jnp.arange(3.0)))(scores)
   np.testing.assert_allclose(g, g_soft, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", SPARSE + ["hardmax"])
+def test_selectable_by_name_in_attention_and_models(name):
+  from attnlab.attention import Attention
+  from attnlab.models import Seq2Seq
+  q = jax.random.normal(jax.random.key(0), (2, 3, 4)) * 3
+  k = jax.random.normal(jax.random.key(1), (2, 5, 4)) * 3
+  mask = jnp.array([[True] * 5, [True, True, False, False, False]])
+  attn = Attention(score="dot", normalizer=name)
+  (_, weights) = attn.apply({}, q, k, None, mask, method=attn.attend)
+  np.testing.assert_allclose(np.asarray(weights.sum(-1)), 1.0, atol=1e-5)
+  assert (np.asarray(weights)[1, :, 2:] == 0).all()
+  model = Seq2Seq(src_vocab_size=9, tgt_vocab_size=9, emb_dim=4, hidden_dim=8,
+                  normalizer=name, attention="general")
+  src, lengths, tgt = jnp.array([[4, 5, 0]]), jnp.array([2]), jnp.array([[1, 4]])
+  variables = model.init(jax.random.key(0), src, lengths, tgt)
+  logits, attention = model.apply(variables, src, lengths, tgt)
+  assert np.isfinite(np.asarray(logits)).all() and float(attention[0, 0, 2]) == 0.0
