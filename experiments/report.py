@@ -12,7 +12,8 @@ way. Writes to ``--out`` (default ``ROOT/report``):
 * ``<metric>_vs_length[__<axis>-<label>].png``: metric against source length (bucket mean),
   one line per value of the line axis (``--line``, default ``variant``), a ±std band over
   seeds; one figure per value of the other axes (``attnlab.plots.plot_metric_vs_length``).
-  With ``--x AXIS`` the x axis is that (numeric) sweep axis instead, on a log2 scale.
+  With ``--x AXIS`` the x axis is that (numeric) sweep axis instead, on a log2 scale, for
+  every overall metric (attention entropy and test loss too).
 * ``attention_grid[__<axis>-<label>].png``: the longest test example's decoding attention
   under every variant (seed ``seed`` of each; ``attnlab.plots.attention_grid_figure``).
 
@@ -150,7 +151,7 @@ def markdown(axes: Sequence[str], table_rows: Sequence[dict], x_axis: str = "len
   over = f"mean ± sample std over {'/'.join(map(str, seeds))} seed(s)"
   note = f"{over}; in brackets, test examples per bucket"
   settings = list(dict.fromkeys(tuple(r[a] for a in axes) for r in table_rows))
-  for metric, label in METRICS:
+  for metric, label in (METRICS if x_axis == "length" else OVERALL):
     if x_axis == "length":
       mine = [r for r in table_rows if r["metric"] == metric and r["bucket"] != "all"]
       if not mine:
@@ -205,7 +206,7 @@ def figures(axes: Sequence[str], table_rows: Sequence[dict], groups: Mapping[tup
   others = [a for a in axes if a not in (line, x_axis)]
   panels_of = lambda s: tuple(s[a] for a in others)  # noqa: E731
   paths = []
-  for metric, label in METRICS:
+  for metric, label in (METRICS if x_axis == "length" else OVERALL):
     if x_axis == "length":
       mine = [r for r in table_rows if r["metric"] == metric and r["bucket"] != "all"]
     else:

@@ -284,8 +284,11 @@ def run_sweep(sweep_spec: str, root: str | os.PathLike, launcher: str = "local",
     trial["status"] = ("skipped (complete)" if is_complete(trial["workdir"]) else
                        "pending" if trial in todo else "not selected (--only)")
   _write_json(root / "sweep.json", sweep)
-  print(f"{len(sweep['trials'])} trials, {len(sweep['trials']) - len(todo)} already complete, "
-        f"running {len(todo)} ({launcher}, at most {max_parallel} at once) under {root}",
+  complete = sum(is_complete(t["workdir"]) for t in sweep["trials"])
+  unselected = len(sweep["trials"]) - len(chosen)
+  print(f"{len(sweep['trials'])} trials, {complete} already complete, "
+        + (f"{unselected} not selected, " if only else "")
+        + f"running {len(todo)} ({launcher}, at most {max_parallel} at once) under {root}",
         flush=True)
 
   def report(status: dict) -> None:

@@ -140,3 +140,13 @@ def test_ray_launcher_runs_and_records_trials(tmp_path):
   assert statuses[1]["returncode"] == 1 and "boom" in statuses[1]["stderr_tail"]
   assert (tmp_path / "ok" / "stdout.txt").read_text() == "trained\n"
   assert json.loads((tmp_path / "crash" / "status.json").read_text())["status"] == "failed"
+
+
+def test_only_selects_trials_by_pattern_in_pattern_order():
+  trials = sweep.expand({"variant": {v: {} for v in ("none", "dot", "additive")},
+                         "dim": {d: {} for d in ("16", "256")}})
+  chosen = sweep.select(trials, ["*,dim=256", "variant=dot,*"])
+  assert [t["name"] for t in chosen] == [
+      "variant=none,dim=256", "variant=dot,dim=256", "variant=additive,dim=256",
+      "variant=dot,dim=16"]
+  assert sweep.select(trials, None) == trials
