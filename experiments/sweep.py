@@ -76,6 +76,18 @@ def split_spec(spec: str) -> tuple[str, str | None]:
   return path, (arg or None)
 
 
+def apply_seeds_and_steps(config, args: dict):
+  """The sweep-config arguments every sweep shares: ``seeds=N`` (vmapped seeds per trial;
+  default 2 / 3 / 5 for the tiny / small / full profile) and ``steps=N`` (train N steps,
+  evaluating and checkpointing once, at the end)."""
+  config.num_seeds = args["seeds"] or {"tiny": 2, "small": 3, "full": 5}[args["profile"]]
+  if args["steps"]:
+    config.train.num_steps = args["steps"]
+    config.train.log_every = config.train.eval_every = args["steps"]
+    config.train.checkpoint_every = args["steps"]
+  return config
+
+
 def parse_arg(arg: str | None, **defaults) -> dict:
   """A sweep/config argument ``"small,task=mar_eng"`` -> {"profile": "small", "task": ...}.
 

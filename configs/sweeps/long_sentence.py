@@ -19,7 +19,7 @@ instead of the toy translation task, ``seeds=N``, ``steps=N``.
 import os
 
 from attnlab.attention import score_names
-from experiments.sweep import import_file, parse_arg
+from experiments.sweep import apply_seeds_and_steps, import_file, parse_arg
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 mar_eng = import_file(os.path.join(CONFIGS, "mar_eng.py"))
@@ -95,12 +95,7 @@ def get_config(arg=None):
     # Evaluate once, at the end: these runs are compared on the test split only.
     config.train.log_every = config.train.eval_every = config.train.num_steps
     config.train.checkpoint_every = config.train.num_steps
-  config.num_seeds = args["seeds"] or {"tiny": 2, "small": 3, "full": 5}[profile]
-  if args["steps"]:
-    config.train.num_steps = args["steps"]
-    config.train.log_every = config.train.eval_every = args["steps"]
-    config.train.checkpoint_every = args["steps"]
-  return config
+  return apply_seeds_and_steps(config, args)
 
 
 def get_sweep(arg=None):

@@ -17,7 +17,7 @@ additive); toy translation, Luong decoder, seeds vmapped in each trial. Profiles
 
 import os
 
-from experiments.sweep import import_file, parse_arg
+from experiments.sweep import apply_seeds_and_steps, import_file, parse_arg
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 toy_translation = import_file(os.path.join(CONFIGS, "toy_translation.py"))
@@ -59,12 +59,7 @@ def get_config(arg=None):
     config.eval.num_heatmaps = 1
     config.train.log_every = config.train.eval_every = config.train.num_steps
     config.train.checkpoint_every = config.train.num_steps
-  config.num_seeds = args["seeds"] or {"tiny": 2, "small": 3, "full": 5}[profile]
-  if args["steps"]:
-    config.train.num_steps = args["steps"]
-    config.train.log_every = config.train.eval_every = args["steps"]
-    config.train.checkpoint_every = args["steps"]
-  return config
+  return apply_seeds_and_steps(config, args)
 
 
 def get_sweep(arg=None):
