@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import os
 
+import jax.numpy as jnp
 import ml_collections
 
 from attnlab.attention import HARD_ESTIMATORS, mechanism_names, score_names
 from attnlab.attention.mechanisms import NORMALIZERS
 from attnlab.data.tasks import TASKS, default_data_config
 from attnlab.models import BRIDGES, DECODER_STYLES, Seq2Seq, cell_names
+
+
+# model.dtype names -> computation dtypes.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class ConfigError(ValueError):
@@ -102,8 +107,25 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   c.model.decoder_self_attention = False
   # Heads of both self-attentions.
   c.model.num_heads = 1
+  # Coverage (Tu et al. 2016; See et al. 2017): the decoder carries c_t, the sum of its past
+  # attention weights, and feeds it into the scores as a per-key feature (additive scores:
+  # v^T tanh(W q + U k_i + w_c c_ti + b)). Needs an attention decoder.
+  c.model.coverage = False
+  # Copy attention (pointer-generator, See et al. 2017): p_gen = sigmoid(w . [context; state;
+  # input] + b) mixes the vocabulary distribution with the attention weights over the source,
+  # P(w) = p_gen P_vocab(w) + (1 - p_gen) sum_{i: x_i = w} a_i, over the target vocabulary
+  # extended by each example's source words outside it, so names and numbers the target
+  # vocabulary lacks can be copied. Needs an attention decoder and label_smoothing = 0.
+  c.model.copy = False
   # Dropout rate (embeddings, between layers, before the output layer).
   c.model.dropout_rate = 0.0
+  # Computation dtype of activations and matmuls: float32 or bfloat16 (mixed precision:
+  # parameters, optimizer state, the softmax over the vocabulary and the loss stay float32).
+  c.model.dtype = "float32"
+  # Rematerialize the scanned encoder and decoder steps (jax.checkpoint on each scan body):
+  # training keeps only the per-step carries and recomputes the rest in the backward pass,
+  # so memory stays bounded for sources of hundreds of tokens, for ~30% more compute.
+  c.model.remat = False
 
   c.train = ml_collections.ConfigDict()
   # Optimizer steps in the whole run.
@@ -123,6 +145,19 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   c.train.on_nonfinite = "skip"
   # Label smoothing of the training loss.
   c.train.label_smoothing = 0.0
+  # Weight of See et al.'s (2017) coverage loss sum_t sum_i min(a_ti, c_ti) (per target token,
+  # like the NLL; reported as train/coverage_loss); 0 = off. Works with or without
+  # model.coverage (See et al. use both), needs an attention decoder.
+  c.train.coverage_loss_weight = 0.0
+  # Weight of the guided-alignment loss: cross-entropy from the task's true alignment
+  # (rows normalised) to the attention weights, per target step with a link (Chen et al. 2016,
+  # Garg et al. 2019; reported as train/guided_alignment_loss); 0 = off. Needs a task that
+  # knows its alignment (date, copy, reverse, toy_translation) and an attention decoder.
+  c.train.guided_alignment_weight = 0.0
+  # Optimizer steps per dispatch to the device: consecutive steps whose batches share a shape
+  # run as one compiled lax.scan (same results as one step at a time, less Python and
+  # dispatch overhead per step for small models). Log/eval/checkpoint steps end a group.
+  c.train.steps_per_dispatch = 1
   # Print a `step | loss | input | target | prediction` line every this many steps.
   c.train.log_every = 500
   # Evaluate on the validation split every this many steps (and at the end).
@@ -135,6 +170,20 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   c.train.best_metric = "exact_match"
   c.train.best_mode = "max"
 
+  c.parallel = ml_collections.ConfigDict()
+  # Data parallelism (attnlab.parallel): devices of the mesh's `data` axis, 0 = every device
+  # (all TPU cores / GPUs). Batches are split by rows, so batching.batch_size must divide by
+  # the device count; parameters are replicated. Results do not depend on the device count.
+  c.parallel.num_devices = 0
+  # Multi-host (TPU pod slices, several GPU hosts): call jax.distributed.initialize() first.
+  # Cloud TPU, SLURM and Open MPI are detected automatically; otherwise set the three below.
+  c.parallel.distributed = False
+  # host:port of process 0 ('' = automatic).
+  c.parallel.coordinator_address = ""
+  # Number of processes (0 = automatic) and this process's index (-1 = automatic).
+  c.parallel.num_processes = 0
+  c.parallel.process_id = -1
+
   c.eval = ml_collections.ConfigDict()
   # Longest output when decoding; 0 = the longest target in the data + 1.
   c.eval.max_decode_len = 0
@@ -142,6 +191,10 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   c.eval.beam_size = 1
   # GNMT length-penalty exponent for beam search.
   c.eval.length_penalty = 0.6
+  # GNMT coverage-penalty weight beta for beam search: hypotheses are ranked by
+  # log P / lp + beta * sum_i log(min(sum_t a_ti, 1)) over real source positions (Wu et al.
+  # 2016, eq. 14); 0 = off. Beam search only (beam_size > 1); re-ranks the final beam.
+  c.eval.coverage_penalty = 0.0
   # Source-length bucket boundaries for per-length metrics (empty = automatic).
   c.eval.length_boundaries = ()
   # Number of test examples whose attention heatmaps are written to the workdir.
@@ -203,15 +256,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "train.best_mode", ("max", "min"))
   _one_of(config, "train.on_nonfinite", ("skip", "stop"))
   _one_of(config, "eval.on_long_input", ("error", "truncate"))
+  _one_of(config, "model.dtype", DTYPES)
   for key in ("num_seeds", "model.emb_dim", "model.hidden_dim", "model.encoder_layers",
               "model.decoder_layers", "model.num_heads", "model.local_window",
               "batching.batch_size", "batching.eval_batch_size", "batching.num_buckets",
               "batching.round_to", "train.num_steps", "train.log_every", "train.eval_every",
-              "train.checkpoint_every", "train.keep_checkpoints", "eval.beam_size"):
+              "train.checkpoint_every", "train.keep_checkpoints", "eval.beam_size",
+              "train.steps_per_dispatch"):
     _positive(config, key)
   for key in ("data.train_max_src_len", "model.attention_dim", "model.max_src_len",
               "model.encoder_self_attention_layers", "train.warmup_steps", "eval.max_decode_len",
-              "eval.num_heatmaps", "eval.max_examples"):
+              "eval.num_heatmaps", "eval.max_examples", "parallel.num_devices"):
     _positive(config, key, allow_zero=True)
   if not 0.0 <= config.model.dropout_rate < 1.0:
     raise ConfigError("model.dropout_rate", f"must be in [0, 1), got {config.model.dropout_rate}")
@@ -230,6 +285,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.model.decoder == "none" and config.model.bridge == "zeros":
     raise ConfigError("model.bridge", "the no-attention decoder needs bridge='dense' "
                       "(the source reaches it only through its initial state)")
+  _validate_coverage_and_alignment(config)
+  _validate_copy(config)
   enc_width = config.model.hidden_dim * (2 if config.model.bidirectional else 1)
   if config.model.encoder_self_attention_layers and enc_width % config.model.num_heads:
     raise ConfigError("model.num_heads", f"must divide the encoder output width {enc_width}")
@@ -244,9 +301,60 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError("data.path", f"no such file: {path!r}")
 
 
+def _non_negative_number(config, key: str) -> float:
+  section, name = key.split(".")
+  value = config[section][name]
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+    raise ConfigError(key, f"must be a number >= 0, got {value!r}")
+  return value
+
+
+def _validate_coverage_and_alignment(config: ml_collections.ConfigDict) -> None:
+  """Coverage, the coverage loss and penalty, and guided alignment need attention weights."""
+  if not isinstance(config.model.coverage, bool):
+    raise ConfigError("model.coverage", f"must be True or False, got {config.model.coverage!r}")
+  no_attention = config.model.decoder == "none"
+  if config.model.coverage and no_attention:
+    raise ConfigError("model.coverage", "coverage sums attention weights, and decoder='none' "
+                      "has none: use decoder='bahdanau' or 'luong'")
+  for key in ("train.coverage_loss_weight", "train.guided_alignment_weight",
+              "eval.coverage_penalty"):
+    if _non_negative_number(config, key) > 0 and no_attention:
+      raise ConfigError(key, "needs attention weights, and decoder='none' has none: set it "
+                        "to 0 or use decoder='bahdanau' or 'luong'")
+
+
+def _validate_copy(config: ml_collections.ConfigDict) -> None:
+  """Copy attention copies through the attention weights, over an extended vocabulary."""
+  copy = config.model.get("copy", False)
+  if not isinstance(copy, bool):
+    raise ConfigError("model.copy", f"must be True or False, got {copy!r}")
+  if not copy:
+    return
+  if config.model.decoder == "none":
+    raise ConfigError("model.copy", "copying needs attention weights over the source, and "
+                      "decoder='none' has none: use decoder='bahdanau' or 'luong'")
+  if config.train.label_smoothing > 0:
+    # Smoothing would spread target mass over the extended vocabulary's unused OOV slots,
+    # whose probability is exactly zero.
+    raise ConfigError("train.label_smoothing", "must be 0 with model.copy=True (the extended "
+                      "vocabulary has slots of probability zero)")
+
+
+def validate_task(config: ml_collections.ConfigDict, has_alignment: bool) -> None:
+  """The checks that need the built task: guided alignment needs its true alignment."""
+  if config.train.guided_alignment_weight > 0 and not has_alignment:
+    raise ConfigError("train.guided_alignment_weight",
+                      f"the {config.data.task!r} task has no true alignment to guide the "
+                      "attention with; set it to 0 or use a task with alignments (date, copy, "
+                      "reverse, toy_translation)")
+
+
 def build_model(config: ml_collections.ConfigDict, src_vocab_size: int, tgt_vocab_size: int,
                 max_src_len: int) -> Seq2Seq:
-  """The Seq2Seq that ``config.model`` describes.
+  """The Seq2Seq that ``config.model`` describes (and the weights of the attention losses,
+  ``config.train.coverage_loss_weight`` / ``guided_alignment_weight``, which it applies in
+  ``Seq2Seq.attention_losses``, as it applies ``hard_entropy_weight``).
 
   max_src_len: the longest source in the data (used when config.model.max_src_len is 0).
   """
@@ -260,8 +368,11 @@ def build_model(config: ml_collections.ConfigDict, src_vocab_size: int, tgt_voca
       local_window=m.local_window, hard_estimator=m.hard_estimator,
       hard_temperature=m.hard_temperature, hard_entropy_weight=m.hard_entropy_weight,
       hard_baseline_decay=m.hard_baseline_decay, monotonic_noise=m.monotonic_noise,
-      monotonic_bias=m.monotonic_bias,
+      monotonic_bias=m.monotonic_bias, coverage=m.coverage,
+      coverage_loss_weight=float(config.train.coverage_loss_weight),
+      guided_alignment_weight=float(config.train.guided_alignment_weight),
       input_feeding=m.input_feeding, bridge=m.bridge,
       encoder_self_attention_layers=m.encoder_self_attention_layers,
       decoder_self_attention=m.decoder_self_attention, num_heads=m.num_heads,
-      dropout_rate=m.dropout_rate)
+      dropout_rate=m.dropout_rate, dtype=DTYPES[m.dtype], remat=m.remat,
+      copy=m.get("copy", False))

@@ -5,6 +5,11 @@ once per source), then call ``Seq2Seq.step`` inside a ``lax.while_loop`` that
 stops when every hypothesis has produced EOS or ``max_len`` tokens. PAD and BOS
 are never generated; after EOS a hypothesis emits PAD with zero attention.
 
+A copy model (``Seq2Seq(copy=True)``) takes ``src_ext``, the source in extended
+ids; its tokens can then be extended ids (>= the target vocabulary size: that
+example's k-th source OOV, ``Vocab.decode(tokens, oovs=...)``), fed back to the
+decoder as UNK.
+
 Usage::
 
     result = greedy_decode(model, params, src, src_lengths, max_len=20)
@@ -35,8 +40,9 @@ class DecodeResult:
   Attributes:
     tokens: [batch, max_len] (greedy) or [batch, beams, max_len] (beam search,
       best first) int32, EOS included, PAD after it.
-    scores: [batch] or [batch, beams]: the ranking score (sum of log-probabilities,
-      divided by the length penalty for beam search).
+    scores: [batch] or [batch, beams]: the ranking score (sum of log-probabilities;
+      for beam search divided by the length penalty, plus the coverage penalty,
+      ``hypothesis_scores``).
     log_probs: like ``scores``, the plain sum of token log-probabilities.
     lengths: like ``scores``: tokens generated, EOS included.
     attention: [batch, max_len, src_len] or [batch, beams, max_len, src_len]:
@@ -58,7 +64,7 @@ def _step_log_probs(logits: Array) -> Array:
 
 @functools.partial(jax.jit, static_argnames=("model", "max_len"))
 def greedy_decode(model: nn.Module, params: Any, src: Array, src_lengths: Array,
-                  max_len: int) -> DecodeResult:
+                  max_len: int, src_ext: Array | None = None) -> DecodeResult:
   """Batched greedy decoding.
 
   Args:
@@ -66,6 +72,7 @@ def greedy_decode(model: nn.Module, params: Any, src: Array, src_lengths: Array,
     params: its variables (``{'params': ...}``).
     src: [batch, src_len] int ids; src_lengths: [batch].
     max_len: the most tokens to generate, EOS included.
+    src_ext: [batch, src_len] source in extended ids (copy models only).
 
   Returns:
     DecodeResult with tokens [batch, max_len] and attention [batch, max_len, src_len].
@@ -79,7 +86,8 @@ def greedy_decode(model: nn.Module, params: Any, src: Array, src_lengths: Array,
 
   def body(carry):
     t, state, y_prev, finished, tokens, attention, log_prob, lengths = carry
-    state, logits, weights = model.apply(params, memory, state, y_prev, method=model.step)
+    state, logits, weights = model.apply(params, memory, state, y_prev, src_ext=src_ext,
+                                         method=model.step)
     log_probs = _step_log_probs(logits)
     y = jnp.argmax(log_probs, axis=-1).astype(jnp.int32)
     y = jnp.where(finished, PAD, y)
@@ -105,6 +113,52 @@ def length_penalty(lengths: Array, alpha: float) -> Array:
   return ((5.0 + lengths.astype(jnp.float32)) / 6.0) ** alpha
 
 
+# A source position no output token attended would make the coverage penalty log 0 = -inf
+# (for every such hypothesis alike, so they could no longer be ranked); its total
+# attention is clamped to this first: it costs beta * log(1e-6) ~ -13.8 beta instead.
+COVERAGE_EPS = 1e-6
+
+
+def coverage_penalty(attention: Array, src_lengths: Array, beta: float,
+                     eps: float = COVERAGE_EPS) -> Array:
+  """GNMT coverage penalty beta * sum_i log(min(sum_j a_ji, 1)) (Wu et al. 2016, eq. 14).
+
+  Args:
+    attention: [batch, beams, out_len, src_len] each hypothesis's alignment (rows after
+      its EOS are zero), or [batch, out_len, src_len].
+    src_lengths: [batch] true source lengths: only real source positions i count.
+    beta: the penalty weight (0 = no penalty).
+    eps: a total below it counts as eps (``COVERAGE_EPS``), so log stays finite.
+
+  Returns:
+    [batch, beams] (or [batch]) penalties <= 0: 0 when every real source position received
+    a total attention of at least 1, more negative the more of the source is left uncovered.
+  """
+  total = jnp.sum(attention.astype(jnp.float32), axis=-2)  # [..., src_len]
+  src_mask = jnp.arange(total.shape[-1]) < src_lengths.reshape(
+      src_lengths.shape + (1,) * (total.ndim - 1))
+  per_source = jnp.log(jnp.clip(total, eps, 1.0))
+  return beta * jnp.sum(jnp.where(src_mask, per_source, 0.0), axis=-1)
+
+
+def hypothesis_scores(log_prob: Array, lengths: Array, attention: Array, src_lengths: Array,
+                      alpha: float, beta: float = 0.0) -> Array:
+  """GNMT's ranking score s(Y, X) = log P(Y|X) / lp(Y) + cp(X; Y) (Wu et al. 2016, eq. 14).
+
+  Args:
+    log_prob: [batch, beams] sum of token log-probabilities; lengths: [batch, beams] (EOS
+      included); attention: [batch, beams, out_len, src_len]; src_lengths: [batch].
+    alpha: ``length_penalty`` exponent; beta: ``coverage_penalty`` weight (0: no term).
+
+  Returns:
+    [batch, beams] scores, higher is better.
+  """
+  scores = log_prob / length_penalty(lengths, alpha)
+  if beta:
+    scores = scores + coverage_penalty(attention, src_lengths, beta)
+  return scores
+
+
 def _gather_beams(tree: Any, beam_idx: Array, batch: int, beams: int) -> Any:
   """Reorders [batch * beams, ...] (or [batch, beams, ...]) leaves by beam_idx [batch, beams]."""
 
@@ -117,9 +171,10 @@ def _gather_beams(tree: Any, beam_idx: Array, batch: int, beams: int) -> Any:
   return jax.tree.map(gather, tree)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_len", "beam_size", "alpha"))
+@functools.partial(jax.jit, static_argnames=("model", "max_len", "beam_size", "alpha", "beta"))
 def beam_search(model: nn.Module, params: Any, src: Array, src_lengths: Array, max_len: int,
-                beam_size: int = 4, alpha: float = 0.6) -> DecodeResult:
+                beam_size: int = 4, alpha: float = 0.6,
+                src_ext: Array | None = None, beta: float = 0.0) -> DecodeResult:
   """Batched beam search with GNMT length normalisation.
 
   Every beam slot holds one hypothesis; a finished one (it produced EOS) can
@@ -130,10 +185,20 @@ def beam_search(model: nn.Module, params: Any, src: Array, src_lengths: Array, m
   exhaustive. (A beam larger than the number of distinct outputs fills its
   extra slots with impossible hypotheses scored about -1e9; they sort last.)
 
+  With ``beta > 0`` the final ranking adds GNMT's coverage penalty,
+  log P / lp + beta * sum_i log(min(sum_j a_ji, 1)) (``hypothesis_scores``). Like the
+  length penalty it re-ranks the final beam only: pruning while searching keeps the
+  plain log-probability, so ``beta`` never changes which hypotheses are found (nor
+  their log P), only which comes first. (GNMT scores partial hypotheses too; here a
+  partial hypothesis has not yet had the chance to cover the source, and penalising
+  it would prune by how far it got rather than by how well.)
+
   Args:
     model, params, src [batch, src_len], src_lengths [batch], max_len: as ``greedy_decode``.
     beam_size: hypotheses kept per example (1 = greedy).
     alpha: length-penalty exponent.
+    beta: coverage-penalty weight (0 = none).
+    src_ext: [batch, src_len] source in extended ids (copy models only).
 
   Returns:
     DecodeResult with tokens [batch, beam_size, max_len] sorted best first.
@@ -144,6 +209,7 @@ def beam_search(model: nn.Module, params: Any, src: Array, src_lengths: Array, m
   k = beam_size
   tile = lambda x: jnp.repeat(x, k, axis=0)  # [batch, ...] -> [batch * k, ...]  # noqa: E731
   memory, state = model.apply(params, tile(src), tile(src_lengths), max_len, method=model.start)
+  src_ext = None if src_ext is None else tile(src_ext)  # [batch * k, src_len]
 
   def cond(carry):
     t, _, _, finished, *_ = carry
@@ -152,7 +218,7 @@ def beam_search(model: nn.Module, params: Any, src: Array, src_lengths: Array, m
   def body(carry):
     t, state, y_prev, finished, tokens, attention, log_prob, lengths = carry
     state, logits, weights = model.apply(params, memory, state, y_prev.reshape(-1),
-                                         method=model.step)
+                                         src_ext=src_ext, method=model.step)
     vocab = logits.shape[-1]
     log_probs = _step_log_probs(logits).reshape(batch, k, vocab)
     # A finished hypothesis continues only with PAD, at zero cost.
@@ -176,7 +242,7 @@ def beam_search(model: nn.Module, params: Any, src: Array, src_lengths: Array, m
           jnp.zeros((batch, k), bool), jnp.full((batch, k, max_len), PAD, jnp.int32),
           jnp.zeros((batch, k, max_len, src_len)), log_prob0, jnp.zeros((batch, k), jnp.int32))
   _, _, _, _, tokens, attention, log_prob, lengths = jax.lax.while_loop(cond, body, init)
-  scores = log_prob / length_penalty(lengths, alpha)
+  scores = hypothesis_scores(log_prob, lengths, attention, src_lengths, alpha, beta)
   order = jnp.argsort(-scores, axis=-1)
   take = lambda x: jnp.take_along_axis(  # noqa: E731
       x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)

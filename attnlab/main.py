@@ -93,6 +93,8 @@ def main(argv):
     _fail(str(e))
   except OSError as e:  # config_flags defers a missing config file's error to first use
     _fail(" ".join(str(e).split()))
+  from attnlab import parallel
+  parallel.initialize(config)  # jax.distributed, when config.parallel.distributed: before any device use
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
   try:

@@ -85,7 +85,8 @@ def init_states(config: ml_collections.ConfigDict, prepared: train.Prepared) -> 
   @jax.jit
   def init_params(key):
     return prepared.model.init(key, jnp.ones((1, src_len), jnp.int32), jnp.ones((1,), jnp.int32),
-                               jnp.ones((1, tgt_len), jnp.int32))["params"]
+                               jnp.ones((1, tgt_len), jnp.int32),
+                               src_ext=jnp.ones((1, src_len), jnp.int32))["params"]
 
   tx = train.make_optimizer(config.train)
   return stack([train.TrainState.create(apply_fn=prepared.model.apply,
@@ -104,7 +105,8 @@ def seed_batches(config: ml_collections.ConfigDict,
   """Each seed's training batches (the data order of a separate run with that seed)."""
   task = prepared.task
   return [TrainBatches(task.train, task.src_vocab, task.tgt_vocab, config.batching.batch_size,
-                       prepared.buckets, seed) for seed in seed_values(config)]
+                       prepared.buckets, seed, copy=train.is_copy_model(prepared.model))
+          for seed in seed_values(config)]
 
 
 @functools.partial(jax.jit, static_argnames=("label_smoothing", "on_nonfinite"),

@@ -36,9 +36,9 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from attnlab import checkpointing, decoding, metrics as metrics_lib, plots
+from attnlab import checkpointing, decoding, metrics as metrics_lib, parallel, plots
 from attnlab.attention import hard as hard_lib
-from attnlab.config import ConfigError, build_model, validate
+from attnlab.config import ConfigError, build_model, validate, validate_task
 from attnlab.data import (PAD, TaskData, TrainBatches, build_task, encode_batch, eval_batches,
                           make_buckets)
 from attnlab.data.corpus import tokenize as corpus_tokenize
@@ -97,19 +97,21 @@ def _target_mask(batch: dict) -> Array:
 def _forward(state: TrainState, params, batch: dict, deterministic: bool, rng=None):
   rngs = None if deterministic else {"dropout": rng}
   return state.apply_fn({"params": params}, batch["src"], batch["src_lengths"],
-                        batch["tgt_in"], deterministic, rngs=rngs)
+                        batch["tgt_in"], deterministic, rngs=rngs,
+                        src_ext=batch.get("src_ext"))
 
 
-@functools.partial(jax.jit, static_argnames=("label_smoothing", "on_nonfinite"),
-                   donate_argnums=0)
-def train_step(state: TrainState, batch: dict, rng: Array, label_smoothing: float = 0.0,
-               on_nonfinite: str = "skip") -> tuple[TrainState, dict]:
-  """One optimizer step: (state, batch, rng) -> (state, metrics).
+def _train_step(state: TrainState, batch: dict, rng: Array, label_smoothing: float = 0.0,
+                on_nonfinite: str = "skip") -> tuple[TrainState, dict]:
+  """One optimizer step: (state, batch, rng) -> (state, metrics); ``train_step`` is its jit.
 
   Dropout draws from ``fold_in(rng, state.step)``, hard and monotonic attention's
   samples and noise (rng stream ``'sample'``) from ``fold_in`` of that key by 1. Hard
   attention trained with REINFORCE adds the score-function surrogate
   (``Seq2Seq.hard_attention_loss``) to the loss and updates ``reward_baseline``; the
+  coverage and guided-alignment losses (``Seq2Seq.attention_losses``, weights from
+  ``train.coverage_loss_weight`` / ``guided_alignment_weight``) are added too and reported
+  unweighted as ``coverage_loss`` / ``guided_alignment_loss``. The
   reported ``loss`` stays the target NLL, comparable across models. A non-finite loss or
   gradient never reaches the parameters: the update is skipped (the step still
   advances, so the data order is unchanged) and counted. With
@@ -122,9 +124,9 @@ def train_step(state: TrainState, batch: dict, rng: Array, label_smoothing: floa
   mask = _target_mask(batch)
 
   def loss_fn(params):
-    (logits, _), sown = state.apply_fn(
+    (logits, attention), sown = state.apply_fn(
         {"params": params}, batch["src"], batch["src_lengths"], batch["tgt_in"], False,
-        rngs=rngs, mutable=[hard_lib.SAMPLES])
+        rngs=rngs, mutable=[hard_lib.SAMPLES], src_ext=batch.get("src_ext"))
     loss_sum, count = metrics_lib.sequence_cross_entropy(
         logits, batch["tgt_out"], mask, label_smoothing)
     loss = loss_sum / jnp.maximum(count, 1)
@@ -136,7 +138,14 @@ def train_step(state: TrainState, batch: dict, rng: Array, label_smoothing: floa
           {"params": params}, sown, rewards, state.reward_baseline, mask,
           batch["example_mask"], state.step > 0, method="hard_attention_loss")
       extra = {"reinforce_loss": surrogate, "reward_baseline": baseline}
-    return loss + extra.get("reinforce_loss", 0.0), (loss, count, extra)
+    # Coverage and guided-alignment losses (attnlab.losses), weighted by the model's
+    # coverage_loss_weight / guided_alignment_weight; nothing when both are 0.
+    attention_loss, attention_metrics = state.apply_fn(
+        {"params": params}, attention, mask, batch["src_lengths"], batch.get("alignment"),
+        method="attention_losses")
+    extra = {**extra, **attention_metrics}
+    return (loss + extra.get("reinforce_loss", 0.0) + attention_loss,
+            (loss, count, extra))
 
   (_, (loss, count, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grad_norm = optax.tree.norm(grads)
@@ -157,6 +166,38 @@ def train_step(state: TrainState, batch: dict, rng: Array, label_smoothing: floa
                      "nonfinite_steps": new_state.nonfinite_steps, **extra}
 
 
+train_step = jax.jit(_train_step, static_argnames=("label_smoothing", "on_nonfinite"),
+                     donate_argnums=0)
+
+
+def _train_steps(state: TrainState, batches: dict, rng: Array, label_smoothing: float = 0.0,
+                 on_nonfinite: str = "skip") -> tuple[TrainState, dict]:
+  """``len(batches)`` optimizer steps in one program: batches [steps, batch, ...] -> the
+  state after the last step and that step's metrics (exactly ``train_step`` applied in turn)."""
+  def body(state, batch):
+    state, metrics = _train_step(state, batch, rng, label_smoothing, on_nonfinite)
+    return state, metrics
+
+  state, metrics = jax.lax.scan(body, state, batches)
+  return state, jax.tree.map(lambda x: x[-1], metrics)
+
+
+@functools.lru_cache(maxsize=None)
+def sharded_train_step(mesh: jax.sharding.Mesh, steps: int = 1, label_smoothing: float = 0.0,
+                       on_nonfinite: str = "skip"):
+  """``train_step`` (steps=1), or ``steps`` of them per dispatch, jitted with explicit shardings.
+
+  Parameters, optimizer state, the key and the metrics are replicated over ``mesh``; batches
+  are split by rows over its ``data`` axis ([batch, ...], or [steps, batch, ...] when
+  ``steps > 1``). Returns ``step(state, batch, rng) -> (state, metrics)`` (state donated).
+  """
+  rep = parallel.replicated(mesh)
+  fn = functools.partial(_train_steps if steps > 1 else _train_step,
+                         label_smoothing=label_smoothing, on_nonfinite=on_nonfinite)
+  return jax.jit(fn, in_shardings=(rep, parallel.batch_sharded(mesh, stacked=steps > 1), rep),
+                 out_shardings=(rep, rep), donate_argnums=0)
+
+
 @jax.jit
 def eval_step(state: TrainState, batch: dict) -> dict:
   """Teacher-forced sums over one batch: loss, tokens, correct tokens, entropy."""
@@ -171,13 +212,19 @@ def eval_step(state: TrainState, batch: dict) -> dict:
 
 
 def decode_batch(model, params, batch: dict, max_len: int, beam_size: int = 1,
-                 alpha: float = 0.6) -> decoding.DecodeResult:
-  """Greedy (beam_size 1) or beam-search decoding of a batch; beam: the best hypothesis."""
+                 alpha: float = 0.6, coverage_penalty: float = 0.0) -> decoding.DecodeResult:
+  """Greedy (beam_size 1) or beam-search decoding of a batch; beam: the best hypothesis
+  (ranked with length penalty ``alpha`` and coverage penalty ``coverage_penalty``).
+
+  A copy model reads ``batch['src_ext']`` and predicts extended ids (``copy_oovs``)."""
   variables = {"params": params}
+  src_ext = batch.get("src_ext")
   if beam_size == 1:
-    return decoding.greedy_decode(model, variables, batch["src"], batch["src_lengths"], max_len)
+    return decoding.greedy_decode(model, variables, batch["src"], batch["src_lengths"], max_len,
+                                  src_ext=src_ext)
   result = decoding.beam_search(model, variables, batch["src"], batch["src_lengths"], max_len,
-                                beam_size=beam_size, alpha=alpha)
+                                beam_size=beam_size, alpha=alpha, beta=coverage_penalty,
+                                src_ext=src_ext)
   return jax.tree.map(lambda x: x[:, 0], result)
 
 
@@ -205,13 +252,15 @@ class DataError(ValueError):
 
 @dataclasses.dataclass
 class Prepared:
-  """Everything built from a config before training: task, shapes, model."""
+  """Everything built from a config before training: task, shapes, model, and the device
+  mesh evaluation shards its batches over (None: the default device)."""
 
   task: TaskData
   buckets: tuple
   model: Any
   max_src_len: int
   max_decode_len: int
+  mesh: jax.sharding.Mesh | None = None
 
 
 def prepare(config: ml_collections.ConfigDict) -> Prepared:
@@ -221,6 +270,7 @@ def prepare(config: ml_collections.ConfigDict) -> Prepared:
     task = build_task(config.data)
   except (ValueError, OSError) as e:  # bad corpus: missing, empty, not UTF-8, lines without tabs
     raise DataError(f"config.data ({config.data.task}): {e}") from e
+  validate_task(config, task.has_alignment)
   everything = task.train + task.valid + task.test
   buckets = make_buckets(everything, config.batching.num_buckets,
                          round_to=config.batching.round_to)
@@ -254,12 +304,14 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
     examples = examples[:config.eval.max_examples]
   sums = {"loss_sum": 0.0, "tokens": 0, "correct": 0, "entropy_sum": 0.0, "entropy_rows": 0}
   records = [None] * len(examples)
+  copy = is_copy_model(prepared.model)
   for batch in eval_batches(examples, task.src_vocab, task.tgt_vocab,
-                            config.batching.eval_batch_size, prepared.buckets):
-    device_batch = {k: v for k, v in batch.items() if k != "index"}
+                            config.batching.eval_batch_size, prepared.buckets, copy=copy):
+    device_batch = _on_mesh({k: v for k, v in batch.items() if k != "index"}, prepared.mesh)
     out = eval_step(state, device_batch)
     decoded = decode_batch(prepared.model, state.params, device_batch, prepared.max_decode_len,
-                           config.eval.beam_size, config.eval.length_penalty)
+                           config.eval.beam_size, config.eval.length_penalty,
+                           config.eval.coverage_penalty)
     out, decoded = jax.device_get((out, decoded))
     for key in sums:
       sums[key] += out[key].item()
@@ -273,8 +325,12 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
           "decode_attention": decoded.attention[row, :length, :batch["src_lengths"][row]],
           "forced_attention": out["attention"][row, :batch["tgt_lengths"][row],
                                                :batch["src_lengths"][row]],
+          "oovs": copy_oovs(task, examples[index], prepared.model),
       }
-  references = [task.tgt_vocab.encode(r["example"].tgt) for r in records]
+  # A copy model's references are in extended ids too: a copied OOV word counts as correct.
+  references = [task.tgt_vocab.encode(r["example"].tgt) if r["oovs"] is None
+                else task.tgt_vocab.encode_extended(r["example"].tgt, r["oovs"])
+                for r in records]
   predictions = [r["prediction"] for r in records]
   correct = np.array([metrics_lib.strip_special(p) == ref
                       for p, ref in zip(predictions, references)], float)
@@ -292,7 +348,7 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
   if prepared.model.decoder != "none":
     result["attention_entropy"] = sums["entropy_sum"] / max(sums["entropy_rows"], 1)
   if task.is_text:
-    hyps = [" ".join(task.tgt_vocab.decode(p)) for p in predictions]
+    hyps = [" ".join(task.tgt_vocab.decode(r["prediction"], r["oovs"])) for r in records]
     refs = [" ".join(r["example"].tgt) for r in records]
     result["bleu"] = metrics_lib.corpus_bleu(hyps, refs)
     sentence_bleu = np.array([metrics_lib.corpus_bleu([h], [r]) for h, r in zip(hyps, refs)])
@@ -304,6 +360,15 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
         [r["forced_attention"] for r in records], [r["example"].alignment for r in records],
         src_lengths, boundaries)
   return result, records
+
+
+def _on_mesh(batch: dict, mesh) -> dict:
+  """An evaluation batch split by rows over ``mesh`` when it divides evenly (one process);
+  otherwise left on the host, and the jitted call computes it whole on every device."""
+  if (mesh is None or jax.process_count() > 1 or
+      any(np.ndim(v) == 0 or np.shape(v)[0] % mesh.devices.size for v in batch.values())):
+    return batch
+  return parallel.shard_batch(batch, mesh)
 
 
 def _scalars(metrics: dict) -> dict:
@@ -361,17 +426,38 @@ def _step_of(line: str) -> int:
     return sys.maxsize
 
 
+def is_copy_model(model) -> bool:
+  """Whether ``model`` is a copy model (pointer-generator: predicts extended ids)."""
+  return bool(getattr(model, "copy", False))
+
+
+def copy_oovs(task: TaskData, example: Example, model) -> tuple[str, ...] | None:
+  """A copy model's extended-vocabulary slots for ``example``: its source words outside the
+  target vocabulary (extended id ``len(tgt_vocab) + k`` is the k-th); None for other models."""
+  return task.tgt_vocab.source_oovs(example.src) if is_copy_model(model) else None
+
+
+def _prediction_tokens(record: dict, task: TaskData) -> list[str]:
+  """Every predicted token of a record (EOS included), copied OOVs as their source words."""
+  return [task.tgt_vocab.token(t, record.get("oovs")) for t in record["prediction"]]
+
+
+def _prediction_text(record: dict, task: TaskData) -> list[str]:
+  """The predicted sentence of a record (up to EOS), copied OOVs as their source words."""
+  return task.tgt_vocab.decode(record["prediction"], record.get("oovs"))
+
+
 def write_heatmaps(records: Sequence[dict], task: TaskData, directory: str, count: int,
                    prefix: str = "attention") -> list[str]:
   """Attention heatmaps (source on x, output on y) of the first ``count`` records."""
   paths = []
   for i, record in enumerate(records[:count]):
     src = list(record["example"].src)
-    out = [task.tgt_vocab.tokens[t] for t in record["prediction"]]
+    out = _prediction_tokens(record, task)
     path = os.path.join(directory, f"{prefix}_{i}.png")
     plots.plot_attention(record["decode_attention"], src, out, path,
                          title=f"{detokenize(task.name, src)} -> "
-                               f"{detokenize(task.name, task.tgt_vocab.decode(record['prediction']))}")
+                               f"{detokenize(task.name, _prediction_text(record, task))}")
     paths.append(path)
   return paths
 
@@ -387,7 +473,7 @@ def longest_example(records: Sequence[dict], task: TaskData) -> dict:
   record = records[index]
   return {"index": index, "src": list(record["example"].src),
           "target": list(record["example"].tgt),
-          "prediction": [task.tgt_vocab.tokens[t] for t in record["prediction"]],
+          "prediction": _prediction_tokens(record, task),
           "attention": np.round(np.asarray(record["decode_attention"], float), 4).tolist()}
 
 
@@ -395,10 +481,54 @@ def _log_line(step: int, loss: float, record: dict, task: TaskData) -> str:
   example = record["example"]
   return (f"step {step:6d} | loss {loss:.4f} | input {detokenize(task.name, example.src)} | "
           f"target {detokenize(task.name, example.tgt)} | prediction "
-          f"{detokenize(task.name, task.tgt_vocab.decode(record['prediction']))}")
+          f"{detokenize(task.name, _prediction_text(record, task))}")
 
 
 # ---------------------------------------------------------------- the loop
+
+def data_parallel_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
+  """The mesh of ``config.parallel`` (every device by default); the training batch must split
+  evenly over it (ConfigError naming ``batching.batch_size`` otherwise)."""
+  try:
+    mesh = parallel.make_mesh(config.parallel.num_devices)
+  except ValueError as e:
+    raise ConfigError("parallel.num_devices", str(e)) from None
+  try:
+    parallel.check_divisible(config.batching.batch_size, mesh)
+  except ValueError as e:
+    raise ConfigError("batching.batch_size", str(e)) from None
+  return mesh
+
+
+def _dispatch_group(batches: TrainBatches, step: int, tc) -> list[dict]:
+  """Host batches of the next dispatch: up to ``tc.steps_per_dispatch`` consecutive steps from
+  ``step`` whose batches share one shape, never past the next log/eval/checkpoint step."""
+  following = [tc.num_steps] + [(step // every + 1) * every
+                                for every in (tc.log_every, tc.eval_every, tc.checkpoint_every)]
+  count = min(tc.steps_per_dispatch, min(following) - step)
+  group = []
+  for s in range(step, step + count):
+    batch = batches.batch(s)
+    batch.pop("index")
+    if group and any(batch[k].shape != group[0][k].shape for k in batch):
+      break
+    group.append(batch)
+  return group
+
+
+def _run_group(state: TrainState, group: list[dict], rng: Array, mesh, tc):
+  """Runs a dispatch group: one ``steps_per_dispatch``-step program when the group is full,
+  else one step at a time. Returns the state and the last step's metrics."""
+  options = (tc.label_smoothing, tc.on_nonfinite)
+  if len(group) > 1 and len(group) == tc.steps_per_dispatch:
+    stacked = {k: np.stack([b[k] for b in group]) for k in group[0]}
+    return sharded_train_step(mesh, len(group), *options)(
+        state, parallel.shard_batch(stacked, mesh, stacked=True), rng)
+  step_fn = sharded_train_step(mesh, 1, *options)
+  for batch in group:
+    state, metrics = step_fn(state, parallel.shard_batch(batch, mesh), rng)
+  return state, metrics
+
 
 def init_state(config: ml_collections.ConfigDict, prepared: Prepared) -> TrainState:
   """Fresh parameters (from config.seed) and optimizer state."""
@@ -406,7 +536,8 @@ def init_state(config: ml_collections.ConfigDict, prepared: Prepared) -> TrainSt
   dummy_src = jnp.ones((1, src_len), jnp.int32)
   dummy_tgt = jnp.ones((1, tgt_len), jnp.int32)
   params = jax.jit(prepared.model.init)(
-      jax.random.key(config.seed), dummy_src, jnp.ones((1,), jnp.int32), dummy_tgt)["params"]
+      jax.random.key(config.seed), dummy_src, jnp.ones((1,), jnp.int32), dummy_tgt,
+      src_ext=dummy_src)["params"]  # src_ext: read by copy models only
   return TrainState.create(apply_fn=prepared.model.apply, params=params,
                            tx=make_optimizer(config.train))
 
@@ -486,15 +617,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return multiseed.train_and_evaluate(config, workdir)
   start_time = time.time()
   prepared = prepare(config)
+  mesh = prepared.mesh = data_parallel_mesh(config)
   task = prepared.task
   os.makedirs(workdir, exist_ok=True)
-  _write_json(os.path.join(workdir, "config.json"), config.to_dict())
-  _write_json(os.path.join(workdir, "vocab.json"),
-              {"src": list(task.src_vocab.tokens), "tgt": list(task.tgt_vocab.tokens)})
+  if jax.process_index() == 0:
+    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    _write_json(os.path.join(workdir, "vocab.json"),
+                {"src": list(task.src_vocab.tokens), "tgt": list(task.tgt_vocab.tokens)})
+  logging.info("%s", parallel.describe(mesh))
   logging.info("task %s: %d/%d/%d examples, buckets %s", task.name, len(task.train),
                len(task.valid), len(task.test), prepared.buckets)
 
-  state = init_state(config, prepared)
+  state = parallel.replicate(init_state(config, prepared), mesh)
   logging.info("model: %d parameters", sum(x.size for x in jax.tree.leaves(state.params)))
   ckpt = _checkpointer(workdir, config)
   restored = ckpt.restore_latest(state)
@@ -504,7 +638,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   start_step = int(state.step)
 
   batches = TrainBatches(task.train, task.src_vocab, task.tgt_vocab,
-                         config.batching.batch_size, prepared.buckets, config.seed)
+                         config.batching.batch_size, prepared.buckets, config.seed,
+                         copy=is_copy_model(prepared.model))
   rng = jax.random.fold_in(jax.random.key(config.seed), 1)  # 0 was used for init
   writer = MetricWriter(workdir, resume_step=start_step)
   tc = config.train
@@ -516,14 +651,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   reported_nonfinite = [int(state.nonfinite_steps)]
   try:
     with _stop_on_signals() as received:
-      for step in range(start_step, tc.num_steps):
-        batch = batches.batch(step)
-        batch.pop("index")
-        state, train_metrics = train_step(state, batch, rng, tc.label_smoothing,
-                                          tc.on_nonfinite)
-        done = step + 1
+      step = start_step
+      while step < tc.num_steps:
+        group = _dispatch_group(batches, step, tc)
+        state, train_metrics = _run_group(state, group, rng, mesh, tc)
+        done = step = step + len(group)
         if progress is not None:
-          progress.update(1)
+          progress.update(len(group))
         is_last = done == tc.num_steps
         log_now = done % tc.log_every == 0 or is_last
         eval_now = done % tc.eval_every == 0 or is_last
@@ -565,7 +699,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   test_metrics, test_records = evaluate(state, prepared, task.test or valid, config)
   writer.write(int(state.step), "test", test_metrics)
   writer.close()
-  heatmaps = write_heatmaps(test_records, task, workdir, config.eval.num_heatmaps)
+  heatmaps = (write_heatmaps(test_records, task, workdir, config.eval.num_heatmaps)
+              if jax.process_index() == 0 else [])
   summary = {
       "step": int(state.step),
       "best_step": ckpt.best_step(),
@@ -575,7 +710,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "heatmaps": [os.path.basename(p) for p in heatmaps],
       "longest_test_example": longest_example(test_records, task),
   }
-  _write_json(os.path.join(workdir, "summary.json"), summary)
+  if jax.process_index() == 0:
+    _write_json(os.path.join(workdir, "summary.json"), summary)
   ckpt.close()
   logging.info("test: %s", json.dumps(_scalars(test_metrics)))
   return summary
@@ -641,15 +777,19 @@ def decode_lines(config: ml_collections.ConfigDict, workdir: str, lines: Sequenc
   records = []
   for start in range(0, len(examples), batch_size):
     chunk = list(range(start, min(start + batch_size, len(examples))))
-    batch = encode_batch(examples, chunk, task.src_vocab, task.tgt_vocab, shape, batch_size)
+    batch = encode_batch(examples, chunk, task.src_vocab, task.tgt_vocab, shape, batch_size,
+                         copy=is_copy_model(prepared.model))
     decoded = jax.device_get(decode_batch(
-        prepared.model, state.params, {k: batch[k] for k in ("src", "src_lengths")},
-        prepared.max_decode_len, config.eval.beam_size, config.eval.length_penalty))
+        prepared.model, state.params,
+        {k: batch[k] for k in ("src", "src_lengths", "src_ext") if k in batch},
+        prepared.max_decode_len, config.eval.beam_size, config.eval.length_penalty,
+        config.eval.coverage_penalty))
     for row, index in enumerate(chunk):
       length = int(decoded.lengths[row])
       prediction = [int(t) for t in decoded.tokens[row, :length]]
-      outputs[wanted[index]] = detokenize(task.name, task.tgt_vocab.decode(prediction))
-      records.append({"example": examples[index], "prediction": prediction,
+      oovs = copy_oovs(task, examples[index], prepared.model)
+      outputs[wanted[index]] = detokenize(task.name, task.tgt_vocab.decode(prediction, oovs))
+      records.append({"example": examples[index], "prediction": prediction, "oovs": oovs,
                       "decode_attention": decoded.attention[row, :length, :len(examples[index].src)]})
   if heatmap_dir:
     os.makedirs(heatmap_dir, exist_ok=True)

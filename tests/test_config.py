@@ -68,3 +68,63 @@ def test_every_score_name_is_selectable(score):
   config_lib.validate(c)
   model = config_lib.build_model(c, 20, 30, max_src_len=12)
   assert model.attention == score and model.max_src_len == 12
+
+
+def test_copy_attention_config():
+  config_lib.validate(_config(**{"model.copy": True}))
+  assert config_lib.base_config("date").model.copy is False
+  with pytest.raises(config_lib.ConfigError, match="decoder='none'") as e:
+    config_lib.validate(_config(**{"model.copy": True, "model.decoder": "none"}))
+  assert e.value.key == "model.copy"
+  with pytest.raises(config_lib.ConfigError, match="label_smoothing"):
+    config_lib.validate(_config(**{"model.copy": True, "train.label_smoothing": 0.1}))
+  config_lib.validate(_config(**{"model.decoder": "none", "train.label_smoothing": 0.1}))
+  model = config_lib.build_model(_config(**{"model.copy": True}), 20, 15, 8)
+  assert model.copy and not config_lib.build_model(_config(), 20, 15, 8).copy
+
+
+@pytest.mark.parametrize("changes,key", [
+    ({"model.decoder": "none", "model.coverage": True}, "model.coverage"),
+    ({"model.decoder": "none", "train.coverage_loss_weight": 1.0}, "train.coverage_loss_weight"),
+    ({"model.decoder": "none", "train.guided_alignment_weight": 1.0},
+     "train.guided_alignment_weight"),
+    ({"model.decoder": "none", "eval.coverage_penalty": 0.2}, "eval.coverage_penalty"),
+    ({"train.coverage_loss_weight": -0.5}, "train.coverage_loss_weight"),
+    ({"train.guided_alignment_weight": -1.0}, "train.guided_alignment_weight"),
+    ({"eval.coverage_penalty": float("nan")}, "eval.coverage_penalty"),
+])
+def test_coverage_and_guided_alignment_config_errors(changes, key):
+  with pytest.raises(config_lib.ConfigError, match=key.replace(".", r"\.")) as error:
+    config_lib.validate(_config(**changes))
+  assert error.value.key == key
+
+
+def test_guided_alignment_needs_a_task_with_alignments():
+  config = _config(**{"train.guided_alignment_weight": 1.0})
+  config_lib.validate(config)
+  config_lib.validate_task(config, has_alignment=True)
+  with pytest.raises(config_lib.ConfigError, match="no true alignment") as error:
+    config_lib.validate_task(config, has_alignment=False)
+  assert error.value.key == "train.guided_alignment_weight"
+  config_lib.validate_task(_config(), has_alignment=False)  # weight 0: fine
+
+
+def test_guided_alignment_on_a_corpus_fails_before_training(tmp_path):
+  from attnlab import train  # the check runs once the task is built, in train.prepare
+  path = tmp_path / "pairs.txt"
+  path.write_text("".join(f"go {i}\tva {i}\n" for i in range(20)), encoding="utf-8")
+  config = config_lib.base_config("corpus")
+  config.data.path, config.data.num_valid, config.data.num_test = str(path), 2, 2
+  config.train.guided_alignment_weight = 1.0
+  with pytest.raises(config_lib.ConfigError, match="'corpus' task has no true alignment"):
+    train.prepare(config)
+
+
+def test_coverage_config_reaches_the_model():
+  config = _config(**{"model.coverage": True, "train.coverage_loss_weight": 0.5,
+                      "train.guided_alignment_weight": 2.0, "eval.coverage_penalty": 0.2})
+  config_lib.validate(config)
+  model = config_lib.build_model(config, 10, 12, 8)
+  assert model.coverage and model.coverage_loss_weight == 0.5
+  assert model.guided_alignment_weight == 2.0
+  assert not config_lib.build_model(_config(), 10, 12, 8).coverage

@@ -2,7 +2,8 @@
 
 from attnlab.attention.masks import causal_mask, length_mask
 from attnlab.attention.mechanisms import (HARD_ESTIMATORS, MECHANISMS, NORMALIZERS,
-                                          Attention, AttentionMemory, Mechanism,
+                                          Attention, AttentionMemory, CoverageFeature,
+                                          Mechanism,
                                           get_mechanism, get_normalizer,
                                           global_attention, masked_softmax,
                                           mechanism_names, register_mechanism,

@@ -279,6 +279,27 @@ class Global(Mechanism):
     return context, weights, state
 
 
+# ---------------------------------------------------------------- coverage
+
+class CoverageFeature(nn.Module):
+  """Feeds the coverage vector into the scores through the projected keys.
+
+  k'_i = k_i + c_i w_c with a learned w_c [d'] (``d'`` the projected key width),
+  where c_i = sum_{t' < t} a_{t', i} is the attention key i has received so far
+  (Tu et al. 2016; See et al. 2017, eq. 11). For the additive scores this is
+  See et al.'s e_i = v^T tanh(W q + U k_i + w_c c_i + b); ``scores`` documents
+  what it means for the others. ``w_c`` starts at zero: a coverage model starts
+  out scoring exactly as the same model without coverage.
+  """
+
+  @nn.compact
+  def __call__(self, projected_keys: Array, coverage: Array) -> Array:
+    """projected_keys: [batch, k_len, d'], coverage: [batch, k_len] -> [batch, k_len, d']."""
+    w_c = self.param("w_c", nn.initializers.zeros, (projected_keys.shape[-1],))
+    return projected_keys + coverage[..., None].astype(projected_keys.dtype) * w_c.astype(
+        projected_keys.dtype)
+
+
 # ---------------------------------------------------------------- Attention
 
 class Attention(nn.Module):
@@ -293,6 +314,8 @@ class Attention(nn.Module):
       (``attention_dim`` also sizes local_p's position network).
     local_window, hard_estimator, hard_temperature, monotonic_noise,
       monotonic_bias: passed to the mechanism (see ``Mechanism``).
+    coverage: score with the coverage vector as an extra per-key feature
+      (``CoverageFeature``); ``__call__`` then takes ``coverage=`` [batch, k_len].
     dtype: computation dtype.
   """
 
@@ -308,6 +331,7 @@ class Attention(nn.Module):
   hard_temperature: float = 1.0
   monotonic_noise: float = 1.0
   monotonic_bias: float = -1.0
+  coverage: bool = False
   dtype: jnp.dtype = jnp.float32
 
   def setup(self):
@@ -327,6 +351,7 @@ class Attention(nn.Module):
         local_window=self.local_window, hard_estimator=self.hard_estimator,
         hard_temperature=self.hard_temperature, monotonic_noise=self.monotonic_noise,
         monotonic_bias=self.monotonic_bias, dtype=self.dtype)
+    self.coverage_feature = CoverageFeature() if self.coverage else None
 
   def prepare(self, keys: Array, values: Array | None = None,
               mask: Array | None = None) -> AttentionMemory:
@@ -345,7 +370,7 @@ class Attention(nn.Module):
 
   def __call__(self, query: Array, memory: AttentionMemory, *, t: Array | None = None,
                state: Array | None = None, deterministic: bool = True,
-               return_state: bool = False):
+               return_state: bool = False, coverage: Array | None = None):
     """Attend with ``query`` over ``memory``.
 
     Args:
@@ -353,6 +378,8 @@ class Attention(nn.Module):
       memory: AttentionMemory from ``prepare``.
       t: [batch] int, the decoder step of the first query (default 0; local_m).
       state: the mechanism's state (default ``initial_state(memory.mask)``).
+      coverage: [batch, k_len] float, the attention each key has received so far
+        (``coverage=True`` only; default zeros). All q_len queries see the same one.
       deterministic: evaluation mode: hard attention takes the argmax, monotonic
         attention decodes hard; training mode samples (rng stream ``'sample'``).
       return_state: also return the new state.
@@ -364,6 +391,13 @@ class Attention(nn.Module):
       t = jnp.zeros(query.shape[:1], jnp.int32)
     if state is None:
       state = self.initial_state(memory.mask)
+    if self.coverage:
+      if coverage is None:
+        coverage = jnp.zeros(memory.mask.shape, jnp.float32)
+      # Per step O(k_len * d'): the keys shift by c_i w_c (the U k half stays per source).
+      memory = memory.replace(keys=self.coverage_feature(memory.keys, coverage))
+    elif coverage is not None and coverage.shape[-1]:
+      raise ValueError("coverage given to an Attention built with coverage=False")
     def read(module, query, memory, t, state):
       return module.mechanism_fn(module.score_fn, query, memory, t=t, state=state,
                                  deterministic=deterministic)

@@ -20,6 +20,16 @@ step:
 constructor fields (``attention_dim``, ``max_len``, ...) so a model can build any
 of them from one set of arguments; each uses the ones it needs.
 
+Coverage (Tu et al. 2016; See et al. 2017) enters every score through the keys:
+``Attention(coverage=True)`` shifts each projected key by a learned vector times its
+coverage, k'_i + c_i w_c (``mechanisms.CoverageFeature``), before ``score``. For
+``concat`` / ``additive`` / ``additive_normalized`` that is exactly See et al.'s
+e_i = v^T tanh(W q + U k_i + w_c c_i + b); for ``dot`` / ``scaled_dot`` /
+``general`` / ``cosine`` it adds a query-dependent coverage term
+(q . (k_i + c_i w_c) = q . k_i + c_i (q . w_c)); ``location`` keeps one zero
+channel as its projected keys and adds it to its scores (e_i = (W_a q)_i + w_c c_i).
+A new score function needs nothing extra for coverage.
+
 Adding a score function is one Module plus one line::
 
     @register_score("my_score")
@@ -229,13 +239,19 @@ class Location(Score):
   """Luong et al. (2015) location: scores = W_a q, one per source position.
 
   The keys are used only for their length: ``k_len`` must be at most
-  ``max_len``. Kernel ``W_a``: [d_q, max_len].
+  ``max_len``. Kernel ``W_a``: [d_q, max_len]. The projected keys are one zero
+  channel [batch, k_len, 1] added to the scores, so that coverage (which shifts
+  projected keys by c_i w_c) gives e_i = (W_a q)_i + w_c c_i; without coverage
+  it adds nothing.
   """
 
   position_dependent = True
 
   def setup(self):
     self.W_a = nn.Dense(self.max_len, dtype=self.dtype)
+
+  def project_keys(self, keys):
+    return jnp.zeros(keys.shape[:2] + (1,), self.dtype)  # [batch, k_len, 1]
 
   def score(self, query, projected_keys):
     _check_ranks(query, projected_keys)
@@ -244,7 +260,8 @@ class Location(Score):
       raise ValueError(
           f"'location' scores cover at most max_len={self.max_len} source "
           f"positions, got keys of length {k_len}; raise max_len")
-    return self.W_a(query)[:, :, :k_len]
+    # projected_keys[..., 0]: zero, or w_c c_i under coverage (see the class doc).
+    return self.W_a(query)[:, :, :k_len] + projected_keys[:, None, :, 0].astype(self.dtype)
 
 
 @register_score("cosine")

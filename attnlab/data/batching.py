@@ -13,6 +13,16 @@ per bucket:
   alignment    [batch, tgt_len, src_len] float32   only when every example has an alignment:
                                          1.0 at (tgt_out position, src position) of each sure
                                          link; the EOS row is all zero.
+  src_ext      [batch, src_len] int32    only with `copy=True` (a pointer-generator model):
+                                         source ids in the example's extended target vocabulary
+                                         (`Vocab.source_oovs`): a source word of the target
+                                         vocabulary has its target id, the k-th distinct other
+                                         one `len(tgt_vocab) + k` (k < src_len), PAD after the
+                                         length. `tgt_out` is then in extended ids too: a target
+                                         word outside the target vocabulary that the source holds
+                                         gets its slot, others stay UNK (`tgt_in` keeps UNK).
+                                         The OOV word lists stay on the host:
+                                         `tgt_vocab.source_oovs(example.src)` gives them back.
 
 Filler rows hold a one-token source (PAD) and a one-token target (BOS in, EOS out) with lengths
 1, so nothing downstream divides by zero; `example_mask` keeps them out of losses and metrics.
@@ -134,18 +144,30 @@ class _Encoded:
   src: list[np.ndarray]
   tgt: list[np.ndarray]
   alignment: list[np.ndarray] | None  # each [num_links, 2] (tgt_pos, src_pos), or None
+  # copy=True only: source and target in extended target-vocabulary ids (module doc).
+  src_ext: list[np.ndarray] | None = None
+  tgt_ext: list[np.ndarray] | None = None
 
   @classmethod
-  def of(cls, examples, src_vocab: Vocab, tgt_vocab: Vocab, with_alignment: bool | None):
+  def of(cls, examples, src_vocab: Vocab, tgt_vocab: Vocab, with_alignment: bool | None,
+         copy: bool = False):
     if with_alignment is None:
       with_alignment = all(e.alignment is not None for e in examples)
     if with_alignment and any(e.alignment is None for e in examples):
       raise ValueError("with_alignment=True but some examples have no alignment")
+    src_ext = tgt_ext = None
+    if copy:
+      oovs = [tgt_vocab.source_oovs(e.src) for e in examples]
+      src_ext = [np.asarray(tgt_vocab.encode_extended(e.src, o), np.int32)
+                 for e, o in zip(examples, oovs)]
+      tgt_ext = [np.asarray(tgt_vocab.encode_extended(e.tgt, o), np.int32)
+                 for e, o in zip(examples, oovs)]
     return cls(
         src=[np.asarray(src_vocab.encode(e.src), np.int32) for e in examples],
         tgt=[np.asarray(tgt_vocab.encode(e.tgt), np.int32) for e in examples],
         alignment=([np.asarray(e.alignment, np.int64).reshape(-1, 2) for e in examples]
-                   if with_alignment else None))
+                   if with_alignment else None),
+        src_ext=src_ext, tgt_ext=tgt_ext)
 
   def batch(self, indices: Sequence[int], shape: Bucket, batch_size: int,
             positions: Sequence[int] | None = None) -> dict:
@@ -168,6 +190,7 @@ class _Encoded:
     example_mask = np.zeros(batch_size, bool)
     alignment = (np.zeros((batch_size, tgt_len, src_len), np.float32)
                  if self.alignment is not None else None)
+    src_ext = np.full((batch_size, src_len), PAD, np.int32) if self.src_ext is not None else None
     for row, (i, position) in enumerate(zip(indices, positions)):
       s, t = self.src[i], self.tgt[i]
       if len(s) > src_len or len(t) + 1 > tgt_len:
@@ -175,8 +198,10 @@ class _Encoded:
                          f"positions) does not fit the batch shape {shape}")
       src[row, :len(s)] = s
       tgt_in[row, 1:len(t) + 1] = t
-      tgt_out[row, :len(t)] = t
+      tgt_out[row, :len(t)] = t if self.tgt_ext is None else self.tgt_ext[i]
       tgt_out[row, len(t)] = EOS
+      if src_ext is not None:
+        src_ext[row, :len(s)] = self.src_ext[i]
       src_lengths[row], tgt_lengths[row] = len(s), len(t) + 1
       index[row], example_mask[row] = position, True
       if alignment is not None and len(self.alignment[i]):
@@ -185,6 +210,8 @@ class _Encoded:
                  tgt_lengths=tgt_lengths, example_mask=example_mask, index=index)
     if alignment is not None:
       batch["alignment"] = alignment
+    if src_ext is not None:
+      batch["src_ext"] = src_ext
     return batch
 
 
@@ -196,6 +223,7 @@ def encode_batch(
     shape: Bucket,
     batch_size: int,
     with_alignment: bool | None = None,
+    copy: bool = False,
 ) -> dict[str, np.ndarray]:
   """One padded batch of `examples[indices]`, filler rows after them (see the module doc).
 
@@ -207,6 +235,7 @@ def encode_batch(
     batch_size: rows in the batch.
     with_alignment: include `alignment [batch, tgt_len, src_len]`; None: when every example
       in `examples` (the whole list, so all batches of a list share their keys) has one.
+    copy: add `src_ext` and give `tgt_out` in extended ids (a copy model; module doc).
 
   Returns:
     The batch dict (module doc).
@@ -214,7 +243,7 @@ def encode_batch(
   chosen = [examples[i] for i in indices]
   if with_alignment is None:
     with_alignment = all(e.alignment is not None for e in examples)
-  encoded = _Encoded.of(chosen, src_vocab, tgt_vocab, with_alignment)
+  encoded = _Encoded.of(chosen, src_vocab, tgt_vocab, with_alignment, copy)
   return encoded.batch(range(len(chosen)), shape, batch_size, positions=indices)
 
 
@@ -251,9 +280,11 @@ class TrainBatches:
       batch_size: int,
       buckets: Sequence[Bucket],
       seed: int,
+      copy: bool = False,
   ):
     """Args: the training examples, their vocabularies, rows per batch, bucket shapes (e.g.
-    from `make_buckets(examples)`) and the non-negative shuffling seed."""
+    from `make_buckets(examples)`), the non-negative shuffling seed, and `copy` (extended ids
+    for a copy model: `src_ext`, see the module doc)."""
     _check_examples(examples)
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -262,7 +293,7 @@ class TrainBatches:
     self.batch_size = int(batch_size)
     self.buckets = _check_buckets(buckets)
     self.seed = int(seed)
-    self._encoded = _Encoded.of(examples, src_vocab, tgt_vocab, None)
+    self._encoded = _Encoded.of(examples, src_vocab, tgt_vocab, None, copy)
     self._by_bucket = _group_by_bucket(self._encoded, self.buckets)
     self._plan_cache: tuple[int, list[tuple[int, np.ndarray]]] | None = None
 
@@ -301,8 +332,11 @@ def eval_batches(
     tgt_vocab: Vocab,
     batch_size: int,
     buckets: Sequence[Bucket],
+    copy: bool = False,
 ) -> list[dict[str, np.ndarray]]:
   """Every example exactly once: bucket by bucket, list order within a bucket, fillers masked.
+
+  `copy`: extended ids for a copy model (`src_ext`, see the module doc).
 
   Returns:
     Batches (module doc); `index` maps rows back to positions in `examples`.
@@ -311,7 +345,7 @@ def eval_batches(
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   buckets = _check_buckets(buckets)
-  encoded = _Encoded.of(examples, src_vocab, tgt_vocab, None)
+  encoded = _Encoded.of(examples, src_vocab, tgt_vocab, None, copy)
   return [encoded.batch(chunk, buckets[b], batch_size)
           for b, ix in enumerate(_group_by_bucket(encoded, buckets))
           for chunk in _chunks(ix, batch_size)]

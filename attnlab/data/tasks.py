@@ -153,6 +153,9 @@ def default_data_config(task: str = "date") -> ml_collections.ConfigDict:
     # Sequence lengths are drawn uniformly from [min_len, max_len].
     c.min_len = 5
     c.max_len = 20
+    # The last this many symbols are left out of both vocabularies (they encode as <unk>), like
+    # the rare names and numbers of a corpus: only a copy model (model.copy) can output them.
+    c.num_oov_symbols = 0
   elif task == "toy_translation":
     # Number of source word types (target types: one more per preposition).
     c.vocab_size = 100
@@ -290,7 +293,12 @@ def _symbol_task(name: str, data_config, reverse: bool) -> TaskData:
       examples.append(Example(src, src[::-1], tuple((t, n - 1 - t) for t in range(n))))
     else:
       examples.append(Example(src, src, tuple((t, t) for t in range(n))))
-  vocab = Vocab(SPECIALS + _symbols(int(data_config.vocab_size)))
+  symbols = _symbols(int(data_config.vocab_size))
+  num_oov = int(data_config.get("num_oov_symbols", 0))
+  if not 0 <= num_oov < len(symbols):
+    raise ValueError(f"num_oov_symbols must be in [0, vocab_size), got {num_oov} with "
+                     f"vocab_size={len(symbols)}")
+  vocab = Vocab(SPECIALS + symbols[:len(symbols) - num_oov])
   return TaskData(name, *_split(examples, sizes), src_vocab=vocab, tgt_vocab=vocab,
                   is_text=False, has_alignment=True)
 
@@ -300,7 +308,9 @@ def copy_task(data_config) -> TaskData:
   """Copy a random symbol sequence; alignment is the identity.
 
   Reads `seed`, `num_train`, `num_valid`, `num_test`, `vocab_size` (symbols `a..z` when <= 26,
-  else `t0, t1, ...`), `min_len`, `max_len` (lengths drawn uniformly in [min_len, max_len]).
+  else `t0, t1, ...`), `min_len`, `max_len` (lengths drawn uniformly in [min_len, max_len]),
+  `num_oov_symbols` (the last symbols, kept out of both vocabularies: they encode as <unk>, so
+  only copying from the source reproduces them).
   All sequences are distinct, so valid and test share none with train or each other; the
   de-duplication slightly under-samples lengths with few possible sequences.
   """

@@ -89,11 +89,15 @@ class Vocab:
     """Maps tokens `[len]` to ids `[len]`; unknown tokens become UNK. Adds no BOS/EOS."""
     return [self._ids.get(token, UNK) for token in tokens]
 
-  def decode(self, ids: Iterable[int]) -> list[str]:
+  def decode(self, ids: Iterable[int], oovs: Sequence[str] | None = None) -> list[str]:
     """Maps ids `[len]` (a list or a 1-D array) back to tokens.
 
     Stops at the first EOS and skips PAD and BOS, so a decoder's padded output row decodes to
     the sentence alone. UNK decodes to "<unk>".
+
+    Args:
+      ids: token ids; with `oovs`, ids of the extended vocabulary (see `token`).
+      oovs: a copy model's per-example source OOVs (`source_oovs`); None: ids must be in range.
     """
     tokens = []
     for i in ids:
@@ -102,10 +106,33 @@ class Vocab:
         break
       if i in (PAD, BOS):
         continue
-      if not 0 <= i < len(self.tokens):
-        raise ValueError(f"id {i} is out of range for a vocabulary of size {len(self.tokens)}")
-      tokens.append(self.tokens[i])
+      tokens.append(self.token(i, oovs))
     return tokens
+
+  # ------------------------------------------------------------ extended vocabulary (copying)
+  # A copy model (pointer-generator, See et al. 2017) predicts over this vocabulary extended by
+  # the source words of one example that it lacks: id len(self) + k is that example's k-th OOV.
+
+  def source_oovs(self, tokens: Iterable[str]) -> tuple[str, ...]:
+    """The distinct tokens of one source sentence `[src_len]` that this vocabulary lacks, in
+    order of first appearance: the example's extended-vocabulary slots (at most src_len)."""
+    return tuple(dict.fromkeys(t for t in tokens if t not in self._ids))
+
+  def encode_extended(self, tokens: Iterable[str], oovs: Sequence[str]) -> list[int]:
+    """Maps tokens `[len]` to extended ids `[len]`: a token of the vocabulary keeps its id, the
+    k-th of `oovs` gets `len(self) + k`, any other token is UNK."""
+    slots = {token: len(self.tokens) + k for k, token in enumerate(oovs)}
+    return [self._ids.get(token, slots.get(token, UNK)) for token in tokens]
+
+  def token(self, i: int, oovs: Sequence[str] | None = None) -> str:
+    """The token of id `i`; with `oovs`, of extended id `i` (an unused slot reads "<unk>")."""
+    i = int(i)
+    if 0 <= i < len(self.tokens):
+      return self.tokens[i]
+    if oovs is not None and i >= len(self.tokens):
+      k = i - len(self.tokens)
+      return oovs[k] if k < len(oovs) else SPECIALS[UNK]
+    raise ValueError(f"id {i} is out of range for a vocabulary of size {len(self.tokens)}")
 
   def to_json(self) -> str:
     """Serialises to a JSON string (UTF-8 text kept readable)."""

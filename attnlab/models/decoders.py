@@ -14,6 +14,11 @@ Styles (``DECODER_STYLES``):
   h~_{t-1} is joined to the next input.
 * ``none`` (RNNencdec, Cho et al. 2014 / Bahdanau et al. 2015's baseline): the
   encoder's final state initialises the decoder; no context at all.
+
+With ``copy`` (pointer-generator, See et al. 2017; ``attnlab.models.pointer``) a
+bahdanau or luong step mixes generating and copying a source token and returns
+log-probabilities over the extended vocabulary (target + the example's source
+OOVs) as its logits; it then needs ``src_ext``, the source in extended ids.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import jax.numpy as jnp
 from attnlab.attention import Attention, AttentionMemory, get_score, mechanism_names
 from attnlab.attention.hard import SAMPLES
 from attnlab.attention.multihead import MultiHeadAttention
+from attnlab.data.vocab import UNK
+from attnlab.models import pointer
 from attnlab.models.rnn import EncoderOutput, carry_hidden, make_cell
 
 Array = jax.Array
@@ -49,6 +56,9 @@ class DecoderState:
     attention_state: the attention mechanism's per-example state
       (``Attention.initial_state``): [batch, src_len] for ``monotonic`` (the
       previous alignment), [batch, 0] for stateless mechanisms.
+    coverage: [batch, src_len] float32 c_t = sum_{t' < t} a_{t'}, the attention each
+      source position has received so far (Tu et al. 2016), zeros before step 0;
+      [batch, 0] when the decoder has no coverage.
   """
 
   carries: tuple
@@ -56,6 +66,7 @@ class DecoderState:
   history: Array
   t: Array
   attention_state: Array
+  coverage: Array
 
 
 class Decoder(nn.Module):
@@ -76,7 +87,15 @@ class Decoder(nn.Module):
       ``zeros`` for the initial decoder state.
     self_attention: causal multi-head self-attention over the decoder's own
       previous outputs (residual + layer norm), ``num_heads`` heads.
+    coverage: carry the coverage vector c_t (``DecoderState.coverage``) and feed it
+      into the attention scores (``attnlab.attention.CoverageFeature``; See et al. 2017).
     dropout_rate: on embeddings, between layers and before the output layer.
+    copy: pointer-generator copy attention (See et al. 2017): each step returns
+      log-probabilities over the extended vocabulary [vocab + src_len] and needs
+      ``src_ext``; ids >= vocab_size fed back in are embedded as UNK.
+    dtype: computation dtype (parameters stay float32; logits are returned as float32).
+    remat: rematerialize each teacher-forced step in the backward pass (``nn.remat`` on
+      the scan body): memory keeps only the per-step carries, the rest is recomputed.
   """
 
   vocab_size: int
@@ -99,8 +118,11 @@ class Decoder(nn.Module):
   bridge: str = "dense"
   self_attention: bool = False
   num_heads: int = 1
+  coverage: bool = False
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
+  remat: bool = False
+  copy: bool = False
 
   def setup(self):
     if self.style not in DECODER_STYLES:
@@ -111,8 +133,13 @@ class Decoder(nn.Module):
     if self.style == "none" and self.bridge == "zeros":
       raise ValueError("the no-attention decoder sees the source only through its "
                        "initial state: it needs bridge='dense'")
+    if self.style == "none" and self.coverage:
+      raise ValueError("coverage sums attention weights: the no-attention decoder has none")
     if self.num_layers < 1:
       raise ValueError(f"decoder num_layers must be >= 1, got {self.num_layers}")
+    if self.copy and self.style == "none":
+      raise ValueError("copy attention copies through the attention weights: it needs an "
+                       "attention decoder (bahdanau or luong), not style='none'")
     self.embed = nn.Embed(self.vocab_size, self.emb_dim, dtype=self.dtype)
     self.cells = [make_cell(self.cell, self.hidden_dim, dtype=self.dtype)
                   for _ in range(self.num_layers)]
@@ -129,7 +156,8 @@ class Decoder(nn.Module):
                             hard_estimator=self.hard_estimator,
                             hard_temperature=self.hard_temperature,
                             monotonic_noise=self.monotonic_noise,
-                            monotonic_bias=self.monotonic_bias, dtype=self.dtype)
+                            monotonic_bias=self.monotonic_bias, coverage=self.coverage,
+                            dtype=self.dtype)
       # dot / scaled_dot / cosine need d_q == d_k: project encoder outputs
       # (e.g. 2 * hidden of a bidirectional encoder) to the query width.
       self.key_projection = (nn.Dense(self.hidden_dim, use_bias=False, dtype=self.dtype)
@@ -146,6 +174,10 @@ class Decoder(nn.Module):
     else:
       self.readout = nn.Dense(self.hidden_dim, dtype=self.dtype)
     self.output = nn.Dense(self.vocab_size, dtype=self.dtype)
+    if self.copy:
+      # p_gen = sigmoid(w_c . context + w_s . state + w_x . input + b), See et al. eq. 8:
+      # one Dense over their concatenation.
+      self.p_gen = nn.Dense(1, dtype=self.dtype)
 
   # ---------------------------------------------------------------- set-up
 
@@ -185,8 +217,11 @@ class Decoder(nn.Module):
       attention_state = jnp.zeros((batch, 0), jnp.float32)
     else:
       attention_state = self.attn.initial_state(encoded.mask)
+    src_len = encoded.mask.shape[1]
+    coverage = jnp.zeros((batch, src_len if self.coverage else 0), jnp.float32)
     return DecoderState(carries=tuple(carries), feed=zeros, history=history,
-                        t=jnp.zeros((batch,), jnp.int32), attention_state=attention_state)
+                        t=jnp.zeros((batch,), jnp.int32), attention_state=attention_state,
+                        coverage=coverage)
 
   # ---------------------------------------------------------------- one step
 
@@ -216,11 +251,13 @@ class Decoder(nn.Module):
     """query [batch, d_q] -> context [batch, d_v], weights [batch, src_len], new attention state."""
     context, weights, attention_state = self.attn(
         query[:, None, :], memory, t=state.t, state=state.attention_state,
-        deterministic=deterministic, return_state=True)
+        deterministic=deterministic, return_state=True,
+        coverage=state.coverage if self.coverage else None)
     return context[:, 0], weights[:, 0], attention_state
 
   def step_embedded(self, state: DecoderState, emb: Array, memory: AttentionMemory,
-                    deterministic: bool = True) -> tuple[DecoderState, Array, Array]:
+                    deterministic: bool = True,
+                    src_ext: Array | None = None) -> tuple[DecoderState, Array, Array]:
     """One decoder step from an embedded previous token.
 
     Args:
@@ -230,9 +267,13 @@ class Decoder(nn.Module):
       deterministic: evaluation mode (no dropout; hard attention takes the
         argmax, monotonic attention decodes hard). Training mode draws from the
         rng streams ``'dropout'`` and ``'sample'`` (hard / monotonic attention).
+      src_ext: [batch, src_len] int source ids in the extended vocabulary
+        (``copy`` only; ignored otherwise).
 
     Returns:
-      new state, logits [batch, vocab], attention weights [batch, src_len].
+      new state, logits [batch, vocab], attention weights [batch, src_len]. With
+      ``copy`` the logits are the pointer-generator's log-probabilities
+      [batch, vocab + src_len] (``pointer.mixture_log_probs``).
     """
     emb = self.dropout(emb, deterministic=deterministic)
     if self.style == "bahdanau":
@@ -257,39 +298,60 @@ class Decoder(nn.Module):
       feed = state.feed
       attention_state = state.attention_state
     logits = self.output(self.dropout(out, deterministic=deterministic))
+    if self.copy:
+      if src_ext is None:
+        raise ValueError("a copy decoder needs src_ext, the source in extended vocabulary ids "
+                         "(attnlab.data.batching with copy=True)")
+      p_gen_logit = self.p_gen(jnp.concatenate([context, h, emb], -1))[:, 0]
+      logits = pointer.mixture_log_probs(logits, p_gen_logit, weights, src_ext, memory.mask)
+    # c_{t+1} = c_t + a_t (Tu et al. 2016); without coverage it stays [batch, 0].
+    coverage = state.coverage + weights.astype(jnp.float32) if self.coverage else state.coverage
     new_state = DecoderState(carries=carries, feed=feed, history=history, t=state.t + 1,
-                             attention_state=attention_state)
+                             attention_state=attention_state, coverage=coverage)
     return new_state, logits.astype(jnp.float32), weights.astype(jnp.float32)
 
   def step(self, state: DecoderState, y_prev: Array, memory: AttentionMemory,
-           deterministic: bool = True) -> tuple[DecoderState, Array, Array]:
-    """One decoder step from token ids y_prev [batch]; see ``step_embedded``."""
-    return self.step_embedded(state, self.embed(y_prev), memory, deterministic)
+           deterministic: bool = True,
+           src_ext: Array | None = None) -> tuple[DecoderState, Array, Array]:
+    """One decoder step from token ids y_prev [batch]; see ``step_embedded``.
+
+    With ``copy``, y_prev may be an extended id (a copied OOV): it is embedded as UNK.
+    """
+    emb = self.embed(self._feed_ids(y_prev))
+    return self.step_embedded(state, emb, memory, deterministic, src_ext)
+
+  def _feed_ids(self, ids: Array) -> Array:
+    """Ids to embed: a copy model's OOV slots (>= vocab_size) become UNK."""
+    return pointer.feed_ids(ids, self.vocab_size, UNK) if self.copy else ids
 
   # ---------------------------------------------------------------- teacher forcing
 
   def __call__(self, tgt_in: Array, memory: AttentionMemory, state: DecoderState,
-               deterministic: bool = True) -> tuple[Array, Array]:
+               deterministic: bool = True, src_ext: Array | None = None) -> tuple[Array, Array]:
     """Teacher-forced decoding as one scan over time.
 
     Args:
       tgt_in: [batch, tgt_len] BOS + target ids.
       memory: AttentionMemory; state: initial DecoderState.
+      src_ext: [batch, src_len] source in extended ids (``copy`` only).
 
     Returns:
-      logits [batch, tgt_len, vocab], attention [batch, tgt_len, src_len].
+      logits [batch, tgt_len, vocab] (``copy``: log-probabilities
+      [batch, tgt_len, vocab + src_len]), attention [batch, tgt_len, src_len].
     """
-    emb = self.embed(tgt_in)  # embedded once, outside the scan: [batch, tgt_len, emb]
+    # embedded once, outside the scan: [batch, tgt_len, emb]
+    emb = self.embed(self._feed_ids(tgt_in))
 
-    def body(module, carry, emb_t, memory):
-      carry, logits, weights = module.step_embedded(carry, emb_t, memory, deterministic)
+    def body(module, carry, emb_t, memory, src_ext):
+      carry, logits, weights = module.step_embedded(carry, emb_t, memory, deterministic,
+                                                    src_ext)
       return carry, (logits, weights)
 
     # Sown per-step values (hard attention's REINFORCE samples, local_p's p_t) are
     # stacked over time on axis 1: [batch, tgt_len, ...].
-    scan = nn.scan(body, variable_broadcast="params",
+    scan = nn.scan(nn.remat(body) if self.remat else body, variable_broadcast="params",
                    variable_axes={"intermediates": 1, SAMPLES: 1},
                    split_rngs={"params": False, "dropout": True, "sample": True},
-                   in_axes=(1, nn.broadcast), out_axes=1)
-    _, (logits, weights) = scan(self, state, emb, memory)
+                   in_axes=(1, nn.broadcast, nn.broadcast), out_axes=1)
+    _, (logits, weights) = scan(self, state, emb, memory, src_ext)
     return logits, weights

@@ -17,11 +17,11 @@ Carry = Any
 
 CELLS: Dict[str, Callable[..., nn.RNNCellBase]] = {
     # Elman (1990) tanh RNN.
-    "rnn": lambda features, **kw: nn.SimpleCell(features, **kw),
+    "rnn": nn.SimpleCell,
     # Cho et al. (2014).
-    "gru": lambda features, **kw: nn.GRUCell(features, **kw),
+    "gru": nn.GRUCell,
     # Hochreiter & Schmidhuber (1997); the fused-gate variant (same maths, faster).
-    "lstm": lambda features, **kw: nn.OptimizedLSTMCell(features, **kw),
+    "lstm": nn.OptimizedLSTMCell,
 }
 
 
@@ -29,13 +29,22 @@ def cell_names() -> tuple[str, ...]:
   return tuple(sorted(CELLS))
 
 
-def make_cell(name: str, features: int, **kwargs) -> nn.RNNCellBase:
-  """The recurrent cell registered as ``name`` with ``features`` hidden units."""
+def make_cell(kind: str, features: int, remat: bool = False, **kwargs) -> nn.RNNCellBase:
+  """The recurrent cell registered as ``kind`` with ``features`` hidden units.
+
+  remat: wrap the cell in ``nn.remat`` (``jax.checkpoint``): scanned over time, the
+    backward pass then keeps only each step's carry and recomputes the gates.
+  """
+  cls = cell_class(kind)
+  return (nn.remat(cls) if remat else cls)(features, **kwargs)
+
+
+def cell_class(kind: str) -> type[nn.RNNCellBase]:
+  """The cell class registered as ``kind``; ValueError listing the valid names otherwise."""
   try:
-    factory = CELLS[name]
+    return CELLS[kind]
   except KeyError:
-    raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(cell_names())}") from None
-  return factory(features, **kwargs)
+    raise ValueError(f"unknown cell {kind!r}; valid cells: {', '.join(cell_names())}") from None
 
 
 def carry_hidden(carry: Carry) -> Array:
@@ -74,6 +83,8 @@ class Encoder(nn.Module):
     bidirectional: concatenate forward and backward outputs.
     dropout_rate: on embeddings and between layers.
     self_attention_layers, num_heads: self-attention over the RNN outputs.
+    dtype: computation dtype (parameters stay float32).
+    remat: rematerialize each scanned step in the backward pass (``make_cell``).
   """
 
   vocab_size: int
@@ -86,6 +97,7 @@ class Encoder(nn.Module):
   self_attention_layers: int = 0
   num_heads: int = 1
   dtype: Any = jnp.float32
+  remat: bool = False
 
   @property
   def output_dim(self) -> int:
@@ -99,16 +111,21 @@ class Encoder(nn.Module):
     mask = length_mask(src_lengths, src.shape[1])
     x = nn.Embed(self.vocab_size, self.emb_dim, dtype=self.dtype, name="embed")(src)
     x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+    cells = iter(range(2 * self.num_layers))
+
+    def cell():  # named as flax names them without remat, so checkpoints restore either way
+      return make_cell(self.cell, self.hidden_dim, self.remat, dtype=self.dtype,
+                       name=f"{cell_class(self.cell).__name__}_{next(cells)}")
+
     for layer in range(self.num_layers):
       if layer:
         x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
-      fwd_carry, fwd = nn.RNN(make_cell(self.cell, self.hidden_dim, dtype=self.dtype),
-                              return_carry=True, name=f"fwd_{layer}")(x, seq_lengths=src_lengths)
+      fwd_carry, fwd = nn.RNN(cell(), return_carry=True, name=f"fwd_{layer}")(
+          x, seq_lengths=src_lengths)
       finals = [carry_hidden(fwd_carry)]
       outs = [fwd]
       if self.bidirectional:
-        bwd_carry, bwd = nn.RNN(make_cell(self.cell, self.hidden_dim, dtype=self.dtype),
-                                return_carry=True, reverse=True, keep_order=True,
+        bwd_carry, bwd = nn.RNN(cell(), return_carry=True, reverse=True, keep_order=True,
                                 name=f"bwd_{layer}")(x, seq_lengths=src_lengths)
         finals.append(carry_hidden(bwd_carry))
         outs.append(bwd)

@@ -248,3 +248,33 @@ def test_eval_with_train_buckets_uses_a_bucket_that_fits(task):
       (1, [0]), (2, [1, 2])]
   with pytest.raises(ValueError, match="batch_size"):
     eval_batches(task.valid, task.src_vocab, task.tgt_vocab, 0, buckets)
+
+
+def test_copy_batches_carry_extended_ids():
+  vocab = Vocab.build([["a", "b"]])  # a=4, b=5
+  examples = [Example(("a", "x", "y", "x"), ("x", "b", "z", "y")), Example(("q",), ("a",))]
+  batch = encode_batch(examples, [0, 1], vocab, vocab, (5, 6), 3, copy=True)
+  v = len(vocab)
+  np.testing.assert_array_equal(batch["src_ext"], [[4, v, v + 1, v, PAD]] + [[v] + [PAD] * 4]
+                                + [[PAD] * 5])
+  # OOV target words the source holds get their slot; others (z) stay UNK; tgt_in keeps UNK.
+  np.testing.assert_array_equal(batch["tgt_out"][0], [v, 5, 3, v + 1, EOS, PAD])
+  np.testing.assert_array_equal(batch["tgt_in"][0], [BOS, 3, 5, 3, 3, PAD])
+  np.testing.assert_array_equal(batch["src"][0], [4, 3, 3, 3, PAD])
+  assert "src_ext" not in encode_batch(examples, [0], vocab, vocab, (5, 6), 3)
+  plain = encode_batch(examples, [0], vocab, vocab, (5, 6), 3)
+  np.testing.assert_array_equal(plain["tgt_out"][0], [3, 5, 3, 3, EOS, PAD])
+
+
+def test_copy_train_and_eval_batches_match_encode_batch(task):
+  train = TrainBatches(task.train, task.src_vocab, task.tgt_vocab, 16,
+                       make_buckets(task.train, 2), seed=0, copy=True)
+  batch = train.batch(3)
+  rows = batch["index"] >= 0
+  again = encode_batch(task.train, batch["index"][rows], task.src_vocab, task.tgt_vocab,
+                       batch["src"].shape[1:] + batch["tgt_out"].shape[1:], 16, copy=True)
+  for key in ("src_ext", "tgt_out", "tgt_in"):
+    np.testing.assert_array_equal(batch[key], again[key])
+  for b in eval_batches(task.valid, task.src_vocab, task.tgt_vocab, 16,
+                        make_buckets(task.valid, 2), copy=True):
+    assert b["src_ext"].shape == b["src"].shape

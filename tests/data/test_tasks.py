@@ -235,3 +235,13 @@ def test_train_max_src_len_that_drops_everything_is_an_error():
   config.train_max_src_len = 4
   with pytest.raises(ValueError, match="drops every one of the 300 training examples"):
     build_task(config)
+
+
+@pytest.mark.parametrize("task", ["copy", "reverse"])
+def test_oov_symbols_are_left_out_of_both_vocabularies(task):
+  data = build_task(small_config(task, vocab_size=6, num_oov_symbols=2))
+  assert data.src_vocab.tokens[4:] == data.tgt_vocab.tokens[4:] == tuple("abcd")
+  assert any({"e", "f"} & set(e.src) for e in data.test)  # the data still uses them
+  assert UNK in data.tgt_vocab.encode(data.test[0].src + ("e", "f"))
+  with pytest.raises(ValueError, match="num_oov_symbols"):
+    build_task(small_config(task, vocab_size=6, num_oov_symbols=6))

@@ -88,3 +88,27 @@ def test_from_json_rejects_garbage():
     Vocab.from_json("not json")
   with pytest.raises(ValueError, match="Vocab"):
     Vocab.from_json('{"words": []}')
+
+
+# ------------------------------------------------------------ extended vocabulary (copying)
+
+
+@hypothesis.given(src=WORDS, tgt=WORDS)
+def test_extended_ids_round_trip_through_source_oovs(src, tgt):
+  vocab = Vocab.build([["a", "b"]])
+  oovs = vocab.source_oovs(src)
+  assert len(oovs) == len(set(oovs)) <= len(src) and not any(t in vocab for t in oovs)
+  ids = vocab.encode_extended(src, oovs)
+  assert all(i < len(vocab) + len(src) for i in ids)
+  assert vocab.decode(ids, oovs) == list(src)  # every source word comes back
+  for token, i in zip(tgt, vocab.encode_extended(tgt, oovs)):
+    assert vocab.token(i, oovs) == (token if token in vocab or token in oovs else "<unk>")
+
+
+def test_extended_ids_outside_oovs():
+  vocab = Vocab.build([["a"]])
+  assert vocab.source_oovs(["x", "a", "y", "x"]) == ("x", "y")
+  assert vocab.encode_extended(["y", "z", "a"], ("x", "y")) == [len(vocab) + 1, UNK, 4]
+  assert vocab.token(len(vocab) + 5, ("x",)) == "<unk>"  # an unused slot
+  with pytest.raises(ValueError, match="out of range"):
+    vocab.decode([len(vocab)])  # no oovs given: extended ids are errors

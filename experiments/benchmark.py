@@ -1,0 +1,296 @@
+"""Speed and memory of training and decoding: prints tables, writes JSON.
+
+    python -m experiments.benchmark                      # everything, a few minutes on a CPU
+    python -m experiments.benchmark --quick              # seconds: a smoke run of each part
+    python -m experiments.benchmark --out bench.json --src_lens 10,100,200 --batch_sizes 32
+
+Three parts:
+
+* ``date``: the date task as ``configs/date.py`` trains it (emb 16, hidden 32, Luong
+  decoder, ``general`` attention, bidirectional GRU), batch 32, through the real training
+  loop (``train._dispatch_group`` / ``train._run_group``: host batching, sharding over the
+  devices, dispatch), with ``train.steps_per_dispatch`` 1 and more. Reports optimizer
+  steps/s after warm-up, and the number and total time of XLA compilations (one program per
+  length bucket and dispatch size). Then greedy and beam-search decoding of the test set
+  with the trained model: sentences/s.
+* ``grid``: train steps/s, target tokens/s, compile time, and peak memory of one jitted
+  train step, for decoder style x score function x source length x batch size on random
+  copy-task batches (target length = source length). Peak memory is XLA's own accounting of
+  the compiled program (``compiled.memory_analysis()``: arguments + outputs + temporaries),
+  the same on every backend; each row is measured with and without ``model.remat``
+  (``--no_remat`` skips that). The target length is fixed (``--tgt_len``), so the growth of
+  peak memory with source length is what each decoder step's attention (and the encoder)
+  adds per source position: a least-squares line per (style, score, batch) is printed,
+  with its R^2 (1 = exactly linear).
+* devices: what ran it (``jax.devices()``), in the JSON.
+
+Figures are for the machine they ran on; compare rows of one run. Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from attnlab import parallel, train
+from attnlab.config import base_config, build_model
+from attnlab.data import TrainBatches
+
+_COMPILES: list[float] = []
+
+
+def _on_event(event: str, duration: float, **_) -> None:
+  if event == "/jax/core/compile/backend_compile_duration":
+    _COMPILES.append(duration)
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+def _compiles_since(start: int) -> tuple[int, float]:
+  """(count, seconds) of XLA backend compilations since ``len(_COMPILES) == start``."""
+  return len(_COMPILES) - start, float(sum(_COMPILES[start:]))
+
+
+# ---------------------------------------------------------------- date task, real loop
+
+def date_config(steps_per_dispatch: int, quick: bool):
+  from configs.date import get_config
+  config = get_config("quick" if quick else None)
+  config.batching.batch_size = 32
+  config.train.steps_per_dispatch = steps_per_dispatch
+  config.train.log_every = config.train.eval_every = config.train.checkpoint_every = 10**6
+  config.train.num_steps = 10**6
+  return config
+
+
+def bench_date(steps_per_dispatch: Sequence[int], steps: int, quick: bool,
+               decode_beam: int = 4) -> dict:
+  """Optimizer steps/s of the date task's training loop, then decoding sentences/s."""
+  rows = []
+  state = None
+  for k in steps_per_dispatch:
+    config = date_config(k, quick)
+    prepared = train.prepare(config)
+    mesh = train.data_parallel_mesh(config)
+    task = prepared.task
+    batches = TrainBatches(task.train, task.src_vocab, task.tgt_vocab,
+                           config.batching.batch_size, prepared.buckets, config.seed)
+    state = parallel.replicate(train.init_state(config, prepared), mesh)
+    rng = jax.random.key(1)
+    tc = config.train
+
+    def run(state, first, count):
+      step = first
+      while step < first + count:
+        group = train._dispatch_group(batches, step, tc)  # noqa: SLF001  the real loop's parts
+        state, metrics = train._run_group(state, group, rng, mesh, tc)  # noqa: SLF001
+        step += len(group)
+      jax.block_until_ready(metrics)
+      return state, step
+
+    mark = len(_COMPILES)
+    t0 = time.perf_counter()
+    # Warm-up: one epoch, so every bucket's programs are compiled.
+    state, step = run(state, 0, max(batches.steps_per_epoch, 2 * k))
+    warm_s = time.perf_counter() - t0
+    compiles, compile_s = _compiles_since(mark)
+    t0 = time.perf_counter()
+    state, step = run(state, step, steps)
+    elapsed = time.perf_counter() - t0
+    new_compiles, _ = _compiles_since(mark + compiles)
+    tokens = sum(int((batches.batch(s)["tgt_out"] != 0).sum()) for s in range(step - steps, step))
+    rows.append({"steps_per_dispatch": k, "steps": steps, "steps_per_s": steps / elapsed,
+                 "target_tokens_per_s": tokens / elapsed, "buckets": len(prepared.buckets),
+                 "compiles": compiles, "compile_s": compile_s,
+                 "compiles_after_warmup": new_compiles, "warmup_s": warm_s})
+  # Decoding with the last (trained) state.
+  decode = []
+  examples = prepared.task.test
+  for beam in (1, decode_beam):
+    config.eval.beam_size = beam
+    train.evaluate(state, prepared, examples[:config.batching.eval_batch_size], config)  # compile
+    t0 = time.perf_counter()
+    metrics, _ = train.evaluate(state, prepared, examples, config)
+    elapsed = time.perf_counter() - t0
+    decode.append({"beam_size": beam, "sentences": len(examples),
+                   "sentences_per_s": len(examples) / elapsed,
+                   "exact_match": metrics["exact_match"],
+                   "note": "evaluate(): teacher-forced metrics + decoding + scoring"})
+  return {"config": "configs/date.py, batch 32 (emb 16, hidden 32, luong, general, bi-GRU)",
+          "train": rows, "decode": decode}
+
+
+# ---------------------------------------------------------------- grid, one jitted step
+
+def _grid_state(style: str, score: str, batch: int, src_len: int, tgt_len: int, remat: bool,
+                vocab: int, emb: int, hidden: int, dtype: str):
+  config = base_config("copy")
+  m = config.model
+  m.decoder, m.attention, m.remat, m.dtype = style, score, remat, dtype
+  m.emb_dim, m.hidden_dim = emb, hidden
+  model = build_model(config, vocab, vocab, src_len)
+  rng = np.random.default_rng(0)
+  src = rng.integers(4, vocab, (batch, src_len)).astype(np.int32)
+  tgt = rng.integers(4, vocab, (batch, tgt_len)).astype(np.int32)
+  tgt_in = np.concatenate([np.ones((batch, 1), np.int32), tgt[:, :-1]], 1)
+  data = {"src": src, "src_lengths": np.full((batch,), src_len, np.int32), "tgt_in": tgt_in,
+          "tgt_out": tgt, "tgt_lengths": np.full((batch,), tgt_len, np.int32),
+          "example_mask": np.ones((batch,), bool)}
+  params = jax.jit(model.init)(jax.random.key(0), data["src"][:1], data["src_lengths"][:1],
+                               data["tgt_in"][:1])["params"]
+  state = train.TrainState.create(apply_fn=model.apply, params=params,
+                                  tx=train.make_optimizer(config.train))
+  return state, jax.device_put(data)
+
+
+def _peak_bytes(compiled) -> int | None:
+  analysis = compiled.memory_analysis()
+  if analysis is None:
+    return None
+  return int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+             + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes)
+
+
+def bench_grid(styles, scores, src_lens, batch_sizes, tgt_len: int, steps: int, remat: bool,
+               vocab: int, emb: int, hidden: int, dtype: str) -> list[dict]:
+  rows = []
+  step_fn = jax.jit(train._train_step, donate_argnums=0)  # noqa: SLF001  the plain step
+  for style in styles:
+    for score in (scores if style != "none" else ["-"]):
+      for batch in batch_sizes:
+        for src_len in src_lens:
+          row = {"style": style, "score": score, "batch": batch, "src_len": src_len,
+                 "tgt_len": tgt_len}
+          for use_remat in ((False, True) if remat else (False,)):
+            state, data = _grid_state(style, score if score != "-" else "general", batch,
+                                      src_len, tgt_len, use_remat, vocab, emb, hidden, dtype)
+            rng = jax.random.key(0)
+            t0 = time.perf_counter()
+            compiled = step_fn.lower(state, data, rng).compile()
+            compile_s = time.perf_counter() - t0
+            suffix = "_remat" if use_remat else ""
+            row["peak_mb" + suffix] = (_peak_bytes(compiled) or 0) / 2**20
+            if use_remat:
+              continue  # remat: memory only (its speed is the plain step's plus recompute)
+            state, metrics = compiled(state, data, rng)
+            jax.block_until_ready(metrics)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+              state, metrics = compiled(state, data, rng)
+            jax.block_until_ready(metrics)
+            elapsed = time.perf_counter() - t0
+            row.update(compile_s=compile_s, steps_per_s=steps / elapsed,
+                       target_tokens_per_s=steps * batch * tgt_len / elapsed)
+          rows.append(row)
+          print(_grid_line(row), flush=True)
+  return rows
+
+
+def _grid_line(row: dict) -> str:
+  remat = f" {row['peak_mb_remat']:9.2f}" if "peak_mb_remat" in row else ""
+  return (f"{row['style']:9s} {row['score']:12s} {row['batch']:5d} {row['src_len']:6d} "
+          f"{row['steps_per_s']:9.1f} {row['target_tokens_per_s']:12.0f} "
+          f"{row['compile_s']:8.2f} {row['peak_mb']:9.2f}{remat}")
+
+
+def linear_fits(rows: list[dict], key: str = "peak_mb") -> list[dict]:
+  """Per (style, score, batch): least-squares line of peak memory vs source length (fixed
+  target length); its slope / tgt_len is the memory each decoder step adds per source
+  position, R^2 says how linear the growth is."""
+  fits = []
+  keys = sorted({(r["style"], r["score"], r["batch"]) for r in rows})
+  for group in keys:
+    pts = [(r["src_len"], r[key]) for r in rows
+           if (r["style"], r["score"], r["batch"]) == group and key in r]
+    tgt_len = rows[0]["tgt_len"]
+    if len(pts) < 3:
+      continue
+    x, y = np.array(pts, float).T
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (slope * x + intercept)
+    r2 = 1 - residual.var() / max(y.var(), 1e-30)
+    fits.append({"style": group[0], "score": group[1], "batch": group[2], "memory": key,
+                 "mb_per_src_position": slope,
+                 "kb_per_decoder_step_per_src_position": slope * 1024 / tgt_len,
+                 "intercept_mb": intercept, "r2": r2})
+  return fits
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+  parser.add_argument("--out", default="benchmark.json", help="JSON results file")
+  parser.add_argument("--parts", default="date,grid")
+  parser.add_argument("--styles", default="luong,bahdanau,none")
+  parser.add_argument("--scores", default="general,additive,dot")
+  parser.add_argument("--src_lens", default="10,50,100,200")
+  parser.add_argument("--batch_sizes", default="32,128")
+  parser.add_argument("--tgt_len", type=int, default=20, help="grid target length (fixed)")
+  parser.add_argument("--steps", type=int, default=0, help="timed steps (0: 500 date / 20 grid)")
+  parser.add_argument("--steps_per_dispatch", default="1,8")
+  parser.add_argument("--no_remat", action="store_true", help="skip the remat memory column")
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  parser.add_argument("--emb", type=int, default=32)
+  parser.add_argument("--hidden", type=int, default=64)
+  args = parser.parse_args(argv)
+  ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+  names = lambda s: [x for x in s.split(",") if x]  # noqa: E731
+  if args.quick:
+    args.styles, args.scores, args.src_lens, args.batch_sizes = "luong", "general", "10,20,40", "8"
+    args.steps_per_dispatch = "1,4"
+  parts = names(args.parts)
+  result = {"devices": [str(d) for d in jax.devices()], "backend": jax.default_backend(),
+            "jax": jax.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "processor_count": _cpu_count()}
+  print(f"devices: {result['devices']}")
+  if "date" in parts:
+    result["date"] = bench_date(ints(args.steps_per_dispatch), args.steps or
+                                (40 if args.quick else 500), args.quick)
+    print("\ndate task, " + result["date"]["config"])
+    print("steps/dispatch  steps/s  tokens/s  buckets  compiles  compile_s")
+    for r in result["date"]["train"]:
+      print(f"{r['steps_per_dispatch']:14d} {r['steps_per_s']:8.1f} "
+            f"{r['target_tokens_per_s']:9.0f} {r['buckets']:8d} {r['compiles']:9d} "
+            f"{r['compile_s']:10.2f}")
+    for r in result["date"]["decode"]:
+      print(f"decode beam {r['beam_size']}: {r['sentences_per_s']:.0f} sentences/s "
+            f"(exact match {r['exact_match']:.3f})")
+  if "grid" in parts:
+    print(f"\ntrain step grid (emb {args.emb}, hidden {args.hidden}, {args.dtype}, random "
+          "copy batches, target length = source length)")
+    print("style     score        batch src_len  steps/s  tgt tokens/s compile_s   peak_MB"
+          + ("  remat_MB" if not args.no_remat else ""))
+    rows = bench_grid(names(args.styles), names(args.scores), ints(args.src_lens),
+                      ints(args.batch_sizes), args.tgt_len, args.steps or (3 if args.quick else 20),
+                      not args.no_remat, 64, args.emb, args.hidden, args.dtype)
+    result["grid"] = rows
+    result["memory_fits"] = linear_fits(rows) + linear_fits(rows, "peak_mb_remat")
+    if result["memory_fits"]:
+      print(f"\npeak training memory vs source length, target length {args.tgt_len} "
+            "(least-squares line)")
+      for f in result["memory_fits"]:
+        print(f"{f['style']:9s} {f['score']:12s} batch {f['batch']:4d} {f['memory']:13s}: "
+              f"{f['mb_per_src_position'] * 1024:8.2f} KB per source position = "
+              f"{f['kb_per_decoder_step_per_src_position']:.3f} KB per decoder step per source "
+              f"position, R^2 {f['r2']:.4f}")
+  with open(args.out, "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=2, default=float)
+  print(f"\nwrote {args.out}")
+  return result
+
+
+def _cpu_count() -> int:
+  import os
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,120 @@
+"""Data parallelism (attnlab.parallel) on 8 emulated CPU devices, in subprocesses.
+
+``XLA_FLAGS=--xla_force_host_platform_device_count=8`` must be set before JAX starts, so the
+multi-device runs happen in a child interpreter; the parent (one device) restores what they
+saved.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from attnlab import parallel, train
+from attnlab.config import ConfigError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true", "JAX_PLATFORMS": "cpu",
+       "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+       "ATTNLAB_JAX_CACHE_DIR": os.path.join(tempfile.gettempdir(), "attnlab-test-xla-cache")}
+
+# Three runs of one tiny date config in one 8-device process: the whole mesh, one device, and
+# the whole mesh with 3 optimizer steps per dispatch. Each prints its training losses.
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax
+    from configs.date import get_config
+    from attnlab import train
+    assert jax.device_count() == 8, jax.devices()
+    out = {}
+    for name, devices, per_dispatch in (("mesh8", 0, 1), ("mesh1", 1, 1), ("mesh8_x3", 8, 3)):
+      config = get_config("quick")
+      config.batching.batch_size = 16
+      config.train.num_steps = 6
+      config.train.log_every = 1
+      config.train.eval_every = config.train.checkpoint_every = 6
+      config.train.steps_per_dispatch = per_dispatch
+      config.eval.num_heatmaps = 0
+      config.parallel.num_devices = devices
+      workdir = sys.argv[1] + "/" + name
+      summary = train.train_and_evaluate(config, workdir)
+      losses = [r["loss"] for r in map(json.loads, open(workdir + "/metrics.jsonl"))
+                if r["split"] == "train"]
+      out[name] = {"losses": losses, "test_loss": summary["test"]["loss"]}
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def _run_eight_devices(workdir):
+  proc = subprocess.run([sys.executable, "-c", SCRIPT, str(workdir)], capture_output=True,
+                        text=True, env=ENV, cwd=REPO, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
+  return json.loads(line[len("RESULT "):])
+
+
+@pytest.mark.slow
+def test_eight_devices_match_one_and_checkpoint_restores_on_one(tmp_path):
+  result = _run_eight_devices(tmp_path)
+  one, eight, grouped = result["mesh1"], result["mesh8"], result["mesh8_x3"]
+  assert len(one["losses"]) == 6
+  # Same global batch on 8 devices: the same losses, to float summation order.
+  np.testing.assert_allclose(eight["losses"], one["losses"], rtol=2e-5)
+  np.testing.assert_allclose(grouped["losses"], one["losses"], rtol=2e-5)
+  # Training changed the model (the comparison above is not of constants).
+  assert one["losses"][-1] < one["losses"][0]
+
+  # The checkpoint written by the 8-device run restores here, on one device, and evaluates
+  # to what the 8-device run measured.
+  assert jax.device_count() == 1
+  from configs.date import get_config
+  config = get_config("quick")
+  config.batching.batch_size = 16
+  state, _, step = train.restore_for_inference(config, str(tmp_path / "mesh8"), "latest")
+  assert step == 6
+  assert all(len(x.sharding.device_set) == 1 for x in jax.tree.leaves(state.params))
+  result = train.evaluate_checkpoint(config, str(tmp_path / "mesh8"), "latest")
+  np.testing.assert_allclose(result["loss"], eight["test_loss"], rtol=1e-5)
+
+
+def test_batch_that_does_not_split_over_devices_is_a_config_error():
+  mesh = parallel.make_mesh()
+  parallel.check_divisible(8 * mesh.devices.size, mesh)
+  fake = type("FakeMesh", (), {"devices": np.empty(8)})()
+  with pytest.raises(ValueError, match=r"12 rows do not divide by the 8 devices.*8 or 16"):
+    parallel.check_divisible(12, fake)
+
+
+def test_eight_device_cli_rejects_an_odd_batch(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "attnlab.main", "--config", "configs/date.py:quick", "--workdir",
+       str(tmp_path), "--config.batching.batch_size=12"],
+      capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "config.batching.batch_size: 12 rows do not divide by the 8 devices" in proc.stderr
+  assert not (tmp_path / "checkpoints").exists()
+
+
+def test_too_many_devices_is_a_config_error():
+  config = __import__("configs.date", fromlist=["get_config"]).get_config("quick")
+  config.parallel.num_devices = jax.device_count() + 1
+  with pytest.raises(ConfigError, match="parallel.num_devices"):
+    train.data_parallel_mesh(config)
+
+
+def test_shard_batch_splits_rows_and_stacks():
+  mesh = parallel.make_mesh()
+  batch = {"src": np.arange(24).reshape(8, 3)}
+  sharded = parallel.shard_batch(batch, mesh)
+  np.testing.assert_array_equal(np.asarray(sharded["src"]), batch["src"])
+  assert sharded["src"].sharding.spec == jax.sharding.PartitionSpec("data")
+  stacked = parallel.shard_batch({"src": np.stack([batch["src"]] * 2)}, mesh, stacked=True)
+  assert stacked["src"].shape == (2, 8, 3)
+  assert stacked["src"].sharding.spec == jax.sharding.PartitionSpec(None, "data")
