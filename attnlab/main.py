@@ -94,7 +94,7 @@ def main(argv):
   except OSError as e:  # config_flags defers a missing config file's error to first use
     _fail(" ".join(str(e).split()))
   from attnlab import parallel
-  parallel.initialize(config)  # jax.distributed, when config.parallel.distributed: before any device use
+  parallel.initialize(config)  # jax.distributed if configured: before any device is used
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
   try:

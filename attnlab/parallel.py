@@ -68,16 +68,28 @@ def make_mesh(num_devices: int = 0) -> Mesh:
   return Mesh(np.asarray(devices[:num_devices or len(devices)]), (DATA_AXIS,))
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
+def _one_device(mesh: Mesh) -> jax.sharding.Sharding | None:
+  """A single-device mesh's plain device placement (None for a real mesh).
+
+  A program compiled for a 1-device ``NamedSharding`` goes through the SPMD partitioner,
+  and on CPU it ran the date train step ~8x slower (10 ms instead of 1.3 ms per step,
+  jax 0.10.2) than the same program placed on the device, with identical results.
+  """
+  if mesh.devices.size == 1:
+    return jax.sharding.SingleDeviceSharding(mesh.devices.flat[0])
+  return None
+
+
+def replicated(mesh: Mesh) -> jax.sharding.Sharding:
   """Every device holds the whole array (parameters, optimizer state, scalars)."""
-  return NamedSharding(mesh, PartitionSpec())
+  return _one_device(mesh) or NamedSharding(mesh, PartitionSpec())
 
 
-def batch_sharded(mesh: Mesh, stacked: bool = False) -> NamedSharding:
+def batch_sharded(mesh: Mesh, stacked: bool = False) -> jax.sharding.Sharding:
   """Rows split across the ``data`` axis: axis 0 of [batch, ...], or axis 1 of a stack of
   batches [steps, batch, ...] (``stacked``); other axes whole."""
-  return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS) if stacked else
-                       PartitionSpec(DATA_AXIS))
+  return _one_device(mesh) or NamedSharding(
+      mesh, PartitionSpec(None, DATA_AXIS) if stacked else PartitionSpec(DATA_AXIS))
 
 
 def check_divisible(batch_size: int, mesh: Mesh) -> None:
@@ -117,6 +129,8 @@ def shard_batch(batch: dict, mesh: Mesh, stacked: bool = False) -> dict:
       x_local = np.take(x, np.arange(index * rows, (index + 1) * rows), axis=axis)
     else:
       x_local = x
+    if isinstance(sharding, jax.sharding.SingleDeviceSharding):
+      return jax.device_put(x, sharding)
     return jax.make_array_from_process_local_data(sharding, x_local, x.shape)
 
   return {k: put(v) for k, v in batch.items()}

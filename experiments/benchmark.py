@@ -13,9 +13,11 @@ Three parts:
   steps/s after warm-up, and the number and total time of XLA compilations (one program per
   length bucket and dispatch size). Then greedy and beam-search decoding of the test set
   with the trained model: sentences/s.
+* ``buckets``: train-step compilations over two epochs of toy translation with 4 length
+  buckets: one per bucket.
 * ``grid``: train steps/s, target tokens/s, compile time, and peak memory of one jitted
   train step, for decoder style x score function x source length x batch size on random
-  copy-task batches (target length = source length). Peak memory is XLA's own accounting of
+  batches (fixed target length). Peak memory is XLA's own accounting of
   the compiled program (``compiled.memory_analysis()``: arguments + outputs + temporaries),
   the same on every backend; each row is measured with and without ``model.remat``
   (``--no_remat`` skips that). The target length is fixed (``--tgt_len``), so the growth of
@@ -36,7 +38,6 @@ import time
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from attnlab import parallel, train
@@ -71,47 +72,62 @@ def date_config(steps_per_dispatch: int, quick: bool):
   return config
 
 
+class _Loop:
+  """The training loop's own parts for one config (``train._dispatch_group`` /
+  ``train._run_group``: host batches, placement on the mesh, dispatch); ``run`` steps it."""
+
+  def __init__(self, config):
+    self.config = config
+    self.prepared = train.prepare(config)
+    self.mesh = train.data_parallel_mesh(config)
+    task = self.prepared.task
+    self.batches = TrainBatches(task.train, task.src_vocab, task.tgt_vocab,
+                                config.batching.batch_size, self.prepared.buckets, config.seed)
+    self.state = parallel.replicate(train.init_state(config, self.prepared), self.mesh)
+    self.rng = jax.random.key(1)
+    self.step = 0
+
+  def run(self, count: int) -> None:
+    """``count`` more optimizer steps (whole dispatch groups), waiting for the last."""
+    end = self.step + count
+    while self.step < end:
+      group = train._dispatch_group(self.batches, self.step, self.config.train)  # noqa: SLF001
+      self.state, metrics = train._run_group(  # noqa: SLF001
+          self.state, group, self.rng, self.mesh, self.config.train)
+      self.step += len(group)
+    jax.block_until_ready(metrics)
+
+
 def bench_date(steps_per_dispatch: Sequence[int], steps: int, quick: bool,
                decode_beam: int = 4) -> dict:
   """Optimizer steps/s of the date task's training loop, then decoding sentences/s."""
   rows = []
-  state = None
   for k in steps_per_dispatch:
     config = date_config(k, quick)
-    prepared = train.prepare(config)
-    mesh = train.data_parallel_mesh(config)
-    task = prepared.task
-    batches = TrainBatches(task.train, task.src_vocab, task.tgt_vocab,
-                           config.batching.batch_size, prepared.buckets, config.seed)
-    state = parallel.replicate(train.init_state(config, prepared), mesh)
-    rng = jax.random.key(1)
-    tc = config.train
-
-    def run(state, first, count):
-      step = first
-      while step < first + count:
-        group = train._dispatch_group(batches, step, tc)  # noqa: SLF001  the real loop's parts
-        state, metrics = train._run_group(state, group, rng, mesh, tc)  # noqa: SLF001
-        step += len(group)
-      jax.block_until_ready(metrics)
-      return state, step
-
+    loop = _Loop(config)
+    prepared, batches = loop.prepared, loop.batches
     mark = len(_COMPILES)
     t0 = time.perf_counter()
-    # Warm-up: one epoch, so every bucket's programs are compiled.
-    state, step = run(state, 0, max(batches.steps_per_epoch, 2 * k))
+    loop.run(max(batches.steps_per_epoch, 2 * k))  # warm-up: every bucket's programs compile
     warm_s = time.perf_counter() - t0
     compiles, compile_s = _compiles_since(mark)
-    t0 = time.perf_counter()
-    state, step = run(state, step, steps)
-    elapsed = time.perf_counter() - t0
+    # Timed in blocks: the median block is the figure, the best shows the machine's noise.
+    block = max(k, (steps // 5) // k * k)
+    rates, first = [], loop.step
+    for _ in range(max(1, steps // block)):
+      t0 = time.perf_counter()
+      loop.run(block)
+      rates.append(block / (time.perf_counter() - t0))
     new_compiles, _ = _compiles_since(mark + compiles)
-    tokens = sum(int((batches.batch(s)["tgt_out"] != 0).sum()) for s in range(step - steps, step))
-    rows.append({"steps_per_dispatch": k, "steps": steps, "steps_per_s": steps / elapsed,
-                 "target_tokens_per_s": tokens / elapsed, "buckets": len(prepared.buckets),
-                 "compiles": compiles, "compile_s": compile_s,
+    tokens_per_step = np.mean([int((batches.batch(s)["tgt_out"] != 0).sum())
+                               for s in range(first, loop.step)])
+    rows.append({"steps_per_dispatch": k, "steps": loop.step - first,
+                 "steps_per_s": float(np.median(rates)), "steps_per_s_best": max(rates),
+                 "target_tokens_per_s": float(np.median(rates)) * tokens_per_step,
+                 "buckets": len(prepared.buckets), "compiles": compiles, "compile_s": compile_s,
                  "compiles_after_warmup": new_compiles, "warmup_s": warm_s})
   # Decoding with the last (trained) state.
+  state = loop.state
   decode = []
   examples = prepared.task.test
   for beam in (1, decode_beam):
@@ -126,6 +142,26 @@ def bench_date(steps_per_dispatch: Sequence[int], steps: int, quick: bool,
                    "note": "evaluate(): teacher-forced metrics + decoding + scoring"})
   return {"config": "configs/date.py, batch 32 (emb 16, hidden 32, luong, general, bi-GRU)",
           "train": rows, "decode": decode}
+
+
+def bench_buckets(quick: bool) -> dict:
+  """Train-step compilations over two epochs of a task with several length buckets: one per
+  bucket (the batches of a bucket share their padded shape), none after that."""
+  from configs.toy_translation import get_config
+  config = get_config("quick")
+  config.data.max_len = 20
+  config.batching.num_buckets = 4
+  config.train.num_steps = 10**6
+  config.train.log_every = config.train.eval_every = config.train.checkpoint_every = 10**6
+  loop = _Loop(config)
+  steps = 2 * loop.batches.steps_per_epoch
+  mark = len(_COMPILES)
+  loop.run(steps)
+  count, seconds = _compiles_since(mark)
+  return {"config": "configs/toy_translation.py:quick, lengths 3-20, 4 buckets",
+          "buckets": len(loop.prepared.buckets),
+          "shapes": [list(b) for b in loop.prepared.buckets],
+          "steps": steps, "train_compiles": count, "compile_s": seconds}
 
 
 # ---------------------------------------------------------------- grid, one jitted step
@@ -218,9 +254,21 @@ def linear_fits(rows: list[dict], key: str = "peak_mb") -> list[dict]:
     residual = y - (slope * x + intercept)
     r2 = 1 - residual.var() / max(y.var(), 1e-30)
     fits.append({"style": group[0], "score": group[1], "batch": group[2], "memory": key,
-                 "mb_per_src_position": slope,
-                 "kb_per_decoder_step_per_src_position": slope * 1024 / tgt_len,
-                 "intercept_mb": intercept, "r2": r2})
+                 "tgt_len": tgt_len, "mb_per_src_position": slope, "intercept_mb": intercept,
+                 "r2": r2})
+  return fits
+
+
+def attention_share(fits: list[dict]) -> list[dict]:
+  """Adds each attention decoder's growth beyond the no-attention decoder's (same batch and
+  memory kind: the encoder's share), per decoder step: what attention itself keeps for
+  every source position at every target step."""
+  base = {(f["batch"], f["memory"]): f for f in fits if f["style"] == "none"}
+  for f in fits:
+    ref = base.get((f["batch"], f["memory"]))
+    if ref is not None and f["style"] != "none":
+      f["attention_kb_per_decoder_step_per_src_position"] = (
+          (f["mb_per_src_position"] - ref["mb_per_src_position"]) * 1024 / f["tgt_len"])
   return fits
 
 
@@ -228,9 +276,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
   parser.add_argument("--out", default="benchmark.json", help="JSON results file")
-  parser.add_argument("--parts", default="date,grid")
+  parser.add_argument("--parts", default="date,buckets,grid")
   parser.add_argument("--styles", default="luong,bahdanau,none")
-  parser.add_argument("--scores", default="general,additive,dot")
+  parser.add_argument("--scores", default="general,additive")
   parser.add_argument("--src_lens", default="10,50,100,200")
   parser.add_argument("--batch_sizes", default="32,128")
   parser.add_argument("--tgt_len", type=int, default=20, help="grid target length (fixed)")
@@ -245,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   names = lambda s: [x for x in s.split(",") if x]  # noqa: E731
   if args.quick:
     args.styles, args.scores, args.src_lens, args.batch_sizes = "luong", "general", "10,20,40", "8"
-    args.steps_per_dispatch = "1,4"
+    args.steps_per_dispatch = "1"
   parts = names(args.parts)
   result = {"devices": [str(d) for d in jax.devices()], "backend": jax.default_backend(),
             "jax": jax.__version__, "python": platform.python_version(),
@@ -255,32 +303,41 @@ def main(argv: Sequence[str] | None = None) -> dict:
     result["date"] = bench_date(ints(args.steps_per_dispatch), args.steps or
                                 (40 if args.quick else 500), args.quick)
     print("\ndate task, " + result["date"]["config"])
-    print("steps/dispatch  steps/s  tokens/s  buckets  compiles  compile_s")
+    print("steps/dispatch  steps/s (best)  tokens/s  buckets  compiles  compile_s")
     for r in result["date"]["train"]:
-      print(f"{r['steps_per_dispatch']:14d} {r['steps_per_s']:8.1f} "
-            f"{r['target_tokens_per_s']:9.0f} {r['buckets']:8d} {r['compiles']:9d} "
+      print(f"{r['steps_per_dispatch']:14d} {r['steps_per_s']:7.1f} ({r['steps_per_s_best']:5.0f})"
+            f" {r['target_tokens_per_s']:9.0f} {r['buckets']:8d} {r['compiles']:9d} "
             f"{r['compile_s']:10.2f}")
     for r in result["date"]["decode"]:
       print(f"decode beam {r['beam_size']}: {r['sentences_per_s']:.0f} sentences/s "
             f"(exact match {r['exact_match']:.3f})")
+  if "buckets" in parts:
+    result["buckets"] = bench_buckets(args.quick)
+    r = result["buckets"]
+    print(f"\ncompilations per length bucket ({r['config']}): {r['buckets']} buckets "
+          f"{r['shapes']}, {r['train_compiles']} train-step compilations over "
+          f"{r['steps']} steps ({r['compile_s']:.1f} s)")
   if "grid" in parts:
     print(f"\ntrain step grid (emb {args.emb}, hidden {args.hidden}, {args.dtype}, random "
-          "copy batches, target length = source length)")
+          f"batches, target length {args.tgt_len})")
     print("style     score        batch src_len  steps/s  tgt tokens/s compile_s   peak_MB"
           + ("  remat_MB" if not args.no_remat else ""))
     rows = bench_grid(names(args.styles), names(args.scores), ints(args.src_lens),
                       ints(args.batch_sizes), args.tgt_len, args.steps or (3 if args.quick else 20),
                       not args.no_remat, 64, args.emb, args.hidden, args.dtype)
     result["grid"] = rows
-    result["memory_fits"] = linear_fits(rows) + linear_fits(rows, "peak_mb_remat")
+    result["memory_fits"] = attention_share(linear_fits(rows) +
+                                            linear_fits(rows, "peak_mb_remat"))
     if result["memory_fits"]:
       print(f"\npeak training memory vs source length, target length {args.tgt_len} "
             "(least-squares line)")
       for f in result["memory_fits"]:
+        share = f.get("attention_kb_per_decoder_step_per_src_position")
         print(f"{f['style']:9s} {f['score']:12s} batch {f['batch']:4d} {f['memory']:13s}: "
-              f"{f['mb_per_src_position'] * 1024:8.2f} KB per source position = "
-              f"{f['kb_per_decoder_step_per_src_position']:.3f} KB per decoder step per source "
-              f"position, R^2 {f['r2']:.4f}")
+              f"{f['mb_per_src_position'] * 1024:8.2f} KB per source position, R^2 "
+              f"{f['r2']:.4f}" + ("" if share is None else
+                                  f"; attention: {share:.2f} KB per decoder step per source "
+                                  "position"))
   with open(args.out, "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2, default=float)
   print(f"\nwrote {args.out}")

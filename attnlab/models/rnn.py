@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Dict
 
 import flax
@@ -15,11 +16,47 @@ from attnlab.attention.multihead import SelfAttention
 Array = jax.Array
 Carry = Any
 
+class GRUCell(nn.GRUCell):
+  """``flax.linen.GRUCell`` (same maths, parameter names and initial values) whose input
+  projections can be hoisted out of a time loop: ``project_inputs(x)`` projects every
+  step's input in three matmuls, and the cell then takes that tuple as its ``inputs``
+  (``scan_cell`` does this), so each recurrent step only multiplies the carry.
+  """
+
+  @nn.compact
+  def __call__(self, carry, inputs):
+    """carry [..., features] or None; inputs x [..., d] or (W_ir x, W_iz x, W_in x).
+
+    carry None: returns the input projections of ``inputs`` (``project_inputs``).
+    """
+    dense_i = functools.partial(nn.Dense, self.features, use_bias=True, dtype=self.dtype,
+                                param_dtype=self.param_dtype, kernel_init=self.kernel_init,
+                                bias_init=self.bias_init)
+    if not isinstance(inputs, tuple):
+      inputs = tuple(dense_i(name=name)(inputs) for name in ("ir", "iz", "in"))
+    if carry is None:
+      return inputs
+    dense_h = functools.partial(nn.Dense, self.features, use_bias=False, dtype=self.dtype,
+                                param_dtype=self.param_dtype,
+                                kernel_init=self.recurrent_kernel_init, bias_init=self.bias_init)
+    x_r, x_z, x_n = inputs
+    h = carry
+    r = self.gate_fn(x_r + dense_h(name="hr")(h))
+    z = self.gate_fn(x_z + dense_h(name="hz")(h))
+    n = self.activation_fn(x_n + r * dense_h(name="hn", use_bias=True)(h))
+    new_h = (1.0 - z) * n + z * h
+    return new_h, new_h
+
+  def project_inputs(self, x: Array) -> tuple[Array, Array, Array]:
+    """x [..., d] -> its three gate projections, each [..., features]."""
+    return self(None, x)
+
+
 CELLS: Dict[str, Callable[..., nn.RNNCellBase]] = {
     # Elman (1990) tanh RNN.
     "rnn": nn.SimpleCell,
     # Cho et al. (2014).
-    "gru": nn.GRUCell,
+    "gru": GRUCell,
     # Hochreiter & Schmidhuber (1997); the fused-gate variant (same maths, faster).
     "lstm": nn.OptimizedLSTMCell,
 }
@@ -52,6 +89,37 @@ def carry_hidden(carry: Carry) -> Array:
   return carry[1] if isinstance(carry, tuple) else carry
 
 
+def scan_cell(cell: nn.RNNCellBase, x: Array, mask: Array, reverse: bool = False
+              ) -> tuple[Carry, Array]:
+  """Runs ``cell`` over time, skipping padding: x [batch, time, d], mask [batch, time] ->
+  (final carry, outputs [batch, time, hidden]; outputs at padding are meaningless).
+
+  The carry only advances at real positions, so the forward final carry is the one after
+  each example's last token, and ``reverse=True`` reads x[length - 1], ..., x[0] from the
+  initial carry, as if each example were reversed within its length. Reversal is a plain
+  flip of the time axis, not the per-example gather of ``nn.RNN(seq_lengths=...)``
+  (on CPU that gather, and its scatter in the backward pass, cost as much as the whole
+  backward direction's recurrence). Cells with ``project_inputs`` (``GRUCell``) project
+  all inputs before the loop.
+  """
+  if reverse:
+    x, mask = jnp.flip(x, 1), jnp.flip(mask, 1)
+  carry = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
+  if hasattr(cell, "project_inputs"):  # hoisted: one matmul per gate for all steps
+    x = cell.project_inputs(x)
+
+  def body(cell, carry, inputs):
+    x_t, real_t = inputs
+    new_carry, y = cell(carry, x_t)
+    keep = lambda new, old: jnp.where(real_t[:, None], new, old)  # noqa: E731
+    return jax.tree.map(keep, new_carry, carry), y
+
+  scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False},
+                 in_axes=1, out_axes=1)
+  carry, outputs = scan(cell, carry, (x, mask))
+  return carry, jnp.flip(outputs, 1) if reverse else outputs
+
+
 @flax.struct.dataclass
 class EncoderOutput:
   """What the encoder hands to a decoder.
@@ -71,8 +139,8 @@ class EncoderOutput:
 class Encoder(nn.Module):
   """Embedding, then ``num_layers`` recurrent layers scanned over time.
 
-  The backward direction of a bidirectional layer reverses each example within
-  its own length (``nn.RNN(seq_lengths=...)``), so it never reads padding first.
+  The backward direction of a bidirectional layer reads each example from its
+  last real token back to its first (``scan_cell``), never padding first.
   Optional multi-head self-attention layers (residual + layer norm) follow.
 
   Attributes:
@@ -120,13 +188,11 @@ class Encoder(nn.Module):
     for layer in range(self.num_layers):
       if layer:
         x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
-      fwd_carry, fwd = nn.RNN(cell(), return_carry=True, name=f"fwd_{layer}")(
-          x, seq_lengths=src_lengths)
+      fwd_carry, fwd = scan_cell(cell(), x, mask)
       finals = [carry_hidden(fwd_carry)]
       outs = [fwd]
       if self.bidirectional:
-        bwd_carry, bwd = nn.RNN(cell(), return_carry=True, reverse=True, keep_order=True,
-                                name=f"bwd_{layer}")(x, seq_lengths=src_lengths)
+        bwd_carry, bwd = scan_cell(cell(), x, mask, reverse=True)
         finals.append(carry_hidden(bwd_carry))
         outs.append(bwd)
       # where, not *: 0 * nan is nan, and padding must never leak into real positions.
