@@ -10,13 +10,18 @@ import numpy as np
 import pytest
 
 from attnlab.attention import Attention
-from attnlab.data.vocab import BOS, PAD
 from attnlab.models import Seq2Seq
 
-SRC_VOCAB, TGT_VOCAB, EMB, HIDDEN = 11, 9, 8, 16
+import tiny_seq2seq
+from tiny_seq2seq import EMB, HIDDEN, SRC_VOCAB, TGT_VOCAB, random_params
+
 LENGTHS = (4, 2, 1)  # batch of 3; SRC_LEN leaves every row at least one PAD
 SRC_LEN, TGT_LEN = 5, 3
 STYLES = {"bahdanau": dict(decoder="bahdanau"), "luong": dict(decoder="luong")}
+
+
+make_batch = functools.partial(tiny_seq2seq.make_batch, lengths=LENGTHS, src_len=SRC_LEN,
+                               tgt_len=TGT_LEN)
 
 
 def make_model(style, **overrides):
@@ -25,24 +30,6 @@ def make_model(style, **overrides):
                 hidden_dim=HIDDEN, bidirectional=True, max_src_len=8)
   return Seq2Seq(**{**kwargs, **STYLES[style], **overrides})
 
-
-def make_batch(lengths=LENGTHS, src_len=SRC_LEN, tgt_len=TGT_LEN, seed=0):
-  """src [batch, src_len] (PAD after lengths), lengths [batch], tgt_in [batch, tgt_len]."""
-  rng = np.random.default_rng(seed)
-  lengths = np.asarray(lengths, np.int32)
-  src = rng.integers(4, SRC_VOCAB, (len(lengths), src_len)).astype(np.int32)
-  src[np.arange(src_len)[None, :] >= lengths[:, None]] = PAD
-  tgt_in = rng.integers(3, TGT_VOCAB, (len(lengths), tgt_len)).astype(np.int32)
-  tgt_in[:, 0] = BOS
-  return src, lengths, tgt_in
-
-
-def random_params(init, *args, seed=0, scale=0.3, **kwargs):
-  """Variables of ``init(key, *args, **kwargs)``'s shapes, every entry from N(0, scale^2)
-  (never compiled; no initialiser structure such as w_c = 0 to hide a bug)."""
-  shapes = jax.eval_shape(functools.partial(init, **kwargs), jax.random.key(0), *args)
-  rng = np.random.default_rng(seed)
-  return jax.tree.map(lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), shapes)
 
 # (decoder style, score, mechanism): the See et al. form (additive), a query-dependent term
 # (general, dot), location's per-position scalar, and a local window (covered keys gathered

@@ -11,11 +11,13 @@ import optax
 import pytest
 
 from attnlab.attention import hard as hard_lib
-from attnlab.data.vocab import BOS, PAD
+from attnlab.data.vocab import PAD
 from attnlab.decoding import beam_search, greedy_decode
 from attnlab.models import Seq2Seq
 
-SRC_VOCAB, TGT_VOCAB, EMB, HIDDEN = 11, 9, 8, 16
+import tiny_seq2seq
+from tiny_seq2seq import EMB, HIDDEN, SRC_VOCAB, TGT_VOCAB, random_params
+
 LENGTHS = (5, 2, 1)
 SRC_LEN, TGT_LEN, MAX_DECODE = 6, 4, 5
 
@@ -44,22 +46,10 @@ def make_model(style, mechanism, **overrides):
 
 
 def make_batch(seed=0):
-  rng = np.random.default_rng(seed)
-  lengths = np.asarray(LENGTHS, np.int32)
-  src = rng.integers(4, SRC_VOCAB, (len(lengths), SRC_LEN)).astype(np.int32)
-  src[np.arange(SRC_LEN)[None, :] >= lengths[:, None]] = PAD
-  tgt_in = rng.integers(3, TGT_VOCAB, (len(lengths), TGT_LEN)).astype(np.int32)
-  tgt_in[:, 0] = BOS
+  """src, lengths, tgt_in (``tiny_seq2seq.make_batch``) and tgt_out (tgt_in shifted left)."""
+  src, lengths, tgt_in = tiny_seq2seq.make_batch(LENGTHS, SRC_LEN, TGT_LEN, seed)
   tgt_out = np.concatenate([tgt_in[:, 1:], np.full((len(lengths), 1), PAD, np.int32)], 1)
   return src, lengths, tgt_in, tgt_out
-
-
-def random_params(module, *args, seed=0, scale=0.3):
-  """Every parameter drawn from N(0, scale^2) (no init compiled or run)."""
-  shapes = jax.eval_shape(module.init, jax.random.key(0), *args)
-  rng = np.random.default_rng(seed)
-  return jax.tree.map(lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype),
-                      shapes)
 
 
 @functools.lru_cache(maxsize=None)

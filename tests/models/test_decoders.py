@@ -10,10 +10,12 @@ import optax
 import pytest
 
 from attnlab.attention import get_score, score_names
-from attnlab.data.vocab import BOS, PAD
+from attnlab.data.vocab import PAD
 from attnlab.models import BRIDGES, DECODER_STYLES, Seq2Seq
 
-SRC_VOCAB, TGT_VOCAB, EMB, HIDDEN = 11, 9, 8, 16
+import tiny_seq2seq
+from tiny_seq2seq import EMB, HIDDEN, SRC_VOCAB, TGT_VOCAB, random_params
+
 LENGTHS = (4, 2, 1)  # batch of 3; SRC_LEN leaves every row at least one PAD
 SRC_LEN, TGT_LEN = 5, 3
 
@@ -26,34 +28,15 @@ STYLES = {
 }
 
 
+make_batch = functools.partial(tiny_seq2seq.make_batch, lengths=LENGTHS, src_len=SRC_LEN,
+                               tgt_len=TGT_LEN)
+
+
 def make_model(style, **overrides):
   """A tiny Seq2Seq with a bidirectional encoder (d_enc = 2 * hidden != hidden)."""
   kwargs = dict(src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB, emb_dim=EMB,
                 hidden_dim=HIDDEN, bidirectional=True, num_heads=2, max_src_len=8)
   return Seq2Seq(**{**kwargs, **STYLES[style], **overrides})
-
-
-def make_batch(lengths=LENGTHS, src_len=SRC_LEN, tgt_len=TGT_LEN, seed=0):
-  """src [batch, src_len] (PAD after lengths), lengths [batch], tgt_in [batch, tgt_len]
-  (BOS + ids)."""
-  rng = np.random.default_rng(seed)
-  lengths = np.asarray(lengths, np.int32)
-  src = rng.integers(4, SRC_VOCAB, (len(lengths), src_len)).astype(np.int32)
-  src[np.arange(src_len)[None, :] >= lengths[:, None]] = PAD
-  tgt_in = rng.integers(3, TGT_VOCAB, (len(lengths), tgt_len)).astype(np.int32)
-  tgt_in[:, 0] = BOS
-  return src, lengths, tgt_in
-
-
-def random_params(module, *args, seed=0, scale=0.3):
-  """``module``'s variables with every parameter drawn from N(0, scale^2).
-
-  Cheaper than ``init`` (traced once by eval_shape, never compiled or run), and free of the
-  special structure of an initialiser (zero biases) that could hide a bug.
-  """
-  shapes = jax.eval_shape(module.init, jax.random.key(0), *args)
-  rng = np.random.default_rng(seed)
-  return jax.tree.map(lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), shapes)
 
 
 # --------------------------------------------------------------------------- teacher forcing
