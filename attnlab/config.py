@@ -155,8 +155,10 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   # knows its alignment (date, copy, reverse, toy_translation) and an attention decoder.
   c.train.guided_alignment_weight = 0.0
   # Optimizer steps per dispatch to the device: consecutive steps whose batches share a shape
-  # run as one compiled lax.scan (same results as one step at a time, less Python and
-  # dispatch overhead per step for small models). Log/eval/checkpoint steps end a group.
+  # run as one compiled lax.scan (the updates of one step at a time, to float rounding; less
+  # Python and dispatch overhead per step). Log/eval/checkpoint steps end a group, and
+  # so does a change of length bucket (a short group runs step by step, a second compiled
+  # program): it pays with batching.num_buckets=1 or tasks of one length, as the date task.
   c.train.steps_per_dispatch = 1
   # Print a `step | loss | input | target | prediction` line every this many steps.
   c.train.log_every = 500

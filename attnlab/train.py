@@ -173,7 +173,8 @@ train_step = jax.jit(_train_step, static_argnames=("label_smoothing", "on_nonfin
 def _train_steps(state: TrainState, batches: dict, rng: Array, label_smoothing: float = 0.0,
                  on_nonfinite: str = "skip") -> tuple[TrainState, dict]:
   """``len(batches)`` optimizer steps in one program: batches [steps, batch, ...] -> the
-  state after the last step and that step's metrics (exactly ``train_step`` applied in turn)."""
+  state after the last step and that step's metrics (``train_step`` applied in turn, to float
+  rounding: XLA may fuse the scanned program differently)."""
   def body(state, batch):
     state, metrics = _train_step(state, batch, rng, label_smoothing, on_nonfinite)
     return state, metrics
