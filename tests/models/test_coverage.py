@@ -13,7 +13,7 @@ from attnlab.attention import Attention
 from attnlab.models import Seq2Seq
 
 import tiny_seq2seq
-from tiny_seq2seq import EMB, HIDDEN, SRC_VOCAB, TGT_VOCAB, random_params
+from tiny_seq2seq import TGT_VOCAB, random_params
 
 LENGTHS = (4, 2, 1)  # batch of 3; SRC_LEN leaves every row at least one PAD
 SRC_LEN, TGT_LEN = 5, 3
@@ -25,10 +25,8 @@ make_batch = functools.partial(tiny_seq2seq.make_batch, lengths=LENGTHS, src_len
 
 
 def make_model(style, **overrides):
-  """A tiny Seq2Seq (as tests/models/test_decoders.py builds them)."""
-  kwargs = dict(src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB, emb_dim=EMB,
-                hidden_dim=HIDDEN, bidirectional=True, max_src_len=8)
-  return Seq2Seq(**{**kwargs, **STYLES[style], **overrides})
+  """A tiny Seq2Seq of one of STYLES (``tiny_seq2seq.make_model``)."""
+  return tiny_seq2seq.make_model(**{**STYLES[style], **overrides})
 
 
 # (decoder style, score, mechanism): the See et al. form (additive), a query-dependent term

@@ -11,10 +11,10 @@ import pytest
 
 from attnlab.attention import get_score, score_names
 from attnlab.data.vocab import PAD
-from attnlab.models import BRIDGES, DECODER_STYLES, Seq2Seq
+from attnlab.models import BRIDGES, DECODER_STYLES
 
 import tiny_seq2seq
-from tiny_seq2seq import EMB, HIDDEN, SRC_VOCAB, TGT_VOCAB, random_params
+from tiny_seq2seq import TGT_VOCAB, random_params
 
 LENGTHS = (4, 2, 1)  # batch of 3; SRC_LEN leaves every row at least one PAD
 SRC_LEN, TGT_LEN = 5, 3
@@ -33,10 +33,8 @@ make_batch = functools.partial(tiny_seq2seq.make_batch, lengths=LENGTHS, src_len
 
 
 def make_model(style, **overrides):
-  """A tiny Seq2Seq with a bidirectional encoder (d_enc = 2 * hidden != hidden)."""
-  kwargs = dict(src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB, emb_dim=EMB,
-                hidden_dim=HIDDEN, bidirectional=True, num_heads=2, max_src_len=8)
-  return Seq2Seq(**{**kwargs, **STYLES[style], **overrides})
+  """A tiny Seq2Seq of one of STYLES (``tiny_seq2seq.make_model``), two heads."""
+  return tiny_seq2seq.make_model(num_heads=2, **{**STYLES[style], **overrides})
 
 
 # --------------------------------------------------------------------------- teacher forcing

@@ -15,7 +15,7 @@ from attnlab.decoding import greedy_decode
 from attnlab.models import Seq2Seq
 
 import tiny_seq2seq
-from tiny_seq2seq import EMB, HIDDEN, SRC_VOCAB, TGT_VOCAB, random_params
+from tiny_seq2seq import TGT_VOCAB, random_params
 
 LENGTHS = (4, 2, 1)
 SRC_LEN, EXTRA, TGT_LEN = 4, 2, 3
@@ -34,9 +34,8 @@ make_batch = functools.partial(tiny_seq2seq.make_batch, lengths=LENGTHS, src_len
 
 
 def make_model(style, **overrides):
-  kwargs = dict(src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB, emb_dim=EMB,
-                hidden_dim=HIDDEN, bidirectional=True, num_heads=2, max_src_len=8)
-  return Seq2Seq(**{**kwargs, **STYLES[style], **overrides})
+  """A tiny Seq2Seq of one of STYLES (``tiny_seq2seq.make_model``), two heads."""
+  return tiny_seq2seq.make_model(num_heads=2, **{**STYLES[style], **overrides})
 
 
 # --------------------------------------------------------------------------- padding

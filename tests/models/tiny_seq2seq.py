@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from attnlab.data.vocab import BOS, PAD
+from attnlab.models import Seq2Seq
 
 SRC_VOCAB, TGT_VOCAB, EMB, HIDDEN = 11, 9, 8, 16
 
@@ -38,3 +39,11 @@ def random_params(module_or_init, *args, seed=0, scale=0.3, **kwargs):
   shapes = jax.eval_shape(functools.partial(init, **kwargs), jax.random.key(0), *args)
   rng = np.random.default_rng(seed)
   return jax.tree.map(lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), shapes)
+
+
+def make_model(**kwargs):
+  """A tiny Seq2Seq of these sizes with a bidirectional encoder (d_enc = 2 * hidden != hidden),
+  any field overridden by ``kwargs``."""
+  defaults = dict(src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB, emb_dim=EMB,
+                  hidden_dim=HIDDEN, bidirectional=True, max_src_len=8)
+  return Seq2Seq(**{**defaults, **kwargs})
