@@ -1,9 +1,12 @@
 """One small wrapper around orbax's CheckpointManager.
 
 Keeps the ``keep`` most recent checkpoints and the best one by a validation
-metric, saves synchronously (a checkpoint on disk is complete once ``save``
-returns: orbax writes to a temporary folder and renames it), and restores the
-latest or the best step.
+metric (checkpoints saved without metrics, e.g. on a signal, count among the
+recent ones and are deleted like them), saves synchronously (a checkpoint on
+disk is complete once ``save`` returns: orbax writes to a temporary folder and
+renames it), and restores the latest or the best step. A checkpoint that does
+not restore is moved to ``<directory>_corrupted/`` and the next one is tried,
+in training, evaluation and decoding alike.
 """
 
 from __future__ import annotations
@@ -36,7 +39,10 @@ class Checkpointer:
     policy = checkpoint_managers.AnyPreservationPolicy([
         checkpoint_managers.LatestN(n=keep),
         # BestN keeps the last n after an ascending sort: reverse for 'min'.
-        checkpoint_managers.BestN(get_metric_fn=get_metric, reverse=best_mode == "min", n=1),
+        # Checkpoints without metrics (signal saves) are ranked by LatestN alone: kept
+        # only while among the `keep` newest, never in place of the best.
+        checkpoint_managers.BestN(get_metric_fn=get_metric, reverse=best_mode == "min", n=1,
+                                  keep_checkpoints_without_metrics=False),
     ])
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, best_fn=get_metric, best_mode=best_mode,
@@ -84,29 +90,62 @@ class Checkpointer:
     return self.manager.restore(step, args=ocp.args.StandardRestore(target))
 
   def restore_latest(self, target: Any) -> Any | None:
-    """The newest checkpoint that restores, or None when there is none.
+    """The newest checkpoint that restores, or None when there is none (or none restores).
 
-    A corrupted or partial newest checkpoint is skipped with a warning and the
-    one before it is used.
+    A corrupted or partial checkpoint is moved aside with a one-line warning and the one
+    before it is tried.
     """
     steps = sorted(self.manager.all_steps(), reverse=True)
+    restored = self.restore_first(steps, target)
+    if restored is None and steps:
+      logging.warning("no checkpoint in %s restores (all moved to %s): starting from scratch",
+                      self.directory, self.quarantine)
+    return None if restored is None else restored[1]
+
+  def restore_first(self, steps: list[int], target: Any) -> tuple[int, Any] | None:
+    """(step, state) of the first of ``steps`` that restores, or None when none does.
+
+    Each one that does not restore is moved to ``<directory>_corrupted/`` (kept for
+    inspection) with a one-line warning.
+    """
     for step in steps:
       try:
-        return self.restore(step, target)
+        return step, self.restore(step, target)
       except Exception as e:  # noqa: BLE001  (orbax raises many types for bad files)
-        logging.warning("checkpoint at step %d in %s cannot be restored (%s: %s); "
-                        "trying the previous one", step, self.directory, type(e).__name__,
-                        str(e).splitlines()[0] if str(e) else "")
-        self._move_aside(os.path.join(self.directory, str(step)), "it does not restore")
+        self._move_aside(os.path.join(self.directory, str(step)),
+                         f"it does not restore: {type(e).__name__}: {_first_words(e)}")
         self.manager.reload()
-    if steps:
-      raise RuntimeError(
-          f"no checkpoint in {self.directory} can be restored (moved to {self.quarantine}); "
-          "run again to start from scratch")
     return None
 
   def close(self) -> None:
     self.manager.close()
+
+
+def _first_words(error: Exception, limit: int = 160) -> str:
+  """The start of an error's first line (tensorstore's carry kilobytes of JSON spec)."""
+  text = str(error).splitlines()[0] if str(error) else ""
+  text = text.split(" [tensorstore_spec")[0]
+  return text if len(text) <= limit else text[:limit] + "..."
+
+
+def is_closed_loop_noise(exc_type, exc_value) -> bool:
+  """Whether an unraisable exception is the harmless noise of tensorstore callbacks that land
+  after a failed restore closed orbax's event loop ('Event loop is closed', 'cannot schedule
+  new futures after shutdown'): ``attnlab.main`` keeps them off the terminal."""
+  return (exc_type is RuntimeError and
+          any(m in str(exc_value) for m in ("Event loop is closed",
+                                            "cannot schedule new futures after shutdown")))
+
+
+class DropFailedRestoreTasks(logging.Filter):
+  """Drops asyncio's 'Task exception was never retrieved' reports of orbax reads that a
+  failed restore abandoned (their error is already the one warning line of ``restore_first``);
+  ``attnlab.main`` adds it to the ``asyncio`` logger."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not ("Task exception was never retrieved" in message and
+                "async_deserialize" in message)
 
 
 def _unreadable_step_dirs(directory: str) -> list[str]:

@@ -2,7 +2,8 @@
 
 Experiment files in ``configs/`` start from ``base_config(task)`` and change a
 few fields; ``validate`` checks a config before anything is built, and
-``build_model`` turns it into a ``Seq2Seq`` (models never read configs).
+``build_model`` turns it into a ``Seq2Seq`` (models never read configs): ``model_options``
+makes ``config.model`` one ``attnlab.options.ModelOptions`` value, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from attnlab.attention import HARD_ESTIMATORS, mechanism_names, score_names
 from attnlab.attention.mechanisms import NORMALIZERS
 from attnlab.data.tasks import TASKS, default_data_config
 from attnlab.models import BRIDGES, DECODER_STYLES, Seq2Seq, cell_names
+from attnlab.options import ModelOptions
 
 
 # model.dtype names -> computation dtypes.
@@ -53,6 +55,8 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   # Round padded lengths up to a multiple of this.
   c.batching.round_to = 1
 
+  # Each model.* key sets the attnlab.options.ModelOptions field of its name; a key that
+  # names no field reaches the score and mechanism as an extra option (options.get(name)).
   c.model = ml_collections.ConfigDict()
   # Recurrent cell: rnn, gru or lstm.
   c.model.cell = "gru"
@@ -97,6 +101,12 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   c.model.attention_dim = 0
   # Longest source the location score covers; 0 = the longest source in the data.
   c.model.max_src_len = 0
+  # Location score only: add a bias, W_a h_t + b (Luong et al. 2015: softmax(W_a h_t), none).
+  c.model.location_bias = False
+  # Cosine score only: tau * cos(q, k), tau the (initial) inverse temperature, > 0; learned
+  # (as log tau) unless cosine_learn_temperature=False.
+  c.model.cosine_temperature = 10.0
+  c.model.cosine_learn_temperature = True
   # Luong input feeding (h~_{t-1} joined to the next decoder input).
   c.model.input_feeding = True
   # Initial decoder state: dense (projection of the encoder's final state) or zeros.
@@ -282,8 +292,27 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       f"must be in [0, 1), got {config.model.hard_baseline_decay}")
   if not config.model.monotonic_noise >= 0:
     raise ConfigError("model.monotonic_noise", f"must be >= 0, got {config.model.monotonic_noise}")
-  if config.train.learning_rate <= 0:
-    raise ConfigError("train.learning_rate", f"must be > 0, got {config.train.learning_rate}")
+  if not isinstance(config.model.location_bias, bool):
+    raise ConfigError("model.location_bias",
+                      f"must be True or False, got {config.model.location_bias!r}")
+  # .get: a workdir's config.json from before these keys existed lacks them.
+  if not isinstance(config.model.get("cosine_learn_temperature", True), bool):
+    raise ConfigError("model.cosine_learn_temperature", "must be True or False, got "
+                      f"{config.model.cosine_learn_temperature!r}")
+  tau = config.model.get("cosine_temperature", 10.0)
+  if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau < float("inf"):
+    raise ConfigError("model.cosine_temperature", f"must be a finite number > 0, got {tau!r}")
+  lr = config.train.learning_rate
+  if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
+    raise ConfigError("train.learning_rate", f"must be a finite number > 0, got {lr!r}")
+  _validate_best_metric(config)
+  _validate_length_boundaries(config)
+  if config.num_seeds > 1 and config.train.steps_per_dispatch > 1:
+    raise ConfigError("train.steps_per_dispatch", "multi-seed runs (num_seeds > 1) take one "
+                      "step per dispatch: set it to 1, or run the seeds separately")
+  if config.num_seeds > 1 and config.parallel.num_devices > 1:
+    raise ConfigError("parallel.num_devices", "multi-seed runs (num_seeds > 1) run on one "
+                      "device: set it to 0 or 1, or run the seeds separately")
   if config.model.decoder == "none" and config.model.bridge == "zeros":
     raise ConfigError("model.bridge", "the no-attention decoder needs bridge='dense' "
                       "(the source reaches it only through its initial state)")
@@ -298,9 +327,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.data.task == "corpus":
     path = config.data.get("path", "")
     if not path:
-      raise ConfigError("data.path", "the corpus task needs a file: --config.data.path=FILE")
-    if not os.path.isfile(path):
-      raise ConfigError("data.path", f"no such file: {path!r}")
+      raise ConfigError("data.path", "the corpus task needs a tab-separated file or a folder of "
+                        "line-aligned files: --config.data.path=FILE_OR_DIR")
+    if not os.path.exists(path):
+      raise ConfigError("data.path", f"no such file or folder: {path!r}")
 
 
 def _non_negative_number(config, key: str) -> float:
@@ -309,6 +339,31 @@ def _non_negative_number(config, key: str) -> float:
   if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
     raise ConfigError(key, f"must be a number >= 0, got {value!r}")
   return value
+
+
+# Metrics ``train.best_metric`` can rank checkpoints by (what evaluation reports), each with
+# the direction in which it improves; bleu, alignment_error_rate and attention_entropy exist
+# only for text tasks, tasks with a true alignment and attention models (validate_task).
+BEST_METRICS = {"exact_match": "max", "token_accuracy": "max", "bleu": "max", "loss": "min",
+                "perplexity": "min", "alignment_error_rate": "min", "attention_entropy": None}
+
+
+def _validate_best_metric(config: ml_collections.ConfigDict) -> None:
+  _one_of(config, "train.best_metric", BEST_METRICS)
+  direction = BEST_METRICS[config.train.best_metric]
+  if direction is not None and config.train.best_mode != direction:
+    raise ConfigError("train.best_mode", f"{config.train.best_metric!r} is better when "
+                      f"higher/lower: use best_mode={direction!r}, got {config.train.best_mode!r}")
+
+
+def _validate_length_boundaries(config: ml_collections.ConfigDict) -> None:
+  """Boundaries of the per-length buckets: positive integers, increasing."""
+  value = config.eval.length_boundaries
+  if isinstance(value, str) or not isinstance(value, (tuple, list)) or not all(
+      isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in value) or list(
+          value) != sorted(set(value)):
+    raise ConfigError("eval.length_boundaries", "must be increasing positive integers, e.g. "
+                      f"--config.eval.length_boundaries='(5, 10, 20)', got {value!r}")
 
 
 def _validate_coverage_and_alignment(config: ml_collections.ConfigDict) -> None:
@@ -324,6 +379,10 @@ def _validate_coverage_and_alignment(config: ml_collections.ConfigDict) -> None:
     if _non_negative_number(config, key) > 0 and no_attention:
       raise ConfigError(key, "needs attention weights, and decoder='none' has none: set it "
                         "to 0 or use decoder='bahdanau' or 'luong'")
+  if config.eval.coverage_penalty > 0 and config.eval.beam_size == 1:
+    raise ConfigError("eval.coverage_penalty", "re-ranks beam-search hypotheses, and greedy "
+                      "decoding (eval.beam_size=1) has none: set eval.beam_size > 1 or the "
+                      "penalty to 0")
 
 
 def _validate_copy(config: ml_collections.ConfigDict) -> None:
@@ -343,8 +402,17 @@ def _validate_copy(config: ml_collections.ConfigDict) -> None:
                       "vocabulary has slots of probability zero)")
 
 
-def validate_task(config: ml_collections.ConfigDict, has_alignment: bool) -> None:
-  """The checks that need the built task: guided alignment needs its true alignment."""
+def validate_task(config: ml_collections.ConfigDict, has_alignment: bool,
+                  is_text: bool = True) -> None:
+  """The checks that need the built task: guided alignment needs its true alignment, and
+  ``train.best_metric`` must be a metric the task reports."""
+  metric = config.train.best_metric
+  if ((metric == "bleu" and not is_text) or
+      (metric == "alignment_error_rate" and not has_alignment) or
+      (metric in ("alignment_error_rate", "attention_entropy")
+       and config.model.decoder == "none")):
+    raise ConfigError("train.best_metric", f"the {config.data.task!r} task with decoder="
+                      f"{config.model.decoder!r} does not report {metric!r}")
   if config.train.guided_alignment_weight > 0 and not has_alignment:
     raise ConfigError("train.guided_alignment_weight",
                       f"the {config.data.task!r} task has no true alignment to guide the "
@@ -352,29 +420,25 @@ def validate_task(config: ml_collections.ConfigDict, has_alignment: bool) -> Non
                       "reverse, toy_translation)")
 
 
-def build_model(config: ml_collections.ConfigDict, src_vocab_size: int, tgt_vocab_size: int,
-                max_src_len: int) -> Seq2Seq:
-  """The Seq2Seq that ``config.model`` describes (and the weights of the attention losses,
-  ``config.train.coverage_loss_weight`` / ``guided_alignment_weight``, which it applies in
-  ``Seq2Seq.attention_losses``, as it applies ``hard_entropy_weight``).
+def model_options(config: ml_collections.ConfigDict, max_src_len: int) -> ModelOptions:
+  """``config.model`` as one ``ModelOptions``: each key sets the field of its name, every
+  other key becomes an extra option (``ModelOptions.extra``) for the score or mechanism that
+  reads it. Also the attention-loss weights ``config.train.coverage_loss_weight`` /
+  ``guided_alignment_weight``, which ``Seq2Seq.attention_losses`` applies.
 
   max_src_len: the longest source in the data (used when config.model.max_src_len is 0).
   """
-  m = config.model
-  return Seq2Seq(
-      src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, emb_dim=m.emb_dim,
-      hidden_dim=m.hidden_dim, cell=m.cell, encoder_layers=m.encoder_layers,
-      decoder_layers=m.decoder_layers, bidirectional=m.bidirectional, decoder=m.decoder,
-      attention=m.attention, mechanism=m.mechanism, normalizer=m.normalizer,
-      attention_dim=m.attention_dim or None, max_src_len=m.max_src_len or max_src_len,
-      local_window=m.local_window, hard_estimator=m.hard_estimator,
-      hard_temperature=m.hard_temperature, hard_entropy_weight=m.hard_entropy_weight,
-      hard_baseline_decay=m.hard_baseline_decay, monotonic_noise=m.monotonic_noise,
-      monotonic_bias=m.monotonic_bias, coverage=m.coverage,
+  values = config.model.to_dict()
+  values.update(
+      attention_dim=values["attention_dim"] or None,  # 0 = hidden_dim
+      max_src_len=values["max_src_len"] or max_src_len, dtype=DTYPES[values["dtype"]],
       coverage_loss_weight=float(config.train.coverage_loss_weight),
-      guided_alignment_weight=float(config.train.guided_alignment_weight),
-      input_feeding=m.input_feeding, bridge=m.bridge,
-      encoder_self_attention_layers=m.encoder_self_attention_layers,
-      decoder_self_attention=m.decoder_self_attention, num_heads=m.num_heads,
-      dropout_rate=m.dropout_rate, dtype=DTYPES[m.dtype], remat=m.remat,
-      copy=m.get("copy", False))
+      guided_alignment_weight=float(config.train.guided_alignment_weight))
+  return ModelOptions.from_flat(values)
+
+
+def build_model(config: ml_collections.ConfigDict, src_vocab_size: int, tgt_vocab_size: int,
+                max_src_len: int) -> Seq2Seq:
+  """The Seq2Seq that ``config.model`` describes: options ``model_options(config, max_src_len)``."""
+  return Seq2Seq(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
+                 options=model_options(config, max_src_len))

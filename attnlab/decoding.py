@@ -5,7 +5,7 @@ once per source), then call ``Seq2Seq.step`` inside a ``lax.while_loop`` that
 stops when every hypothesis has produced EOS or ``max_len`` tokens. PAD and BOS
 are never generated; after EOS a hypothesis emits PAD with zero attention.
 
-A copy model (``Seq2Seq(copy=True)``) takes ``src_ext``, the source in extended
+A copy model (``ModelOptions.copy``) takes ``src_ext``, the source in extended
 ids; its tokens can then be extended ids (>= the target vocabulary size: that
 example's k-th source OOV, ``Vocab.decode(tokens, oovs=...)``), fed back to the
 decoder as UNK.

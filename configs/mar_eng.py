@@ -2,22 +2,28 @@
 
     python -m attnlab.main --config configs/mar_eng.py --workdir /tmp/mar
 
-The corpus path defaults to `../shared/data/mar-eng/mar.txt` beside this
-checkout; pass any tab-separated file with `--config.data.path=FILE`
-(`--config.data.reverse=True` translates the second column into the first).
+The corpus ships with this repository, gzip-compressed: `data/mar-eng/mar.txt.gz` (attribution
+and checksum in `data/mar-eng/README.md`). Pass any tab-separated file (plain or .gz) with
+`--config.data.path=FILE`; `--config.data.reverse=True --config.data.src_lang=mr
+--config.data.tgt_lang=en` translates the second column into the first. Text is lowercased and
+Moses-tokenized (sacremoses): `"Don't go!" -> don 't go !`.
 """
 
 import os
 
 from attnlab.config import base_config, shrink_for_smoke_test
 
-DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
-                            "shared", "data", "mar-eng", "mar.txt")
+# The repository's copy of the corpus, found relative to this file (so any working directory).
+DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "data",
+                            "mar-eng", "mar.txt.gz")
 
 
 def get_config(arg: str | None = None):
   config = base_config("corpus")
   config.data.path = os.path.normpath(DEFAULT_PATH)
+  config.data.src_lang = "en"
+  config.data.tgt_lang = "mr"
+  config.data.tokenizer = "moses"
   config.data.min_freq = 2
   config.data.max_src_len = 20
   config.data.max_tgt_len = 20

@@ -3,12 +3,13 @@
     python -m experiments.benchmark                      # everything, a few minutes on a CPU
     python -m experiments.benchmark --quick              # seconds: a smoke run of each part
     python -m experiments.benchmark --out bench.json --src_lens 10,100,200 --batch_sizes 32
+    python -m experiments.benchmark --help               # every flag
 
 Three parts:
 
 * ``date``: the date task as ``configs/date.py`` trains it (emb 16, hidden 32, Luong
   decoder, ``general`` attention, bidirectional GRU), batch 32, through the real training
-  loop (``train._dispatch_group`` / ``train._run_group``: host batching, sharding over the
+  loop (``training.dispatch_group`` / ``training.run_group``: host batching, sharding over the
   devices, dispatch), with ``train.steps_per_dispatch`` 1 and more. Reports optimizer
   steps/s after warm-up, and the number and total time of XLA compilations (one program per
   length bucket and dispatch size). Then greedy and beam-search decoding of the test set
@@ -16,7 +17,9 @@ Three parts:
 * ``buckets``: train-step compilations over two epochs of toy translation with 4 length
   buckets: one per bucket.
 * ``grid``: train steps/s, target tokens/s, compile time, and peak memory of one jitted
-  train step, for decoder style x score function x source length x batch size on random
+  train step, for decoder style (``--decoders``) x score function (``--attentions``) x source
+  length (``--src_lens``) x batch size (``--batch_sizes``), model width ``--emb_dim`` and
+  ``--hidden_dim`` (the config's names, as in ``experiments.benchmark_mechanisms``), on random
   batches (fixed target length). Peak memory is XLA's own accounting of
   the compiled program (``compiled.memory_analysis()``: arguments + outputs + temporaries),
   the same on every backend; each row is measured with and without ``model.remat``
@@ -31,7 +34,6 @@ Figures are for the machine they ran on; compare rows of one run. Nothing here i
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
@@ -39,10 +41,13 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
+from absl import flags
 
-from attnlab import parallel, train
+from attnlab import parallel, training
+from attnlab.attention import score_names
 from attnlab.config import base_config, build_model
 from attnlab.data import TrainBatches
+from experiments import _cli
 
 _COMPILES: list[float] = []
 
@@ -73,17 +78,17 @@ def date_config(steps_per_dispatch: int, quick: bool):
 
 
 class _Loop:
-  """The training loop's own parts for one config (``train._dispatch_group`` /
-  ``train._run_group``: host batches, placement on the mesh, dispatch); ``run`` steps it."""
+  """The training loop's own parts for one config (``training.dispatch_group`` /
+  ``training.run_group``: host batches, placement on the mesh, dispatch); ``run`` steps it."""
 
   def __init__(self, config):
     self.config = config
-    self.prepared = train.prepare(config)
-    self.mesh = train.data_parallel_mesh(config)
+    self.prepared = training.prepare(config)
+    self.mesh = training.data_parallel_mesh(config)
     task = self.prepared.task
     self.batches = TrainBatches(task.train, task.src_vocab, task.tgt_vocab,
                                 config.batching.batch_size, self.prepared.buckets, config.seed)
-    self.state = parallel.replicate(train.init_state(config, self.prepared), self.mesh)
+    self.state = parallel.replicate(training.init_state(config, self.prepared), self.mesh)
     self.rng = jax.random.key(1)
     self.step = 0
 
@@ -91,8 +96,8 @@ class _Loop:
     """``count`` more optimizer steps (whole dispatch groups), waiting for the last."""
     end = self.step + count
     while self.step < end:
-      group = train._dispatch_group(self.batches, self.step, self.config.train)  # noqa: SLF001
-      self.state, metrics = train._run_group(  # noqa: SLF001
+      group = training.dispatch_group(self.batches, self.step, self.config.train)
+      self.state, metrics = training.run_group(
           self.state, group, self.rng, self.mesh, self.config.train)
       self.step += len(group)
     jax.block_until_ready(metrics)
@@ -132,9 +137,9 @@ def bench_date(steps_per_dispatch: Sequence[int], steps: int, quick: bool,
   examples = prepared.task.test
   for beam in (1, decode_beam):
     config.eval.beam_size = beam
-    train.evaluate(state, prepared, examples[:config.batching.eval_batch_size], config)  # compile
+    training.evaluate(state, prepared, examples[:config.batching.eval_batch_size], config)  # compile
     t0 = time.perf_counter()
-    metrics, _ = train.evaluate(state, prepared, examples, config)
+    metrics, _ = training.evaluate(state, prepared, examples, config)
     elapsed = time.perf_counter() - t0
     decode.append({"beam_size": beam, "sentences": len(examples),
                    "sentences_per_s": len(examples) / elapsed,
@@ -182,8 +187,8 @@ def _grid_state(style: str, score: str, batch: int, src_len: int, tgt_len: int, 
           "example_mask": np.ones((batch,), bool)}
   params = jax.jit(model.init)(jax.random.key(0), data["src"][:1], data["src_lengths"][:1],
                                data["tgt_in"][:1])["params"]
-  state = train.TrainState.create(apply_fn=model.apply, params=params,
-                                  tx=train.make_optimizer(config.train))
+  state = training.TrainState.create(apply_fn=model.apply, params=params,
+                                  tx=training.make_optimizer(config.train))
   return state, jax.device_put(data)
 
 
@@ -198,7 +203,7 @@ def _peak_bytes(compiled) -> int | None:
 def bench_grid(styles, scores, src_lens, batch_sizes, tgt_len: int, steps: int, remat: bool,
                vocab: int, emb: int, hidden: int, dtype: str) -> list[dict]:
   rows = []
-  step_fn = jax.jit(train._train_step, donate_argnums=0)  # noqa: SLF001  the plain step
+  step_fn = jax.jit(training.steps.train_step_fn, donate_argnums=0)  # the plain step
   for style in styles:
     for score in (scores if style != "none" else ["-"]):
       for batch in batch_sizes:
@@ -272,35 +277,79 @@ def attention_share(fits: list[dict]) -> list[dict]:
   return fits
 
 
+PARTS = ("date", "buckets", "grid")
+DECODERS = ("luong", "bahdanau", "none")
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_boolean("quick", False, "A seconds-long smoke run of each part.", flag_values=fv)
+  flags.DEFINE_string("out", "benchmark.json", "JSON results file.", flag_values=fv)
+  flags.DEFINE_list("parts", list(PARTS), f"Parts to run: {', '.join(PARTS)}.", flag_values=fv)
+  flags.DEFINE_list("decoders", list(DECODERS), "grid: decoder styles (model.decoder).",
+                    flag_values=fv)
+  flags.DEFINE_list("attentions", ["general", "additive"],
+                    "grid: score functions (model.attention).", flag_values=fv)
+  flags.DEFINE_list("src_lens", ["10", "50", "100", "200"], "grid: source lengths.",
+                    flag_values=fv)
+  flags.DEFINE_list("batch_sizes", ["32", "128"], "grid: batch sizes (batching.batch_size).",
+                    flag_values=fv)
+  flags.DEFINE_integer("tgt_len", 20, "grid: target length (fixed).", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer("steps", 0, "Timed steps (0: 500 date / 20 grid).", lower_bound=0,
+                       flag_values=fv)
+  flags.DEFINE_list("steps_per_dispatch", ["1", "8"], "date: train.steps_per_dispatch values.",
+                    flag_values=fv)
+  flags.DEFINE_boolean("no_remat", False, "grid: skip the model.remat memory column.",
+                       flag_values=fv)
+  flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "grid: model.dtype.",
+                    flag_values=fv)
+  flags.DEFINE_integer("emb_dim", 32, "grid: model.emb_dim.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("hidden_dim", 64, "grid: model.hidden_dim.", lower_bound=1,
+                       flag_values=fv)
+
+
+def _ints(fv: flags.FlagValues, name: str) -> list[int]:
+  try:
+    values = [int(x) for x in fv[name].value]
+  except ValueError:
+    _cli.fail(f"--{name}={','.join(fv[name].value)}: not a comma-separated list of integers")
+  if not values or min(values) < 1:
+    _cli.fail(f"--{name}={','.join(fv[name].value)}: needs positive integers")
+  return values
+
+
+def _choices(fv: flags.FlagValues, name: str, valid: Sequence[str]) -> list[str]:
+  unknown = [x for x in fv[name].value if x not in valid]
+  if unknown or not fv[name].value:
+    _cli.fail(f"--{name}: unknown value(s) {', '.join(unknown) or '(none given)'}; "
+              f"valid: {', '.join(valid)}")
+  return list(fv[name].value)
+
+
+def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
+  """The flags from ``argv`` (None: ``sys.argv[1:]``); bad flags exit 2 with one line."""
+  return _cli.parse(define_flags, argv, __doc__)[0]
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
-  parser.add_argument("--out", default="benchmark.json", help="JSON results file")
-  parser.add_argument("--parts", default="date,buckets,grid")
-  parser.add_argument("--styles", default="luong,bahdanau,none")
-  parser.add_argument("--scores", default="general,additive")
-  parser.add_argument("--src_lens", default="10,50,100,200")
-  parser.add_argument("--batch_sizes", default="32,128")
-  parser.add_argument("--tgt_len", type=int, default=20, help="grid target length (fixed)")
-  parser.add_argument("--steps", type=int, default=0, help="timed steps (0: 500 date / 20 grid)")
-  parser.add_argument("--steps_per_dispatch", default="1,8")
-  parser.add_argument("--no_remat", action="store_true", help="skip the remat memory column")
-  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  parser.add_argument("--emb", type=int, default=32)
-  parser.add_argument("--hidden", type=int, default=64)
-  args = parser.parse_args(argv)
-  ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
-  names = lambda s: [x for x in s.split(",") if x]  # noqa: E731
+  args = parse_flags(argv)
   if args.quick:
-    args.styles, args.scores, args.src_lens, args.batch_sizes = "luong", "general", "10,20,40", "8"
-    args.steps_per_dispatch = "1"
-  parts = names(args.parts)
+    for name, value in (("decoders", ["luong"]), ("attentions", ["general"]),
+                        ("src_lens", ["10", "20", "40"]), ("batch_sizes", ["8"]),
+                        ("steps_per_dispatch", ["1"])):
+      if not args[name].present:
+        args[name].value = value
+  parts = _choices(args, "parts", PARTS)
+  decoders = _choices(args, "decoders", DECODERS)
+  attentions = _choices(args, "attentions", score_names())
+  src_lens, batch_sizes = _ints(args, "src_lens"), _ints(args, "batch_sizes")
+  steps_per_dispatch = _ints(args, "steps_per_dispatch")
   result = {"devices": [str(d) for d in jax.devices()], "backend": jax.default_backend(),
             "jax": jax.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "processor_count": _cpu_count()}
   print(f"devices: {result['devices']}")
   if "date" in parts:
-    result["date"] = bench_date(ints(args.steps_per_dispatch), args.steps or
+    result["date"] = bench_date(steps_per_dispatch, args.steps or
                                 (40 if args.quick else 500), args.quick)
     print("\ndate task, " + result["date"]["config"])
     print("steps/dispatch  steps/s (best)  tokens/s  buckets  compiles  compile_s")
@@ -318,13 +367,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
           f"{r['shapes']}, {r['train_compiles']} train-step compilations over "
           f"{r['steps']} steps ({r['compile_s']:.1f} s)")
   if "grid" in parts:
-    print(f"\ntrain step grid (emb {args.emb}, hidden {args.hidden}, {args.dtype}, random "
-          f"batches, target length {args.tgt_len})")
+    print(f"\ntrain step grid (emb {args.emb_dim}, hidden {args.hidden_dim}, {args.dtype}, "
+          f"random batches, target length {args.tgt_len})")
     print("style     score        batch src_len  steps/s  tgt tokens/s compile_s   peak_MB"
           + ("  remat_MB" if not args.no_remat else ""))
-    rows = bench_grid(names(args.styles), names(args.scores), ints(args.src_lens),
-                      ints(args.batch_sizes), args.tgt_len, args.steps or (3 if args.quick else 20),
-                      not args.no_remat, 64, args.emb, args.hidden, args.dtype)
+    rows = bench_grid(decoders, attentions, src_lens, batch_sizes, args.tgt_len,
+                      args.steps or (3 if args.quick else 20), not args.no_remat, 64,
+                      args.emb_dim, args.hidden_dim, args.dtype)
     result["grid"] = rows
     result["memory_fits"] = attention_share(linear_fits(rows) +
                                             linear_fits(rows, "peak_mb_remat"))
@@ -350,4 +399,4 @@ def _cpu_count() -> int:
 
 
 if __name__ == "__main__":
-  main()
+  _cli.run(main)

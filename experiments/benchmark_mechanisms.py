@@ -1,10 +1,12 @@
 """Time and memory per decoder step of each attention mechanism as the source grows.
 
     python -m experiments.benchmark_mechanisms [--src_lens 10,50,100,200] [--tgt_len 20]
-        [--batch 32] [--mechanisms global,local_m,local_p,hard,monotonic] [--repeats 5]
+        [--batch_size 32] [--mechanisms global,local_m,local_p,hard,monotonic] [--repeats 5]
 
 For every mechanism and source length it builds the default model (bidirectional GRU,
-Luong decoder, ``general`` scores; ``--decoder`` / ``--attention`` change it) with random
+Luong decoder, ``general`` scores; ``--decoder`` / ``--attention`` change it, and
+``--emb_dim`` / ``--hidden_dim`` its width: the config's names, as in ``experiments.benchmark``)
+with random
 parameters and measures the decoder alone, the encoder's memory being computed beforehand:
 
 * train: the teacher-forced decoder scan forward + backward (gradients for every decoder
@@ -22,19 +24,21 @@ outputs. The last columns divide by global attention at the same source length.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import statistics
 import time
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
 from attnlab.attention import hard as hard_lib
-from attnlab.attention import mechanism_names
+from attnlab.attention import mechanism_names, score_names
 from attnlab.data.vocab import BOS, PAD
 from attnlab.models import Seq2Seq
+from experiments import _cli
 
 VOCAB = 32
 
@@ -56,16 +60,16 @@ def _temp_mib(compiled) -> float:
 
 def measure(mechanism: str, src_len: int, args) -> dict:
   """Train and greedy ms per decoder step and temp MiB for one mechanism and source length."""
-  model = Seq2Seq(src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, emb_dim=args.emb_dim,
-                  hidden_dim=args.hidden_dim, cell="gru", bidirectional=True,
-                  decoder=args.decoder, attention=args.attention, mechanism=mechanism,
-                  local_window=args.local_window, max_src_len=max(src_len, 1))
+  model = Seq2Seq.create(src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, emb_dim=args.emb_dim,
+                         hidden_dim=args.hidden_dim, cell="gru", bidirectional=True,
+                         decoder=args.decoder, attention=args.attention, mechanism=mechanism,
+                         local_window=args.local_window, max_src_len=max(src_len, 1))
   rng = np.random.default_rng(0)
-  src = rng.integers(4, VOCAB, (args.batch, src_len)).astype(np.int32)
-  lengths = np.full((args.batch,), src_len, np.int32)
-  tgt_in = rng.integers(4, VOCAB, (args.batch, args.tgt_len)).astype(np.int32)
+  src = rng.integers(4, VOCAB, (args.batch_size, src_len)).astype(np.int32)
+  lengths = np.full((args.batch_size,), src_len, np.int32)
+  tgt_in = rng.integers(4, VOCAB, (args.batch_size, args.tgt_len)).astype(np.int32)
   tgt_in[:, 0] = BOS
-  tgt_out = np.concatenate([tgt_in[:, 1:], np.full((args.batch, 1), PAD, np.int32)], 1)
+  tgt_out = np.concatenate([tgt_in[:, 1:], np.full((args.batch_size, 1), PAD, np.int32)], 1)
   variables = jax.jit(model.init)(jax.random.key(0), src, lengths, tgt_in)
   memory, state = jax.jit(functools.partial(model.apply, method=model.start))(
       variables, src, lengths, args.tgt_len)
@@ -89,7 +93,7 @@ def measure(mechanism: str, src_len: int, args) -> dict:
       state, logits, weights = model.apply(variables, memory, state, y, method=model.step)
       return (state, jnp.argmax(logits, -1).astype(jnp.int32)), weights
 
-    start = (state, jnp.full((args.batch,), BOS, jnp.int32))
+    start = (state, jnp.full((args.batch_size,), BOS, jnp.int32))
     return jax.lax.scan(body, start, None, length=args.tgt_len)[1]
 
   decode = jax.jit(greedy).lower(variables, memory).compile()
@@ -103,27 +107,49 @@ def measure(mechanism: str, src_len: int, args) -> dict:
   }
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--src_lens", default="10,50,100,200")
-  parser.add_argument("--tgt_len", type=int, default=20)
-  parser.add_argument("--batch", type=int, default=32)
-  parser.add_argument("--emb_dim", type=int, default=32)
-  parser.add_argument("--hidden_dim", type=int, default=64)
-  parser.add_argument("--decoder", default="luong", choices=("luong", "bahdanau"))
-  parser.add_argument("--attention", default="general")
-  parser.add_argument("--local_window", type=int, default=10, help="D of local_m / local_p")
-  parser.add_argument("--mechanisms", default=",".join(
-      ["global"] + [m for m in mechanism_names() if m != "global"]))
-  parser.add_argument("--repeats", type=int, default=5)
-  args = parser.parse_args()
-  src_lens = [int(s) for s in args.src_lens.split(",")]
-  mechanisms = args.mechanisms.split(",")
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_list("src_lens", ["10", "50", "100", "200"], "Source lengths.", flag_values=fv)
+  flags.DEFINE_integer("tgt_len", 20, "Target length (decoder steps).", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer("batch_size", 32, "Batch size (batching.batch_size).", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer("emb_dim", 32, "model.emb_dim.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("hidden_dim", 64, "model.hidden_dim.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_enum("decoder", "luong", ["luong", "bahdanau"], "model.decoder.", flag_values=fv)
+  flags.DEFINE_string("attention", "general", "model.attention (a score function).",
+                      flag_values=fv)
+  flags.DEFINE_integer("local_window", 10, "model.local_window: D of local_m / local_p.",
+                       lower_bound=0, flag_values=fv)
+  flags.DEFINE_list("mechanisms", ["global"] + [m for m in mechanism_names() if m != "global"],
+                    "Mechanisms (model.mechanism) to time; the ratios divide by global.",
+                    flag_values=fv)
+  flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (their median).",
+                       lower_bound=1, flag_values=fv)
+
+
+def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
+  """The flags from ``argv`` (None: ``sys.argv[1:]``); bad flags exit 2 with one line."""
+  return _cli.parse(define_flags, argv, __doc__)[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parse_flags(argv)
+  try:
+    src_lens = [int(s) for s in args.src_lens]
+  except ValueError:
+    _cli.fail(f"--src_lens={','.join(args.src_lens)}: not a comma-separated list of integers")
+  if not src_lens or min(src_lens) < 1:
+    _cli.fail(f"--src_lens={','.join(args.src_lens)}: needs positive integers")
+  mechanisms = list(args.mechanisms)
   for name in mechanisms:
     if name not in mechanism_names():
-      parser.error(f"unknown mechanism {name!r}; valid: {', '.join(mechanism_names())}")
+      _cli.fail(f"--mechanisms: unknown mechanism {name!r}; valid: "
+                f"{', '.join(mechanism_names())}")
+  if args.attention not in score_names():
+    _cli.fail(f"--attention: unknown score {args.attention!r}; valid: {', '.join(score_names())}")
 
-  print(f"device: {jax.devices()[0].device_kind}; batch {args.batch}, tgt_len {args.tgt_len}, "
+  print(f"device: {jax.devices()[0].device_kind}; batch {args.batch_size}, "
+        f"tgt_len {args.tgt_len}, "
         f"hidden {args.hidden_dim}, {args.decoder} decoder, {args.attention} scores, "
         f"D = {args.local_window}; ms per decoder step, MiB: XLA temp memory of the program")
   header = (f"{'mechanism':<10} {'src_len':>7} {'train ms':>9} {'greedy ms':>10} "
@@ -142,7 +168,8 @@ def main() -> None:
       print(f"{name:<10} {src_len:>7} {r['train_ms']:>9.3f} {r['greedy_ms']:>10.3f} "
             f"{r['train_mib']:>10.2f} {r['greedy_mib']:>11.2f} {ratio('train_ms'):>8} "
             f"{ratio('greedy_ms'):>9} {ratio('train_mib'):>12}", flush=True)
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  _cli.run(main)

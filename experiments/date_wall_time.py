@@ -9,13 +9,17 @@ sees them. Prints wall time and held-out exact match per run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+
+from absl import flags
+
+from experiments import _cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -31,19 +35,28 @@ def run_once(workdir: pathlib.Path, cache_dir: pathlib.Path) -> dict:
           "num_test": summary["test"]["num_examples"], "steps": summary["step"]}
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--runs", type=int, default=2)
-  parser.add_argument("--warm_cache", action="store_true",
-                      help="share one compilation cache across runs (the second is warm)")
-  args = parser.parse_args()
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_integer("runs", 2, "Runs, each in a fresh workdir.", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_boolean("warm_cache", False, "Share one compilation cache across runs (the "
+                       "second is warm).", flag_values=fv)
+
+
+def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
+  """The flags from ``argv`` (None: ``sys.argv[1:]``); bad flags exit 2 with one line."""
+  return _cli.parse(define_flags, argv, __doc__)[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parse_flags(argv)
   with tempfile.TemporaryDirectory() as tmp:
     tmp = pathlib.Path(tmp)
     for i in range(args.runs):
       cache = tmp / ("cache" if args.warm_cache else f"cache{i}")
       result = run_once(tmp / f"run{i}", cache)
       print(json.dumps({"run": i, **result}), flush=True)
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  _cli.run(main)

@@ -18,11 +18,15 @@ way. Writes to ``--out`` (default ``ROOT/report``):
   under every variant (seed ``seed`` of each; ``attnlab.plots.attention_grid_figure``).
 
 The sweep file's ``get_report(arg)`` gives defaults for ``--line`` and ``--x``.
+
+``--root`` may also be a single run's workdir (``attnlab.main --workdir``, with its
+``summary.json``): the report then has one row, that run (its seeds pooled), under a ``run``
+axis labelled with the folder's name. A missing folder, a run that has not finished or a
+folder without finished trials is one ``error:`` line and exit status 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -31,8 +35,10 @@ import sys
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from absl import flags
 
 from attnlab import plots
+from experiments import _cli
 
 # (summary key, label): per-length values live under f"{key}_by_length".
 METRICS = (("exact_match", "exact match"), ("bleu", "BLEU"),
@@ -50,16 +56,29 @@ def _labels_from_name(name: str) -> dict[str, str] | None:
   return {axis: label for axis, _, label in parts}
 
 
+class ReportError(_cli.UsageError):
+  """Nothing to report on (or a bad --line / --x): ``main`` prints it as one line, exit 2."""
+
+
 def load_trials(root: str | os.PathLike) -> tuple[list[dict], dict]:
   """The finished trials under ``root``: [{"name", "labels", "config", "runs"}], and the
   sweep's report defaults. ``runs`` holds one {"seed", "test", "longest_test_example"} per
-  seed. Unfinished or failed trials are skipped (and listed on stderr)."""
+  seed. Unfinished or failed trials are skipped (and listed on stderr). ``root`` may be a
+  single run's workdir: one trial, labelled ``{"run": folder name}``."""
   root = pathlib.Path(root)
+  if not root.is_dir():
+    raise ReportError(f"--root {root}: no such folder")
   sweep_file = root / "sweep.json"
   if sweep_file.exists():
     sweep = json.loads(sweep_file.read_text(encoding="utf-8"))
     entries = [(t["name"], t["labels"]) for t in sweep["trials"]]
     defaults = sweep.get("report", {})
+  elif (root / "summary.json").exists() or (root / "config.json").exists():  # one run
+    if not (root / "summary.json").exists():
+      raise ReportError(f"--root {root} is a run's workdir without summary.json: the run has "
+                        "not finished (rerun its attnlab.main command to resume it)")
+    entries = [(".", {"run": root.resolve().name})]
+    defaults = {}
   else:  # no sweep.json: every subfolder named axis=label,...
     entries = [(p.name, _labels_from_name(p.name)) for p in sorted(root.iterdir()) if p.is_dir()]
     entries = [(n, l) for n, l in entries if l]
@@ -82,7 +101,8 @@ def load_trials(root: str | os.PathLike) -> tuple[list[dict], dict]:
     print(f"skipping {len(missing)} unfinished or failed trial(s): {', '.join(missing)}",
           file=sys.stderr)
   if not trials:
-    raise SystemExit(f"no finished trials (summary.json) under {root}")
+    raise ReportError(f"no finished trials (summary.json) under {root}: --root takes a sweep's "
+                      "root (experiments.sweep --root) or a single run's workdir")
   return trials, defaults
 
 
@@ -201,7 +221,7 @@ def figures(axes: Sequence[str], table_rows: Sequence[dict], groups: Mapping[tup
             attention_dpi: int = 60) -> list[pathlib.Path]:
   """Metric-vs-length (or vs ``x_axis``) curves and attention grids; returns the paths."""
   if line not in axes:
-    raise SystemExit(f"--line {line!r} is not an axis of this sweep: {', '.join(axes)}")
+    raise ReportError(f"--line {line!r} is not an axis of this sweep: {', '.join(axes)}")
   others = [a for a in axes if a not in (line, x_axis)]
   panels_of = lambda s: tuple(s[a] for a in others)  # noqa: E731
   paths = []
@@ -262,7 +282,7 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
   line = line or defaults.get("line") or axes[0]
   x_axis = x_axis or defaults.get("x") or "length"
   if x_axis != "length" and x_axis not in axes:
-    raise SystemExit(f"--x {x_axis!r} is neither 'length' nor an axis: {', '.join(axes)}")
+    raise ReportError(f"--x {x_axis!r} is neither 'length' nor an axis: {', '.join(axes)}")
   table_rows = rows(axes, groups)
   csv_path = out / "results.csv"
   with open(csv_path, "w", newline="", encoding="utf-8") as f:
@@ -277,14 +297,27 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
   return {"csv": csv_path, "markdown": md_path, "figures": figs}
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--root", required=True, help="the sweep's root (experiments.sweep)")
-  parser.add_argument("--out", default=None, help="output folder (default ROOT/report)")
-  parser.add_argument("--line", default=None, help="axis drawn as one line per value")
-  parser.add_argument("--x", default=None, help="'length' (per-length metrics) or an axis")
-  args = parser.parse_args(argv)
-  paths = write_report(args.root, args.out, args.line, args.x)
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_string("root", None, "A sweep's root (experiments.sweep --root) or a single "
+                      "run's workdir (required).", flag_values=fv)
+  flags.DEFINE_string("out", None, "Output folder (default ROOT/report).", flag_values=fv)
+  flags.DEFINE_string("line", None, "Axis drawn as one line per value (default: the sweep's "
+                      "get_report, else its first axis).", flag_values=fv)
+  flags.DEFINE_string("x", None, "'length' (per-length metrics) or a numeric sweep axis "
+                      "(default: the sweep's get_report, else 'length').", flag_values=fv)
+
+
+def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
+  """The flags from ``argv`` (None: ``sys.argv[1:]``); bad flags exit 2 with one line."""
+  return _cli.parse(define_flags, argv, __doc__, required=("root",))[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  fv = parse_flags(argv)
+  try:
+    paths = write_report(fv.root, fv.out, fv.line, fv.x)
+  except ReportError as e:
+    _cli.fail(e)
   print(paths["markdown"].read_text(encoding="utf-8"))
   for key in ("csv", "markdown"):
     print(paths[key])
@@ -294,4 +327,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  _cli.run(main)

@@ -35,6 +35,7 @@ def test_base_config_is_valid():
     ("train.learning_rate", 0.0, "> 0"),
     ("num_seeds", 0, ">= 1"),
     ("data.train_max_src_len", -1, ">= 0"),
+    ("model.location_bias", None, "True or False"),
 ])
 def test_bad_values_name_the_key_and_choices(key, value, needle):
   with pytest.raises(config_lib.ConfigError) as e:
@@ -67,7 +68,7 @@ def test_every_score_name_is_selectable(score):
   c = _config(**{"model.attention": score})
   config_lib.validate(c)
   model = config_lib.build_model(c, 20, 30, max_src_len=12)
-  assert model.attention == score and model.max_src_len == 12
+  assert model.options.attention == score and model.options.max_src_len == 12
 
 
 def test_copy_attention_config():
@@ -92,6 +93,7 @@ def test_copy_attention_config():
     ({"train.coverage_loss_weight": -0.5}, "train.coverage_loss_weight"),
     ({"train.guided_alignment_weight": -1.0}, "train.guided_alignment_weight"),
     ({"eval.coverage_penalty": float("nan")}, "eval.coverage_penalty"),
+    ({"eval.coverage_penalty": 0.2}, "eval.coverage_penalty"),  # greedy: no beam to re-rank
 ])
 def test_coverage_and_guided_alignment_config_errors(changes, key):
   with pytest.raises(config_lib.ConfigError, match=key.replace(".", r"\.")) as error:
@@ -110,21 +112,37 @@ def test_guided_alignment_needs_a_task_with_alignments():
 
 
 def test_guided_alignment_on_a_corpus_fails_before_training(tmp_path):
-  from attnlab import train  # the check runs once the task is built, in train.prepare
+  from attnlab import training  # the check runs once the task is built, in training.prepare
   path = tmp_path / "pairs.txt"
   path.write_text("".join(f"go {i}\tva {i}\n" for i in range(20)), encoding="utf-8")
   config = config_lib.base_config("corpus")
   config.data.path, config.data.num_valid, config.data.num_test = str(path), 2, 2
   config.train.guided_alignment_weight = 1.0
   with pytest.raises(config_lib.ConfigError, match="'corpus' task has no true alignment"):
-    train.prepare(config)
+    training.prepare(config)
+
+
+@pytest.mark.parametrize("location_bias", [False, True])
+def test_location_bias_config_reaches_the_score(location_bias):
+  import jax
+  import jax.numpy as jnp
+  assert config_lib.base_config("date").model.location_bias is False  # Luong et al.: no bias
+  config = _config(**{"model.attention": "location", "model.location_bias": location_bias})
+  config_lib.validate(config)
+  model = config_lib.build_model(config, 20, 30, max_src_len=6)
+  src, lengths, tgt = jnp.array([[4, 5, 6, 0]]), jnp.array([3]), jnp.array([[1, 4]])
+  params = model.init(jax.random.key(0), src, lengths, tgt)["params"]
+  w_a = params["decoder_module"]["attn"]["score_fn"]["W_a"]
+  assert set(w_a) == ({"kernel", "bias"} if location_bias else {"kernel"})
+  assert w_a["kernel"].shape[-1] == 6 and (not location_bias or w_a["bias"].shape == (6,))
 
 
 def test_coverage_config_reaches_the_model():
   config = _config(**{"model.coverage": True, "train.coverage_loss_weight": 0.5,
-                      "train.guided_alignment_weight": 2.0, "eval.coverage_penalty": 0.2})
+                      "train.guided_alignment_weight": 2.0, "eval.coverage_penalty": 0.2,
+                      "eval.beam_size": 4})
   config_lib.validate(config)
   model = config_lib.build_model(config, 10, 12, 8)
-  assert model.coverage and model.coverage_loss_weight == 0.5
-  assert model.guided_alignment_weight == 2.0
-  assert not config_lib.build_model(_config(), 10, 12, 8).coverage
+  assert model.options.coverage and model.options.coverage_loss_weight == 0.5
+  assert model.options.guided_alignment_weight == 2.0
+  assert not config_lib.build_model(_config(), 10, 12, 8).options.coverage

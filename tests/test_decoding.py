@@ -19,8 +19,9 @@ SRC_LEN, MAX_LEN = 4, 6
 
 
 def make_model(tgt_vocab_size=TGT_VOCAB):
-  return Seq2Seq(src_vocab_size=SRC_VOCAB, tgt_vocab_size=tgt_vocab_size, emb_dim=EMB,
-                 hidden_dim=HIDDEN, bidirectional=True, decoder="luong", attention="general")
+  return Seq2Seq.create(src_vocab_size=SRC_VOCAB, tgt_vocab_size=tgt_vocab_size, emb_dim=EMB,
+                        hidden_dim=HIDDEN, bidirectional=True, decoder="luong",
+                        attention="general")
 
 
 def make_source(lengths=LENGTHS, src_len=SRC_LEN, seed=0):
@@ -144,10 +145,10 @@ def test_beam_size_one_is_greedy():
 def test_beam_hypotheses_are_sorted_and_rescore_exactly_under_teacher_forcing():
   # Every optional piece of decoder state (LSTM (c, h) carries, two layers, the
   # self-attention history) must follow its hypothesis when the beams are reordered.
-  model = Seq2Seq(src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB, emb_dim=EMB,
-                  hidden_dim=HIDDEN, bidirectional=True, decoder="bahdanau",
-                  attention="additive", cell="lstm", decoder_layers=2,
-                  decoder_self_attention=True, num_heads=2)
+  model = Seq2Seq.create(src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB, emb_dim=EMB,
+                         hidden_dim=HIDDEN, bidirectional=True, decoder="bahdanau",
+                         attention="additive", cell="lstm", decoder_layers=2,
+                         decoder_self_attention=True, num_heads=2)
   src, lengths = make_source()
   params = random_params(model, src, lengths, np.full((len(LENGTHS), MAX_LEN), BOS, np.int32),
                          seed=3, scale=0.5)

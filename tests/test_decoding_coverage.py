@@ -57,8 +57,9 @@ def test_coverage_penalty_flips_the_ranking_as_its_formula_says():
 def test_beam_search_reranks_its_final_beam_by_the_coverage_penalty():
   src = np.array([[4, 5, 6, 7, PAD], [5, 6, PAD, PAD, PAD]], np.int32)
   src_lengths = np.array([4, 2], np.int32)
-  model = Seq2Seq(src_vocab_size=9, tgt_vocab_size=7, emb_dim=8, hidden_dim=8,
-                  decoder="bahdanau", attention="additive", coverage=True, bidirectional=False)
+  model = Seq2Seq.create(src_vocab_size=9, tgt_vocab_size=7, emb_dim=8, hidden_dim=8,
+                         decoder="bahdanau", attention="additive", coverage=True,
+                         bidirectional=False)
   tgt_in = np.full((2, 3), BOS, np.int32)
   params = model.init(jax.random.key(0), src, src_lengths, tgt_in)
   params = jax.tree.map(lambda x: x + 0.5 * jax.random.normal(jax.random.key(1), x.shape),

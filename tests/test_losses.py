@@ -105,7 +105,7 @@ def test_guided_alignment_loss_is_smallest_at_the_reference():
 
 
 def _model(**kwargs):
-  return Seq2Seq(src_vocab_size=8, tgt_vocab_size=8, decoder="luong", **kwargs)
+  return Seq2Seq.create(src_vocab_size=8, tgt_vocab_size=8, decoder="luong", **kwargs)
 
 
 def _attention_losses(model, attention, tgt_mask, alignment):

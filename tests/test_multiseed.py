@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from attnlab import multiseed, train
+from attnlab import training
+from attnlab.training import multiseed
 from attnlab.config import ConfigError, base_config, validate
 
 
@@ -27,10 +28,10 @@ def tiny_config(num_seeds=2, num_steps=4):
 
 
 def separate_run(config, seed, prepared, steps):
-  """What train.train_and_evaluate does for `seed`, step by step: (initial, final, losses)."""
+  """What training.train_and_evaluate does for `seed`, step by step: (initial, final, losses)."""
   single = config.copy_and_resolve_references()
   single.seed, single.num_seeds = seed, 1
-  state = train.init_state(single, prepared)
+  state = training.init_state(single, prepared)
   initial = jax.tree.map(np.array, state.params)  # train_step donates (deletes) its input
   batches = multiseed.seed_batches(single, prepared)[0]
   rng = jax.random.fold_in(jax.random.key(seed), 1)
@@ -38,7 +39,7 @@ def separate_run(config, seed, prepared, steps):
   for step in range(steps):
     batch = batches.batch(step)
     batch.pop("index")
-    state, metrics = train.train_step(state, batch, rng, label_smoothing=0.0,
+    state, metrics = training.train_step(state, batch, rng, label_smoothing=0.0,
                                       on_nonfinite="skip")
     losses.append(float(metrics["loss"]))
   return initial, state, losses
@@ -51,7 +52,7 @@ def assert_trees_close(a, b, **tolerance):
 
 def test_vmapped_seeds_equal_separate_runs():
   config = tiny_config(num_seeds=2)
-  prepared = train.prepare(config)
+  prepared = training.prepare(config)
   assert multiseed.seed_values(config) == [3, 4]
   steps = 4
   separate = [separate_run(config, seed, prepared, steps)
@@ -84,7 +85,7 @@ def test_vmapped_seeds_equal_separate_runs():
 def test_train_and_evaluate_reports_every_seed(tmp_path):
   config = tiny_config(num_seeds=2, num_steps=3)
   config.batching.num_buckets = 1  # one shape: fewer compilations
-  summary = train.train_and_evaluate(config, str(tmp_path / "both"))
+  summary = training.train_and_evaluate(config, str(tmp_path / "both"))
   assert summary["num_seeds"] == 2 and summary["step"] == 3
   assert [s["seed"] for s in summary["seeds"]] == [3, 4]
   saved = json.loads((tmp_path / "both" / "summary.json").read_text())
@@ -101,7 +102,7 @@ def test_train_and_evaluate_reports_every_seed(tmp_path):
   # Seed 4 alone, as its own run: the same test results.
   alone = config.copy_and_resolve_references()
   alone.seed, alone.num_seeds = 4, 1
-  single = train.train_and_evaluate(alone, str(tmp_path / "alone"))
+  single = training.train_and_evaluate(alone, str(tmp_path / "alone"))
   mine = summary["seeds"][1]["test"]
   assert mine["exact_match"] == single["test"]["exact_match"]
   assert mine["loss"] == pytest.approx(single["test"]["loss"], rel=1e-5)
@@ -109,7 +110,7 @@ def test_train_and_evaluate_reports_every_seed(tmp_path):
 
   # Eval / decode modes restore one model: a multi-seed workdir is refused clearly.
   with pytest.raises(ConfigError, match="num_seeds"):
-    train.restore_for_inference(config, str(tmp_path / "both"))
+    training.restore_for_inference(config, str(tmp_path / "both"))
 
 
 def test_num_seeds_is_validated():

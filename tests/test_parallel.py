@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from attnlab import parallel, train
+from attnlab import parallel, training
 from attnlab.config import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
     from configs.date import get_config
-    from attnlab import train
+    from attnlab import training
     assert jax.device_count() == 8, jax.devices()
     import numpy as np
     from attnlab import parallel
@@ -52,7 +52,7 @@ SCRIPT = textwrap.dedent("""
       config.eval.num_heatmaps = 0
       config.parallel.num_devices = devices
       workdir = sys.argv[1] + "/" + name
-      summary = train.train_and_evaluate(config, workdir)
+      summary = training.train_and_evaluate(config, workdir)
       losses = [r["loss"] for r in map(json.loads, open(workdir + "/metrics.jsonl"))
                 if r["split"] == "train"]
       out[name] = {"losses": losses, "test_loss": summary["test"]["loss"]}
@@ -85,10 +85,10 @@ def test_eight_devices_match_one_and_checkpoint_restores_on_one(tmp_path):
   from configs.date import get_config
   config = get_config("quick")
   config.batching.batch_size = 16
-  state, _, step = train.restore_for_inference(config, str(tmp_path / "mesh8"), "latest")
+  state, _, step = training.restore_for_inference(config, str(tmp_path / "mesh8"), "latest")
   assert step == 6
   assert all(len(x.sharding.device_set) == 1 for x in jax.tree.leaves(state.params))
-  result = train.evaluate_checkpoint(config, str(tmp_path / "mesh8"), "latest")
+  result = training.evaluate_checkpoint(config, str(tmp_path / "mesh8"), "latest")
   np.testing.assert_allclose(result["loss"], eight["test_loss"], rtol=1e-5)
 
 
@@ -114,7 +114,7 @@ def test_too_many_devices_is_a_config_error():
   config = __import__("configs.date", fromlist=["get_config"]).get_config("quick")
   config.parallel.num_devices = jax.device_count() + 1
   with pytest.raises(ConfigError, match="parallel.num_devices"):
-    train.data_parallel_mesh(config)
+    training.data_parallel_mesh(config)
 
 
 def test_one_device_mesh_places_batches_on_the_device():
@@ -134,7 +134,7 @@ MULTI_PROCESS_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
     jax.config.update("jax_disable_most_optimizations", True)
-    from attnlab import parallel, train
+    from attnlab import parallel, training
     sys.path.insert(0, "tests")
     from test_parallel import tiny_date_config
     process_id, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -145,7 +145,7 @@ MULTI_PROCESS_SCRIPT = textwrap.dedent("""
     config.parallel.process_id = process_id
     parallel.initialize(config)
     assert (jax.process_count(), jax.device_count(), jax.local_device_count()) == (2, 4, 2)
-    summary = train.train_and_evaluate(config, workdir)
+    summary = training.train_and_evaluate(config, workdir)
     print("RESULT " + json.dumps({"test_loss": summary["test"]["loss"]}))
 """)
 
@@ -184,7 +184,7 @@ def test_two_processes_train_like_one(tmp_path):
   assert results[0] == results[1]  # both processes evaluated the same (replicated) model
 
   # The same config in this one-device process: the same losses and test loss.
-  summary = train.train_and_evaluate(tiny_date_config(), str(tmp_path / "single"))
+  summary = training.train_and_evaluate(tiny_date_config(), str(tmp_path / "single"))
   losses = lambda d: [r["loss"] for r in map(json.loads, (d / "metrics.jsonl").open())  # noqa: E731
                       if r["split"] == "train"]
   assert len(losses(workdir)) == 4  # written once, by process 0

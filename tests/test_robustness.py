@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnlab import train
+from attnlab import checkpointing, training
+from attnlab.data import TrainBatches
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_train import tiny_config  # noqa: E402
@@ -51,7 +52,7 @@ def _reverse_config():
 
 def final_state(workdir):
   """Parameters of the latest checkpoint (restored in this process), by leaf."""
-  state, _, step = train.restore_for_inference(_reverse_config(), str(workdir), "latest")
+  state, _, step = training.restore_for_inference(_reverse_config(), str(workdir), "latest")
   assert step == STEPS
   return {str(i): np.asarray(x) for i, x in enumerate(jax.tree.leaves(state.params))}
 
@@ -136,12 +137,12 @@ def _corrupt(step_dir: pathlib.Path) -> None:
 @pytest.mark.slow
 def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
   config = tiny_config(num_steps=6)
-  train.train_and_evaluate(config, str(tmp_path / "straight"))
+  training.train_and_evaluate(config, str(tmp_path / "straight"))
   workdir = tmp_path / "corrupted"
-  train.train_and_evaluate(config, str(workdir))
+  training.train_and_evaluate(config, str(workdir))
   _corrupt(workdir / "checkpoints" / "6")
-  ckpt = train._checkpointer(str(workdir), config)
-  state = ckpt.restore_latest(train.init_state(config, train.prepare(config)))
+  ckpt = training.checkpointer(str(workdir), config)
+  state = ckpt.restore_latest(training.init_state(config, training.prepare(config)))
   ckpt.close()
   assert int(state.step) == 3
   assert "corrupted or partial" in caplog.text
@@ -150,12 +151,13 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
   for path in (workdir / "checkpoints" / "3").rglob("*"):
     if path.is_file() and path.name != "_CHECKPOINT_METADATA":
       path.unlink()
-  with pytest.raises(RuntimeError, match="no checkpoint"):
-    ckpt = train._checkpointer(str(workdir), config)
-    try:
-      ckpt.restore_latest(train.init_state(config, train.prepare(config)))
-    finally:
-      ckpt.close()
+  # Nothing restores: training starts from scratch, the broken ones kept aside.
+  ckpt = training.checkpointer(str(workdir), config)
+  try:
+    assert ckpt.restore_latest(training.init_state(config, training.prepare(config))) is None
+  finally:
+    ckpt.close()
+  assert len(list((workdir / "checkpoints_corrupted").iterdir())) == 2
 
 
 def _poisoned(state):
@@ -170,16 +172,16 @@ def _poisoned(state):
 def test_nonfinite_updates_never_reach_the_parameters(mode):
   config = tiny_config()
   config.train.schedule, config.train.warmup_steps = "constant", 0  # lr > 0 from step 0
-  prepared = train.prepare(config)
-  good = train.init_state(config, prepared)
-  batches = train.TrainBatches(prepared.task.train, prepared.task.src_vocab,
+  prepared = training.prepare(config)
+  good = training.init_state(config, prepared)
+  batches = TrainBatches(prepared.task.train, prepared.task.src_vocab,
                                prepared.task.tgt_vocab, 8, prepared.buckets, 0)
   batch = batches.batch(0)
   batch.pop("index")
   copy = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731  (train_step donates its state)
   bad = copy(_poisoned(good))
   before = jax.tree.map(np.asarray, bad.params)
-  state, metrics = train.train_step(bad, batch, jax.random.key(0), on_nonfinite=mode)
+  state, metrics = training.train_step(bad, batch, jax.random.key(0), on_nonfinite=mode)
   assert not np.isfinite(float(metrics["loss"]))
   for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(x, np.asarray(y))
@@ -188,7 +190,7 @@ def test_nonfinite_updates_never_reach_the_parameters(mode):
   assert int(state.first_nonfinite_step) == 0
   # After a non-finite step, 'skip' goes on updating with good numbers; 'stop' freezes.
   state = state.replace(params=copy(good.params))
-  state, _ = train.train_step(state, batch, jax.random.key(0), on_nonfinite=mode)
+  state, _ = training.train_step(state, batch, jax.random.key(0), on_nonfinite=mode)
   changed = any(not np.array_equal(np.asarray(a), np.asarray(b))
                 for a, b in zip(jax.tree.leaves(good_params), jax.tree.leaves(state.params)))
   assert changed == (mode == "skip")
@@ -197,18 +199,64 @@ def test_nonfinite_updates_never_reach_the_parameters(mode):
 @pytest.mark.slow
 def test_stop_mode_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   config = tiny_config(num_steps=9)
-  train.train_and_evaluate(tiny_config(num_steps=3), str(tmp_path))  # good checkpoint at 3
+  training.train_and_evaluate(tiny_config(num_steps=3), str(tmp_path))  # good checkpoint at 3
   config.train.on_nonfinite = "stop"
-  real_restore = train.checkpointing.Checkpointer.restore_latest
-  monkeypatch.setattr(train.checkpointing.Checkpointer, "restore_latest",
+  real_restore = checkpointing.Checkpointer.restore_latest
+  monkeypatch.setattr(checkpointing.Checkpointer, "restore_latest",
                       lambda self, target: _poisoned(real_restore(self, target)))
-  with pytest.raises(train.NonFiniteError, match="at step 4"):
-    train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(training.NonFiniteError, match="at step 4"):
+    training.train_and_evaluate(config, str(tmp_path))
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
 
 
 @pytest.mark.slow
 def test_skip_mode_counts_and_finishes(tmp_path, monkeypatch):
-  monkeypatch.setattr(train, "init_state", lambda c, p, real=train.init_state: _poisoned(real(c, p)))
-  summary = train.train_and_evaluate(tiny_config(num_steps=6), str(tmp_path))
+  monkeypatch.setattr(training.loop, "init_state", lambda c, p, real=training.init_state: _poisoned(real(c, p)))
+  summary = training.train_and_evaluate(tiny_config(num_steps=6), str(tmp_path))
   assert summary["nonfinite_steps"] == 6 and summary["step"] == 6
+
+
+@jax.custom_vjp
+def _nan_gradient(x):
+  return x
+
+
+_nan_gradient.defvjp(lambda x: (x, None), lambda _, g: (jnp.full_like(g, jnp.nan),))
+
+
+def _one_batch(config, prepared):
+  batches = TrainBatches(prepared.task.train, prepared.task.src_vocab,
+                               prepared.task.tgt_vocab, 8, prepared.buckets, 0)
+  batch = batches.batch(0)
+  batch.pop("index")
+  return batch
+
+
+@pytest.mark.parametrize("poison", ["nan_gradient", "nan_learning_rate"])
+def test_skipped_updates_keep_parameters_and_optimizer_state_bitwise(poison):
+  """A finite loss with a NaN gradient, or finite gradients with a NaN learning rate (the
+  update itself is NaN): the skip policy keeps parameters and optimizer state exactly."""
+  import optax
+  config = tiny_config()
+  config.train.schedule, config.train.warmup_steps = "constant", 0
+  prepared = training.prepare(config)
+  state = training.init_state(config, prepared)
+  if poison == "nan_learning_rate":
+    tx = optax.adam(float("nan"))
+    state = state.replace(tx=tx, opt_state=tx.init(state.params))
+  else:
+    def apply_fn(variables, *args, **kwargs):
+      out = prepared.model.apply(variables, *args, **kwargs)
+      if kwargs.get("method") is None and kwargs.get("mutable"):  # the training forward pass
+        (logits, attention), sown = out
+        return (_nan_gradient(logits), attention), sown
+      return out
+    state = state.replace(apply_fn=apply_fn)
+  before = jax.tree.map(np.asarray, (state.params, state.opt_state))
+  new_state, metrics = training.train_step(jax.tree.map(jnp.copy, state),
+                                        _one_batch(config, prepared), jax.random.key(0))
+  assert np.isfinite(float(metrics["loss"]))
+  assert int(new_state.nonfinite_steps) == 1 and int(new_state.step) == 1
+  after = jax.tree.map(np.asarray, (new_state.params, new_state.opt_state))
+  for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+    np.testing.assert_array_equal(x, y)

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from attnlab import train
+from attnlab import training
+from attnlab.data import TrainBatches
 from attnlab.config import base_config
 
 
@@ -26,16 +27,16 @@ def tiny_config(num_steps=6, **model):
 
 def test_train_steps_reduce_the_loss_on_a_fixed_batch():
   config = tiny_config(num_steps=1000)
-  prepared = train.prepare(config)
-  state = train.init_state(config, prepared)
-  batches = train.TrainBatches(prepared.task.train, prepared.task.src_vocab,
+  prepared = training.prepare(config)
+  state = training.init_state(config, prepared)
+  batches = TrainBatches(prepared.task.train, prepared.task.src_vocab,
                                prepared.task.tgt_vocab, 8, prepared.buckets, 0)
   batch = batches.batch(0)
   batch.pop("index")
   rng = jax.random.key(0)
   losses = []
   for _ in range(80):
-    state, m = train.train_step(state, batch, rng)
+    state, m = training.train_step(state, batch, rng)
     losses.append(float(m["loss"]))
   assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
   assert int(state.step) == 80
@@ -44,37 +45,37 @@ def test_train_steps_reduce_the_loss_on_a_fixed_batch():
 def test_schedule_warms_up_then_decays():
   c = base_config("date").train
   c.learning_rate, c.warmup_steps, c.num_steps = 1.0, 10, 110
-  schedule = train.make_schedule(c)
+  schedule = training.make_schedule(c)
   assert float(schedule(0)) == 0.0
   assert float(schedule(5)) == pytest.approx(0.5)
   assert float(schedule(10)) == pytest.approx(1.0)
   assert float(schedule(110)) == pytest.approx(0.1)
   c.schedule = "constant"
-  assert float(train.make_schedule(c)(60)) == pytest.approx(1.0)
+  assert float(training.make_schedule(c)(60)) == pytest.approx(1.0)
 
 
 def test_source_tokens_per_task():
   date = base_config("date").data
-  assert train.source_tokens(date, " 98-03-23 ") == tuple("98-03-23")
+  assert training.source_tokens(date, " 98-03-23 ") == tuple("98-03-23")
   corpus = base_config("corpus").data
-  assert train.source_tokens(corpus, "Hello, World!") == ("hello", ",", "world", "!")
-  assert train.source_tokens(base_config("reverse").data, "a b  c") == ("a", "b", "c")
-  assert train.detokenize("date", list("23/")) == "23/"
-  assert train.detokenize("reverse", ["a", "b"]) == "a b"
+  assert training.source_tokens(corpus, "Hello, World!") == ("hello", ",", "world", "!")
+  assert training.source_tokens(base_config("reverse").data, "a b  c") == ("a", "b", "c")
+  assert training.detokenize("date", list("23/")) == "23/"
+  assert training.detokenize("reverse", ["a", "b"]) == "a b"
 
 
 @pytest.mark.slow
 def test_decode_lines_unknowns_empty_lines_and_too_long_inputs(tmp_path):
   config = tiny_config(num_steps=3)
-  train.train_and_evaluate(config, str(tmp_path))
-  outputs = train.decode_lines(config, str(tmp_path), ["a b", "", "zz a"])
+  training.train_and_evaluate(config, str(tmp_path))
+  outputs = training.decode_lines(config, str(tmp_path), ["a b", "", "zz a"])
   assert len(outputs) == 3 and outputs[1] == ""
-  assert all(t in train.prepare(config).task.tgt_vocab.tokens for t in outputs[0].split())
+  assert all(t in training.prepare(config).task.tgt_vocab.tokens for t in outputs[0].split())
   with pytest.raises(ValueError, match="line 2 has 9 tokens"):
-    train.decode_lines(config, str(tmp_path), ["a", "a " * 9])
+    training.decode_lines(config, str(tmp_path), ["a", "a " * 9])
   config.eval.on_long_input = "truncate"
   long_line = "a b c d e f a b c"
-  max_src_len = train.prepare(config).max_src_len
+  max_src_len = training.prepare(config).max_src_len
   truncated = " ".join(long_line.split()[:max_src_len])
-  assert train.decode_lines(config, str(tmp_path), [long_line]) == \
-      train.decode_lines(config, str(tmp_path), [truncated])
+  assert training.decode_lines(config, str(tmp_path), [long_line]) == \
+      training.decode_lines(config, str(tmp_path), [truncated])

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from attnlab import train
+from attnlab import training
+from attnlab.data import TrainBatches
 from attnlab.config import base_config
 
 
@@ -38,15 +39,15 @@ def _train_metrics(workdir):
 def test_the_reported_loss_stays_the_nll_and_the_extra_losses_are_reported():
   config = tiny_config(**{"train.guided_alignment_weight": 5.0,
                           "train.coverage_loss_weight": 1.0})
-  prepared = train.prepare(config)
-  batches = train.TrainBatches(prepared.task.train, prepared.task.src_vocab,
+  prepared = training.prepare(config)
+  batches = TrainBatches(prepared.task.train, prepared.task.src_vocab,
                                prepared.task.tgt_vocab, 32, prepared.buckets, 0)
   batch = batches.batch(0)
   batch.pop("index")
   assert batch["alignment"].shape == batch["tgt_in"].shape + batch["src"].shape[1:]
-  state = train.init_state(config, prepared)
-  sums = train.eval_step(state, batch)  # teacher-forced NLL of the same parameters
-  _, metrics = train.train_step(state, batch, jax.random.key(0))
+  state = training.init_state(config, prepared)
+  sums = training.eval_step(state, batch)  # teacher-forced NLL of the same parameters
+  _, metrics = training.train_step(state, batch, jax.random.key(0))
   np.testing.assert_allclose(metrics["loss"], sums["loss_sum"] / sums["tokens"], rtol=1e-5)
   assert float(metrics["guided_alignment_loss"]) > 0
   assert float(metrics["coverage_loss"]) > 0
@@ -58,7 +59,7 @@ def test_coverage_model_trains_and_every_metric_is_reported(tmp_path):
                                     "model.attention": "additive",
                                     "train.coverage_loss_weight": 1.0, "eval.beam_size": 2,
                                     "eval.coverage_penalty": 0.2})
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  summary = training.train_and_evaluate(config, str(tmp_path))
   test = summary["test"]
   for key in ("loss", "exact_match", "bleu", "alignment_error_rate", "attention_entropy"):
     assert np.isfinite(test[key]), key

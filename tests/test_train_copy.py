@@ -5,7 +5,7 @@ copied ids back to the source words, and the same model without copy never produ
 import numpy as np
 import pytest
 
-from attnlab import train
+from attnlab import training
 from attnlab.config import base_config
 
 OOV_SYMBOLS = ("g", "h", "i", "j")  # the last 4 of a..j: <unk> to both vocabularies
@@ -42,16 +42,16 @@ def oov_reproduction(records, task):
 def copy_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("copy"))
   config = copy_config()
-  summary = train.train_and_evaluate(config, workdir)
+  summary = training.train_and_evaluate(config, workdir)
   return config, workdir, summary
 
 
 def test_copy_model_learns_to_copy_oov_symbols(copy_run):
   config, workdir, summary = copy_run
   assert summary["test"]["exact_match"] >= 0.9, summary["test"]
-  state, prepared, _ = train.restore_for_inference(config, workdir, "latest")
+  state, prepared, _ = training.restore_for_inference(config, workdir, "latest")
   assert set(OOV_SYMBOLS).isdisjoint(prepared.task.tgt_vocab.tokens)
-  _, records = train.evaluate(state, prepared, prepared.task.test, config)
+  _, records = training.evaluate(state, prepared, prepared.task.test, config)
   rate, words = oov_reproduction(records, prepared.task)
   # Chance is 1 in the 10 symbols; the vocabulary alone can only say <unk>.
   assert rate >= 0.9, rate
@@ -62,7 +62,7 @@ def test_copy_model_learns_to_copy_oov_symbols(copy_run):
 
 def test_decode_mode_writes_copied_words(copy_run):
   config, workdir, _ = copy_run
-  outputs = train.decode_lines(config, workdir, ["b i g a h", "", "j j c"])
+  outputs = training.decode_lines(config, workdir, ["b i g a h", "", "j j c"])
   assert outputs == ["b i g a h", "", "j j c"]
 
 
@@ -70,9 +70,9 @@ def test_without_copy_oov_symbols_are_never_produced():
   # Structural: without copy the output layer spans the target vocabulary only, so however it
   # is trained (here: not at all, to keep the test fast) it can at best say <unk>.
   config = copy_config(copy=False)
-  prepared = train.prepare(config)
-  state = train.init_state(config, prepared)
-  result, records = train.evaluate(state, prepared, prepared.task.test, config)
+  prepared = training.prepare(config)
+  state = training.init_state(config, prepared)
+  result, records = training.evaluate(state, prepared, prepared.task.test, config)
   rate, words = oov_reproduction(records, prepared.task)
   assert rate == 0.0 and words.isdisjoint(OOV_SYMBOLS)
   assert all(r["oovs"] is None for r in records)
@@ -90,9 +90,9 @@ def test_copy_on_a_corpus_reports_bleu_over_copied_words(tmp_path):
   c.data.path, c.data.num_valid, c.data.num_test, c.data.max_vocab_size = str(path), 4, 6, 7
   c.batching.batch_size, c.batching.eval_batch_size, c.batching.num_buckets = 8, 16, 1
   c.model.emb_dim, c.model.hidden_dim, c.model.copy = 8, 16, True
-  prepared = train.prepare(c)
-  state = train.init_state(c, prepared)
-  result, records = train.evaluate(state, prepared, prepared.task.test, c)
+  prepared = training.prepare(c)
+  state = training.init_state(c, prepared)
+  result, records = training.evaluate(state, prepared, prepared.task.test, c)
   assert 0.0 <= result["bleu"] <= 100.0 and np.isfinite(result["loss"])
   tgt_vocab = prepared.task.tgt_vocab
   for r in records:

@@ -4,7 +4,7 @@ same data, same steps)."""
 
 import pytest
 
-from attnlab import train
+from attnlab import training
 from test_train_attention_losses import _train_metrics
 from test_train_attention_losses import tiny_config as base_tiny_config
 
@@ -18,8 +18,8 @@ def tiny_config(weight, steps=20, seed=0):
 
 @pytest.mark.slow
 def test_guided_alignment_lowers_the_alignment_error_rate(tmp_path):
-  unguided = train.train_and_evaluate(tiny_config(0.0), str(tmp_path / "unguided"))
-  guided = train.train_and_evaluate(tiny_config(5.0), str(tmp_path / "guided"))
+  unguided = training.train_and_evaluate(tiny_config(0.0), str(tmp_path / "unguided"))
+  guided = training.train_and_evaluate(tiny_config(5.0), str(tmp_path / "guided"))
   aer, guided_aer = (s["test"]["alignment_error_rate"] for s in (unguided, guided))
   assert guided_aer < aer - 0.2, (guided_aer, aer)
   assert _train_metrics(tmp_path / "guided")["guided_alignment_loss"] > 0

@@ -1,5 +1,5 @@
 """Local, hard and monotonic attention end to end: each learns the reverse task through the
-real ``train.train_step`` (REINFORCE surrogate and baseline included), and their config
+real ``training.train_step`` (REINFORCE surrogate and baseline included), and their config
 fields are validated and reach the model."""
 
 import jax
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from attnlab import config as config_lib
-from attnlab import train
+from attnlab import training
+from attnlab.data import TrainBatches, eval_batches
 
 # The variants of this issue (global attention learns the task in tests/models/test_seq2seq.py).
 VARIANTS = {
@@ -37,13 +38,13 @@ def tiny_config(**model):
 @pytest.mark.slow
 def test_every_variant_learns_to_reverse():
   base = tiny_config()
-  prepared = train.prepare(base)
+  prepared = training.prepare(base)
   task = prepared.task
   configs = {name: tiny_config(**model) for name, model in VARIANTS.items()}
   models = {name: config_lib.build_model(c, len(task.src_vocab), len(task.tgt_vocab),
                                          prepared.max_src_len)
             for name, c in configs.items()}
-  batches = train.TrainBatches(task.train, task.src_vocab, task.tgt_vocab, 32,
+  batches = TrainBatches(task.train, task.src_vocab, task.tgt_vocab, 32,
                                prepared.buckets, 0)
   first = batches.batch(0)
   first.pop("index")
@@ -54,17 +55,17 @@ def test_every_variant_learns_to_reverse():
                          first["tgt_in"][:1])["params"] for name, m in models.items()}
 
   params = init_all(jax.random.key(0))
-  states = {name: train.TrainState.create(apply_fn=models[name].apply, params=params[name],
-                                          tx=train.make_optimizer(configs[name].train))
+  states = {name: training.TrainState.create(apply_fn=models[name].apply, params=params[name],
+                                          tx=training.make_optimizer(configs[name].train))
             for name in models}
 
   @jax.jit
   def step_all(states, batch, rng):
-    return {name: train.train_step(state, batch, rng) for name, state in states.items()}
+    return {name: training.train_step(state, batch, rng) for name, state in states.items()}
 
   @jax.jit
   def eval_all(states, batch):
-    return {name: train.eval_step(state, batch) for name, state in states.items()}
+    return {name: training.eval_step(state, batch) for name, state in states.items()}
 
   rng = jax.random.key(1)
   history = []
@@ -76,7 +77,7 @@ def test_every_variant_learns_to_reverse():
     history.append({name: metrics for name, (_, metrics) in results.items()})
   history = jax.device_get(history)
 
-  valid = next(iter(train.eval_batches(task.valid, task.src_vocab, task.tgt_vocab, 64,
+  valid = next(iter(eval_batches(task.valid, task.src_vocab, task.tgt_vocab, 64,
                                        prepared.buckets)))
   valid.pop("index")
   evaluation = jax.device_get(eval_all(states, valid))
@@ -120,9 +121,10 @@ def test_mechanism_options_reach_the_attention_module():
                   monotonic_noise=0.0, monotonic_bias=-2.0)
   config_lib.validate(c)
   model = config_lib.build_model(c, 10, 10, 7)
-  assert (model.mechanism, model.hard_entropy_weight, model.hard_baseline_decay) == (
-      "hard", 0.2, 0.5)
-  attention = model.bind({}).decoder_module.attn  # the Attention the decoder builds
-  assert (attention.mechanism, attention.local_window, attention.hard_estimator,
-          attention.hard_temperature, attention.monotonic_noise, attention.monotonic_bias) == (
+  assert (model.options.mechanism, model.options.hard_entropy_weight,
+          model.options.hard_baseline_decay) == ("hard", 0.2, 0.5)
+  # The mechanism the decoder's Attention builds reads them from the one options value.
+  options = model.bind({}).decoder_module.attn.mechanism_fn.options
+  assert (options.mechanism, options.local_window, options.hard_estimator,
+          options.hard_temperature, options.monotonic_noise, options.monotonic_bias) == (
               "hard", 3, "gumbel", 0.5, 0.0, -2.0)

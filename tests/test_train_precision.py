@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from attnlab import train
+from attnlab import training
 from attnlab.data import TrainBatches, eval_batches
 
 
@@ -15,21 +15,21 @@ def _token_accuracy_after_training(dtype: str, steps: int = 300) -> float:
   config.batching.batch_size, config.batching.num_buckets = 32, 1
   config.train.num_steps = steps
   config.model.dtype = dtype
-  prepared = train.prepare(config)
+  prepared = training.prepare(config)
   task = prepared.task
-  state = train.init_state(config, prepared)
+  state = training.init_state(config, prepared)
   batches = TrainBatches(task.train, task.src_vocab, task.tgt_vocab, 32, prepared.buckets,
                          config.seed)
   rng = jax.random.key(1)
   for step in range(steps):
     batch = batches.batch(step)
     batch.pop("index")
-    state, _ = train.train_step(state, batch, rng)
+    state, _ = training.train_step(state, batch, rng)
   assert all(x.dtype == np.float32 for x in jax.tree.leaves(state.params))
   correct = tokens = 0
   for batch in eval_batches(task.valid, task.src_vocab, task.tgt_vocab, 200, prepared.buckets):
     batch.pop("index")
-    out = train.eval_step(state, batch)
+    out = training.eval_step(state, batch)
     correct, tokens = correct + int(out["correct"]), tokens + int(out["tokens"])
   return correct / tokens
 

@@ -173,12 +173,13 @@ class Hard(Mechanism):
     mask = masks_lib.as_query_key_mask(memory.mask, batch, q_len, k_len)
     any_key = jnp.any(mask, axis=-1, keepdims=True)
     if deterministic:
-      weights = get_normalizer(self.normalizer)(scores, mask)
+      weights = get_normalizer(self.options.normalizer)(scores, mask)
       weights = _one_hot_argmax(weights, mask)
-    elif self.hard_estimator == "gumbel":
-      weights = gumbel_straight_through(self._rng(), scores, mask, self.hard_temperature)
+    elif self.options.hard_estimator == "gumbel":
+      weights = gumbel_straight_through(self._rng(), scores, mask,
+                                        self.options.hard_temperature)
     else:  # reinforce
-      distribution = get_normalizer(self.normalizer)(scores, mask)
+      distribution = get_normalizer(self.options.normalizer)(scores, mask)
       index, log_prob = sample_position(self._rng(), distribution)
       weights = jax.nn.one_hot(index, k_len, dtype=scores.dtype) * any_key
       self.sow(SAMPLES, "log_prob", log_prob)  # [batch, q_len]

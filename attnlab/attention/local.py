@@ -83,11 +83,11 @@ class _Local(Mechanism):
     lengths = source_lengths(memory.mask)
     center = self.center(query, lengths, t)  # [batch, q_len]
     self.sow("intermediates", "position", center)
-    positions, allowed = local_window(center, self.local_window, memory.mask)
+    positions, allowed = local_window(center, self.options.local_window, memory.mask)
     scores = score_at(score_fn, query, memory.keys, positions)  # [batch, q_len, n]
-    weights = get_normalizer(self.normalizer)(scores, allowed)
+    weights = get_normalizer(self.options.normalizer)(scores, allowed)
     if self.gaussian:
-      sigma = self.local_window / 2.0
+      sigma = self.options.local_window / 2.0
       distance = positions.astype(weights.dtype) - center[..., None]
       weights = weights * jnp.exp(-jnp.square(distance) / (2.0 * sigma * sigma))
     values = gather_values(memory.values, positions)  # [batch, q_len, n, d_v]
@@ -115,7 +115,7 @@ class LocalP(_Local):
 
   @nn.compact
   def center(self, query, lengths, t):
-    hidden = jnp.tanh(nn.Dense(self.attention_dim, use_bias=False, dtype=self.dtype,
+    hidden = jnp.tanh(nn.Dense(self.options.attention_width, use_bias=False, dtype=self.dtype,
                                name="W_p")(query))
     logit = nn.Dense(1, use_bias=False, dtype=self.dtype, name="v_p")(hidden)[..., 0]
     span = (jnp.maximum(lengths, 1) - 1).astype(jnp.float32)[:, None]

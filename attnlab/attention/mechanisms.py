@@ -20,6 +20,10 @@ step to the next (``Attention.initial_state``; the monotonic alignment) and use
 the step index t, an rng stream ``'sample'`` and a train/eval switch
 (``deterministic``).
 
+Scores and mechanisms get the model's whole ``attnlab.options.ModelOptions`` and
+read their own options from it (``self.options.local_window``); ``Attention``
+passes it on untouched.
+
 Adding a mechanism is one Module plus one line::
 
     @register_mechanism("my_mechanism")
@@ -28,11 +32,14 @@ Adding a mechanism is one Module plus one line::
         scores = score_fn.score(query, memory.keys)  # [batch, q_len, k_len]
         ...
         return context, weights, state
+
+An option of its own is read with a default, ``self.options.get("my_option", 1.0)``,
+and set from the config by one line in ``attnlab.config.base_config`` (as for scores).
 """
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Dict, Type
+from typing import Any, Callable, ClassVar, Dict, Type
 
 import flax
 import flax.linen as nn
@@ -41,6 +48,7 @@ import jax.numpy as jnp
 
 from attnlab.attention import masks as masks_lib
 from attnlab.attention import scores as scores_lib
+from attnlab.options import ModelOptions
 
 Array = jax.Array
 
@@ -203,35 +211,25 @@ HARD_ESTIMATORS = ("reinforce", "gumbel")
 class Mechanism(nn.Module):
   """Base class of attention mechanisms: where a query looks, given its scores.
 
-  All mechanisms share these fields so ``Attention`` can build any of them from
-  one set of arguments; each uses the ones it needs.
+  Every mechanism has the one field ``options`` and reads the options it needs:
 
   Attributes:
-    normalizer: a ``NORMALIZERS`` name (global, local, hard).
-    attention_dim: hidden width of local_p's position network.
-    local_window: D, the half-width of local windows [p_t - D, p_t + D]
-      (local_m, local_p; local_p's Gaussian has sigma = D / 2).
-    hard_estimator: hard attention's training estimator, ``reinforce``
-      (score function, Williams 1992) or ``gumbel`` (straight-through
-      Gumbel-softmax, Jang et al. 2017).
-    hard_temperature: the Gumbel-softmax temperature (``gumbel`` only).
-    monotonic_noise: std of the Gaussian noise added to the pre-sigmoid
-      energies while training (Raffel et al. 2017, Sec. 2.4); 0 = none.
-    monotonic_bias: initial value of the learned scalar r added to the
-      energies (Raffel et al. 2017 use -4 for long sources; negative values
-      lower the initial stopping probabilities, so that early alignments do not
-      stick to the first positions).
-    dtype: computation dtype.
+    options: the model's ``ModelOptions``. Read here: ``normalizer`` (a
+      ``NORMALIZERS`` name; global, local, hard), ``attention_width`` (hidden
+      width of local_p's position network), ``local_window`` (D, the half-width
+      of local windows [p_t - D, p_t + D]; local_p's Gaussian has sigma = D / 2),
+      ``hard_estimator`` (hard attention's training estimator, ``reinforce``:
+      score function, Williams 1992, or ``gumbel``: straight-through
+      Gumbel-softmax, Jang et al. 2017), ``hard_temperature`` (the
+      Gumbel-softmax temperature), ``monotonic_noise`` (std of the Gaussian noise
+      added to the pre-sigmoid energies while training, Raffel et al. 2017,
+      Sec. 2.4; 0 = none), ``monotonic_bias`` (initial value of the learned
+      scalar r added to the energies: Raffel et al. 2017 use -4 for long
+      sources; negative values lower the initial stopping probabilities, so that
+      early alignments do not stick to the first positions) and ``dtype``.
   """
 
-  normalizer: str = "softmax"
-  attention_dim: int = 128
-  local_window: int = 10
-  hard_estimator: str = "reinforce"
-  hard_temperature: float = 1.0
-  monotonic_noise: float = 1.0
-  monotonic_bias: float = -1.0
-  dtype: jnp.dtype = jnp.float32
+  options: ModelOptions = ModelOptions()
 
   # True for mechanisms that carry a per-example state across decoder steps.
   stateful: ClassVar[bool] = False
@@ -240,6 +238,11 @@ class Mechanism(nn.Module):
   # keys and values per step; storing them for every step would cost more memory than
   # global attention's weights, recomputing them costs O(D) per step.
   recompute_in_backward: ClassVar[bool] = False
+
+  @property
+  def dtype(self) -> Any:
+    """The computation dtype, ``options.dtype``."""
+    return self.options.dtype
 
   def initial_state(self, mask: Array) -> Array:
     """mask [batch, k_len] -> the state before decoder step 0.
@@ -275,7 +278,7 @@ class Global(Mechanism):
 
   def __call__(self, score_fn, query, memory, *, t, state, deterministic):
     context, weights = global_attention(score_fn.score(query, memory.keys), memory.values,
-                                        memory.mask, normalizer=self.normalizer)
+                                        memory.mask, normalizer=self.options.normalizer)
     return context, weights, state
 
 
@@ -306,52 +309,37 @@ class Attention(nn.Module):
   """A registered score function + mechanism + normalizer.
 
   Attributes:
-    score: a ``scores.SCORES`` name (``dot``, ``additive``...).
-    mechanism: a ``MECHANISMS`` name (``global``, ``local_m``, ``local_p``, ``hard``,
-      ``monotonic``).
-    normalizer: a ``NORMALIZERS`` name (``softmax``).
-    attention_dim, max_len, learn_temperature, temperature: passed to the score
-      (``attention_dim`` also sizes local_p's position network).
-    local_window, hard_estimator, hard_temperature, monotonic_noise,
-      monotonic_bias: passed to the mechanism (see ``Mechanism``).
-    coverage: score with the coverage vector as an extra per-key feature
-      (``CoverageFeature``); ``__call__`` then takes ``coverage=`` [batch, k_len].
-    dtype: computation dtype.
+    options: the model's ``ModelOptions``, handed whole to the score and the
+      mechanism. Read here: ``attention`` (a ``scores.SCORES`` name: ``dot``,
+      ``additive``...), ``mechanism`` (a ``MECHANISMS`` name: ``global``,
+      ``local_m``, ``local_p``, ``hard``, ``monotonic``), ``normalizer`` (a
+      ``NORMALIZERS`` name) and ``coverage`` (score with the coverage vector as an
+      extra per-key feature, ``CoverageFeature``; ``__call__`` then takes
+      ``coverage=`` [batch, k_len]).
+
+  ``Attention.create(attention="additive", mechanism="local_p", local_window=4)`` is
+  ``Attention(options=ModelOptions(...))`` in one go.
   """
 
-  score: str = "dot"
-  mechanism: str = "global"
-  normalizer: str = "softmax"
-  attention_dim: int = 128
-  max_len: int = 128
-  learn_temperature: bool = True
-  temperature: float = 10.0
-  local_window: int = 10
-  hard_estimator: str = "reinforce"
-  hard_temperature: float = 1.0
-  monotonic_noise: float = 1.0
-  monotonic_bias: float = -1.0
-  coverage: bool = False
-  dtype: jnp.dtype = jnp.float32
+  options: ModelOptions = ModelOptions()
+
+  @classmethod
+  def create(cls, **options) -> "Attention":
+    """``Attention(options=ModelOptions(**options))``."""
+    return cls(options=ModelOptions(**options))
 
   def setup(self):
-    mechanism_cls = get_mechanism(self.mechanism)
-    get_normalizer(self.normalizer)
-    if self.local_window < 1:
-      raise ValueError(f"local_window must be >= 1, got {self.local_window}")
-    if self.hard_estimator not in HARD_ESTIMATORS:
-      raise ValueError(f"unknown hard_estimator {self.hard_estimator!r}; valid estimators: "
+    o = self.options
+    mechanism_cls = get_mechanism(o.mechanism)
+    get_normalizer(o.normalizer)
+    if o.local_window < 1:
+      raise ValueError(f"local_window must be >= 1, got {o.local_window}")
+    if o.hard_estimator not in HARD_ESTIMATORS:
+      raise ValueError(f"unknown hard_estimator {o.hard_estimator!r}; valid estimators: "
                        f"{', '.join(HARD_ESTIMATORS)}")
-    self.score_fn = scores_lib.make_score(
-        self.score, attention_dim=self.attention_dim, max_len=self.max_len,
-        learn_temperature=self.learn_temperature, temperature=self.temperature,
-        dtype=self.dtype)
-    self.mechanism_fn = mechanism_cls(
-        normalizer=self.normalizer, attention_dim=self.attention_dim,
-        local_window=self.local_window, hard_estimator=self.hard_estimator,
-        hard_temperature=self.hard_temperature, monotonic_noise=self.monotonic_noise,
-        monotonic_bias=self.monotonic_bias, dtype=self.dtype)
-    self.coverage_feature = CoverageFeature() if self.coverage else None
+    self.score_fn = scores_lib.get_score(o.attention)(options=o)
+    self.mechanism_fn = mechanism_cls(options=o)
+    self.coverage_feature = CoverageFeature() if o.coverage else None
 
   def prepare(self, keys: Array, values: Array | None = None,
               mask: Array | None = None) -> AttentionMemory:
@@ -391,7 +379,7 @@ class Attention(nn.Module):
       t = jnp.zeros(query.shape[:1], jnp.int32)
     if state is None:
       state = self.initial_state(memory.mask)
-    if self.coverage:
+    if self.options.coverage:
       if coverage is None:
         coverage = jnp.zeros(memory.mask.shape, jnp.float32)
       # Per step O(k_len * d'): the keys shift by c_i w_c (the U k half stays per source).

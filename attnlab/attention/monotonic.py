@@ -94,7 +94,7 @@ class Monotonic(Mechanism):
 
   @nn.compact
   def __call__(self, score_fn, query, memory, *, t, state, deterministic):
-    r = self.param("r", nn.initializers.constant(self.monotonic_bias), ())
+    r = self.param("r", nn.initializers.constant(self.options.monotonic_bias), ())
     contexts, alignments = [], []
     for i in range(query.shape[1]):  # query i is the output step after query i - 1
       query_i = query[:, i:i + 1]  # [batch, 1, d_q]
@@ -102,12 +102,12 @@ class Monotonic(Mechanism):
         state = self._hard_step(score_fn, query_i, memory, state, r)
       else:
         energies = score_fn.score(query_i, memory.keys)[:, 0] + r  # [batch, k_len]
-        if self.monotonic_noise > 0:
+        if self.options.monotonic_noise > 0:
           if not self.has_rng("sample"):
             raise ValueError("monotonic attention in training mode adds noise to its energies: "
                              "pass rngs={'sample': key} to apply (or monotonic_noise=0)")
           noise = jax.random.normal(self.make_rng("sample"), energies.shape, energies.dtype)
-          energies = energies + self.monotonic_noise * noise
+          energies = energies + self.options.monotonic_noise * noise
         state = expected_alignment(energies, state, memory.mask)
       alignments.append(state)
       contexts.append(weighted_sum(state[:, None, :], memory.values))

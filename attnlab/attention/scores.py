@@ -16,9 +16,11 @@ step:
   source sequence (for ``additive`` this is ``U k``, Bahdanau et al. 2015, eq. A.1);
 * ``score(query, projected_keys)`` runs at every decoder step.
 
-``__call__(query, keys)`` is the two composed. All score modules share the same
-constructor fields (``attention_dim``, ``max_len``, ...) so a model can build any
-of them from one set of arguments; each uses the ones it needs.
+``__call__(query, keys)`` is the two composed. Every score module has one field,
+``options``: the whole ``attnlab.options.ModelOptions`` of the model, from which
+each reads its own options (``attention_width``, ``max_src_len``,
+``location_bias``, ``cosine_temperature``...), so a model builds any of them the
+same way and nothing between the config and the score relays an option.
 
 Coverage (Tu et al. 2016; See et al. 2017) enters every score through the keys:
 ``Attention(coverage=True)`` shifts each projected key by a learned vector times its
@@ -35,16 +37,24 @@ Adding a score function is one Module plus one line::
     @register_score("my_score")
     class MyScore(Score):
       def score(self, query, projected_keys): ...
+
+Its own option, if it has one, is read from the options with a default,
+``self.options.get("my_score_scale", 1.0)``, and set from the config by adding
+``c.model.my_score_scale = 1.0`` to ``attnlab.config.base_config`` (every
+``config.model`` key that names no ``ModelOptions`` field reaches the modules as
+an extra option; ``ModelOptions(extra={...})`` from Python).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, ClassVar, Dict, Type
+from typing import Any, Callable, ClassVar, Dict, Type
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from attnlab.options import ModelOptions
 
 Array = jax.Array
 
@@ -79,30 +89,26 @@ def get_score(name: str) -> Type["Score"]:
         f"{', '.join(score_names())}") from None
 
 
-def make_score(name: str, **kwargs) -> "Score":
-  """Builds the score Module registered as ``name`` with the shared fields."""
-  return get_score(name)(**kwargs)
+def make_score(name: str, **options) -> "Score":
+  """The score Module registered as ``name``, its options ``ModelOptions(**options)``
+  (e.g. ``make_score("cosine", cosine_temperature=3.0)``)."""
+  return get_score(name)(options=ModelOptions(attention=name, **options))
 
 
 class Score(nn.Module):
   """Base class of all score functions.
 
   Attributes:
-    attention_dim: width of the hidden projections of ``concat``, ``additive``
-      and ``additive_normalized``.
-    max_len: the largest key length ``location`` can score (it predicts one
-      score per source position from the query alone).
-    learn_temperature: ``cosine`` only: learn the inverse temperature (else it
-      stays at ``temperature``).
-    temperature: ``cosine`` only: the (initial) inverse temperature.
-    dtype: computation dtype (parameters stay float32).
+    options: the model's ``ModelOptions``; each score reads its own fields:
+      ``attention_width`` (hidden width of ``concat``, ``additive`` and
+      ``additive_normalized``), ``max_src_len`` (the longest key length
+      ``location`` can score: it predicts one score per source position from the
+      query alone), ``location_bias``, ``cosine_temperature`` /
+      ``cosine_learn_temperature``, and ``dtype`` (computation dtype; parameters
+      stay float32).
   """
 
-  attention_dim: int = 128
-  max_len: int = 128
-  learn_temperature: bool = True
-  temperature: float = 10.0
-  dtype: jnp.dtype = jnp.float32
+  options: ModelOptions = ModelOptions()
 
   # True for scores defined only when d_q == d_k (models project keys to fit).
   requires_equal_dims: ClassVar[bool] = False
@@ -110,6 +116,11 @@ class Score(nn.Module):
   # subset of the keys (local windows, one position of hard monotonic decoding) must
   # then score all keys and pick (``mechanisms.score_at``).
   position_dependent: ClassVar[bool] = False
+
+  @property
+  def dtype(self) -> Any:
+    """The computation dtype, ``options.dtype``."""
+    return self.options.dtype
 
   def project_keys(self, keys: Array) -> Array:
     """keys: [batch, k_len, d_k] -> projected keys [batch, k_len, d'] (once per source)."""
@@ -191,13 +202,14 @@ class _Additive(Score):
   normalize: bool = False
 
   def setup(self):
-    self.W = nn.Dense(self.attention_dim, use_bias=False, dtype=self.dtype)
-    self.U = nn.Dense(self.attention_dim, use_bias=self.use_bias, dtype=self.dtype)
-    self.v = self.param("v", nn.initializers.lecun_normal(), (self.attention_dim, 1))
+    width = self.options.attention_width
+    self.W = nn.Dense(width, use_bias=False, dtype=self.dtype)
+    self.U = nn.Dense(width, use_bias=self.use_bias, dtype=self.dtype)
+    self.v = self.param("v", nn.initializers.lecun_normal(), (width, 1))
     if self.normalize:
       # tensorflow-addons' BahdanauAttention(normalize=True): g initialised to
       # sqrt(1 / units) (Salimans & Kingma 2016 weight normalisation).
-      self.g = self.param("g", nn.initializers.constant(math.sqrt(1.0 / self.attention_dim)), ())
+      self.g = self.param("g", nn.initializers.constant(math.sqrt(1.0 / width)), ())
 
   def project_keys(self, keys):
     return self.U(keys)
@@ -239,27 +251,29 @@ class Location(Score):
   """Luong et al. (2015) location: scores = W_a q, one per source position.
 
   The keys are used only for their length: ``k_len`` must be at most
-  ``max_len``. Kernel ``W_a``: [d_q, max_len]. The projected keys are one zero
-  channel [batch, k_len, 1] added to the scores, so that coverage (which shifts
-  projected keys by c_i w_c) gives e_i = (W_a q)_i + w_c c_i; without coverage
-  it adds nothing.
+  ``max_len`` (``options.max_src_len``). Kernel ``W_a``: [d_q, max_len]; no bias, as
+  in the paper, unless ``options.location_bias`` (then W_a q + b, bias [max_len]).
+  The projected keys are one zero channel [batch, k_len, 1] added to the scores,
+  so that coverage (which shifts projected keys by c_i w_c) gives
+  e_i = (W_a q)_i + w_c c_i; without coverage it adds nothing.
   """
 
   position_dependent = True
 
   def setup(self):
-    self.W_a = nn.Dense(self.max_len, dtype=self.dtype)
+    self.W_a = nn.Dense(self.options.max_src_len, use_bias=self.options.location_bias,
+                        dtype=self.dtype)
 
   def project_keys(self, keys):
     return jnp.zeros(keys.shape[:2] + (1,), self.dtype)  # [batch, k_len, 1]
 
   def score(self, query, projected_keys):
     _check_ranks(query, projected_keys)
-    k_len = projected_keys.shape[1]
-    if k_len > self.max_len:
+    k_len, max_len = projected_keys.shape[1], self.options.max_src_len
+    if k_len > max_len:
       raise ValueError(
-          f"'location' scores cover at most max_len={self.max_len} source "
-          f"positions, got keys of length {k_len}; raise max_len")
+          f"'location' scores cover at most max_src_len={max_len} source "
+          f"positions, got keys of length {k_len}; raise max_src_len")
     # projected_keys[..., 0]: zero, or w_c c_i under coverage (see the class doc).
     return self.W_a(query)[:, :, :k_len] + projected_keys[:, None, :, 0].astype(self.dtype)
 
@@ -268,21 +282,24 @@ class Location(Score):
 class Cosine(Score):
   """Cosine similarity times an inverse temperature: tau * q.k / (|q| |k|).
 
-  tau = ``temperature``, learned (as log tau) when ``learn_temperature``.
+  tau = ``options.cosine_temperature``, learned (as log tau, parameter ``log_tau`` [])
+  when ``options.cosine_learn_temperature``.
   """
 
   requires_equal_dims = True
 
   def setup(self):
-    if self.learn_temperature:
-      self.log_tau = self.param("log_tau", nn.initializers.constant(math.log(self.temperature)), ())
+    if self.options.cosine_learn_temperature:
+      self.log_tau = self.param("log_tau", nn.initializers.constant(
+          math.log(self.options.cosine_temperature)), ())
 
   def project_keys(self, keys):
     return _l2_normalize(keys.astype(self.dtype))
 
   def score(self, query, projected_keys):
     cos = _dot(_l2_normalize(query.astype(self.dtype)), projected_keys, "cosine")
-    tau = jnp.exp(self.log_tau) if self.learn_temperature else self.temperature
+    learn = self.options.cosine_learn_temperature
+    tau = jnp.exp(self.log_tau) if learn else self.options.cosine_temperature
     return (tau * cos).astype(self.dtype)
 
 

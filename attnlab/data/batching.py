@@ -37,7 +37,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from attnlab.data.tasks import Example
+from attnlab.data.base import Example
 from attnlab.data.vocab import BOS, EOS, PAD, Vocab
 
 Bucket = tuple[int, int]

@@ -1,172 +1,67 @@
-"""Sequence-to-sequence tasks by name: date normalisation, copy, reverse, toy translation, corpus.
+"""The synthetic tasks: date normalisation, copy, reverse and toy translation.
 
-A task is one function `ConfigDict -> TaskData`, registered under a name with `register_task`;
-`build_task(config.data)` picks it by `config.data.task`. `default_data_config(task)` gives the
-fields each task reads, with their defaults, for experiment configs to start from.
+Each is registered by name (`attnlab.data.base.register_task`) with the fields it adds to the
+default data config; `build_task(config.data)` builds the one `config.data.task` names. The
+parallel-corpus task lives in `attnlab.data.corpus`.
 
 All randomness comes from `numpy.random.default_rng(data_config.seed)`, so the same data config
 always gives the same data. Alignments are "sure links" `(tgt_position, src_position)`, 0-based
-over the token tuples (no BOS/EOS), as used by alignment error rate.
+over the token tuples (no BOS/EOS), as used by alignment error rate. Each task owns its text:
+the date task's tokens are characters (`CharTokenizer`), the others' whitespace-separated
+symbols (`WhitespaceTokenizer`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import itertools
 from collections.abc import Callable, Sequence
 
-import ml_collections
 import numpy as np
 
+# Example, TaskData and the registry are re-exported here for code written against this module.
+from attnlab.data.base import (TASK_DEFAULTS, TASKS, Alignment, Example, TaskData, build_task,
+                               default_data_config, register_task)
+from attnlab.data.text import CharTokenizer
 from attnlab.data.vocab import SPECIALS, Vocab
 
-Alignment = tuple[tuple[int, int], ...]
+__all__ = [
+    "TASK_DEFAULTS", "TASKS", "Alignment", "Example", "TaskData", "build_task",
+    "default_data_config", "register_task", "date_task", "copy_task", "reverse_task",
+    "toy_translation_task",
+]
 
 
-@dataclasses.dataclass(frozen=True)
-class Example:
-  """One source/target pair.
-
-  Attributes:
-    src: source tokens `[src_len]`.
-    tgt: target tokens `[tgt_len]`.
-    alignment: sure links `(tgt_position, src_position)`, 0-based over `tgt` and `src`; None
-      when unknown.
-  """
-
-  src: tuple[str, ...]
-  tgt: tuple[str, ...]
-  alignment: Alignment | None = None
-
-  def __post_init__(self):
-    object.__setattr__(self, "src", tuple(self.src))
-    object.__setattr__(self, "tgt", tuple(self.tgt))
-    if self.alignment is not None:
-      links = tuple((int(t), int(s)) for t, s in self.alignment)
-      for t, s in links:
-        if not (0 <= t < len(self.tgt) and 0 <= s < len(self.src)):
-          raise ValueError(
-              f"alignment link {(t, s)} out of range for tgt_len={len(self.tgt)}, "
-              f"src_len={len(self.src)}")
-      object.__setattr__(self, "alignment", links)
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskData:
-  """The splits and vocabularies of one task.
-
-  Attributes:
-    name: the task's registered name.
-    train, valid, test: disjoint splits.
-    src_vocab, tgt_vocab: vocabularies (for `corpus`, built from the train split only).
-    is_text: True when BLEU is meaningful (natural or synthetic-language text).
-    has_alignment: True when every example carries its true alignment.
-  """
-
-  name: str
-  train: tuple[Example, ...]
-  valid: tuple[Example, ...]
-  test: tuple[Example, ...]
-  src_vocab: Vocab
-  tgt_vocab: Vocab
-  is_text: bool
-  has_alignment: bool
-
-
-TaskFn = Callable[[ml_collections.ConfigDict], TaskData]
-TASKS: dict[str, TaskFn] = {}
-
-
-def register_task(name: str) -> Callable[[TaskFn], TaskFn]:
-  """Decorator registering `fn(data_config) -> TaskData` under `name`."""
-
-  def decorator(fn: TaskFn) -> TaskFn:
-    if name in TASKS:
-      raise ValueError(f"task {name!r} is already registered")
-    TASKS[name] = fn
-    return fn
-
-  return decorator
-
-
-def build_task(data_config: ml_collections.ConfigDict) -> TaskData:
-  """Builds the task named by `data_config.task` from the rest of `data_config`."""
-  name = data_config.task
-  if name not in TASKS:
-    raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}")
-  task = TASKS[name](data_config)
-  cap = data_config.get("train_max_src_len", 0)
-  if cap:
-    # Train on short sources only, test on every length (Bahdanau et al. 2015 trained
-    # RNNsearch-30 / -50 on sentences of at most 30 / 50 words and tested on all lengths).
-    # Vocabularies and valid/test splits are left as the task built them.
-    train = tuple(e for e in task.train if len(e.src) <= cap)
-    if not train:
-      raise ValueError(f"train_max_src_len={cap} drops every one of the {len(task.train)} "
-                       "training examples")
-    task = dataclasses.replace(task, train=train)
-  return task
-
-
-def default_data_config(task: str = "date") -> ml_collections.ConfigDict:
-  """The default data config of `task`: every field that task reads, commented."""
-  if task not in TASKS:
-    raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(sorted(TASKS))}")
-  c = ml_collections.ConfigDict()
-  # Registered task name (see attnlab.data.tasks.TASKS).
-  c.task = task
-  # Seed of numpy.random.default_rng for generating, sampling and splitting the data.
-  c.seed = 0
-  # Drop training examples with more source tokens than this (0 = keep all). Applied to the
-  # train split only, after the task is built: valid and test keep every length, so a model
-  # trained on short sentences is tested on long ones (the long-sentence study).
-  c.train_max_src_len = 0
-  if task == "corpus":
-    # Tab-separated parallel text, one `column1<TAB>column2[<TAB>attribution]` pair a line.
-    # Required: there is no default file.
-    c.path = ""
-    # Lowercase before tokenizing.
-    c.lowercase = True
-    # False: column 1 is the source (eng->mar for mar.txt); True: translate column 2 -> 1.
-    c.reverse = False
-    # Words seen fewer times in the train split become <unk>.
-    c.min_freq = 1
-    # Cap on each vocabulary's size, specials included; None for no cap.
-    c.max_vocab_size = None
-    # Pairs with more source / target tokens than these are dropped (None: keep all).
-    c.max_src_len = 20
-    c.max_tgt_len = 20
-    # Sizes of the held-out splits; the rest is train.
-    c.num_valid = 1000
-    c.num_test = 1000
-    # Lines without a tab or with an empty side: 'error' (raise) or 'skip' (warn and drop).
-    c.on_bad_line = "error"
-    return c
+def _split_defaults(c) -> None:
   # Number of examples in each split (disjoint).
   c.num_train = 10000
   c.num_valid = 1000
   c.num_test = 1000
-  if task in ("copy", "reverse"):
-    # Number of distinct symbols (a..z when <= 26, else t0, t1, ...).
-    c.vocab_size = 10
-    # Sequence lengths are drawn uniformly from [min_len, max_len].
-    c.min_len = 5
-    c.max_len = 20
-    # The last this many symbols are left out of both vocabularies (they encode as <unk>), like
-    # the rare names and numbers of a corpus: only a copy model (model.copy) can output them.
-    c.num_oov_symbols = 0
-  elif task == "toy_translation":
-    # Number of source word types (target types: one more per preposition).
-    c.vocab_size = 100
-    # Source sentences have between min_len and max_len words.
-    c.min_len = 3
-    c.max_len = 20
-    # Move each clause's verb to the end of the clause in the target (SOV order).
-    c.verb_final = True
-    # Translate each preposition as a circumposition: one word before, one after its noun phrase.
-    c.circumpositions = True
-  return c
+
+
+def _symbol_defaults(c) -> None:
+  _split_defaults(c)
+  # Number of distinct symbols (a..z when <= 26, else t0, t1, ...).
+  c.vocab_size = 10
+  # Sequence lengths are drawn uniformly from [min_len, max_len].
+  c.min_len = 5
+  c.max_len = 20
+  # The last this many symbols are left out of both vocabularies (they encode as <unk>), like
+  # the rare names and numbers of a corpus: only a copy model (model.copy) can output them.
+  c.num_oov_symbols = 0
+
+
+def _toy_translation_defaults(c) -> None:
+  _split_defaults(c)
+  # Number of source word types (target types: one more per preposition).
+  c.vocab_size = 100
+  # Source sentences have between min_len and max_len words.
+  c.min_len = 3
+  c.max_len = 20
+  # Move each clause's verb to the end of the clause in the target (SOV order).
+  c.verb_final = True
+  # Translate each preposition as a circumposition: one word before, one after its noun phrase.
+  c.circumpositions = True
 
 
 def _split_sizes(data_config) -> tuple[int, int, int]:
@@ -192,6 +87,8 @@ DATE_FIRST = datetime.date(1974, 1, 1)
 DATE_LAST = datetime.date(2034, 12, 31)
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _DIGITS = tuple("0123456789")
+# Characters, month names whole: "23/Mar/1998" <-> ("2", "3", "/", "Mar", "/", "1", ...).
+_DATE_TEXT = CharTokenizer(group_letters=True)
 
 
 def date_example(date: datetime.date) -> Example:
@@ -212,7 +109,7 @@ def date_example(date: datetime.date) -> Example:
   return Example(src, tgt, alignment)
 
 
-@register_task("date")
+@register_task("date", defaults=_split_defaults)
 def date_task(data_config) -> TaskData:
   """Date normalisation: every date from 1974-01-01 to 2034-12-31, `yy-mm-dd -> dd/Mon/yyyy`.
 
@@ -231,7 +128,8 @@ def date_task(data_config) -> TaskData:
       "date", *_split(examples, sizes),
       src_vocab=Vocab(SPECIALS + _DIGITS + ("-",)),
       tgt_vocab=Vocab(SPECIALS + _DIGITS + ("/",) + MONTHS),
-      is_text=False, has_alignment=True)
+      is_text=False, has_alignment=True,
+      src_tokenizer=_DATE_TEXT, tgt_tokenizer=_DATE_TEXT)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -303,7 +201,7 @@ def _symbol_task(name: str, data_config, reverse: bool) -> TaskData:
                   is_text=False, has_alignment=True)
 
 
-@register_task("copy")
+@register_task("copy", defaults=_symbol_defaults)
 def copy_task(data_config) -> TaskData:
   """Copy a random symbol sequence; alignment is the identity.
 
@@ -317,7 +215,7 @@ def copy_task(data_config) -> TaskData:
   return _symbol_task("copy", data_config, reverse=False)
 
 
-@register_task("reverse")
+@register_task("reverse", defaults=_symbol_defaults)
 def reverse_task(data_config) -> TaskData:
   """Reverse a random symbol sequence; alignment is the anti-diagonal.
 
@@ -428,7 +326,7 @@ def toy_translation_example(builder: _ToyBuilder) -> Example:
   return Example(tuple(builder.src), tgt, tuple((i, s) for i, (_, s) in enumerate(target)))
 
 
-@register_task("toy_translation")
+@register_task("toy_translation", defaults=_toy_translation_defaults)
 def toy_translation_task(data_config) -> TaskData:
   """A synthetic language pair with an exactly known word alignment.
 
@@ -477,15 +375,3 @@ def toy_translation_task(data_config) -> TaskData:
   return TaskData("toy_translation", *_split(examples, sizes),
                   src_vocab=Vocab(SPECIALS + src_types), tgt_vocab=Vocab(SPECIALS + tgt_types),
                   is_text=True, has_alignment=True)
-
-
-# ----------------------------------------------------------------------------------------------
-# corpus
-
-
-@register_task("corpus")
-def corpus_task(data_config) -> TaskData:
-  """Tab-separated parallel text; see `attnlab.data.corpus.corpus_task` for the fields."""
-  # Imported here because corpus.py imports Example and TaskData from this module.
-  from attnlab.data import corpus  # pylint: disable=g-import-not-at-top
-  return corpus.corpus_task(data_config)

@@ -36,6 +36,7 @@ from attnlab.attention.multihead import MultiHeadAttention
 from attnlab.data.vocab import UNK
 from attnlab.models import pointer
 from attnlab.models.rnn import EncoderOutput, carry_hidden, make_cell
+from attnlab.options import ModelOptions
 
 Array = jax.Array
 
@@ -73,108 +74,80 @@ class Decoder(nn.Module):
   """A recurrent decoder of one of ``DECODER_STYLES`` over an encoder memory.
 
   Attributes:
-    vocab_size, emb_dim, hidden_dim: sizes.
-    style: ``bahdanau``, ``luong`` or ``none``.
-    attention: a score-function name (``attnlab.attention.SCORES``).
-    mechanism, normalizer: attention mechanism and normalizer names.
-    local_window, hard_estimator, hard_temperature, monotonic_noise,
-      monotonic_bias: mechanism options (``attnlab.attention.Mechanism``).
-    attention_dim: hidden width of additive/concat scores (default hidden_dim).
-    max_src_len: longest source the ``location`` score covers.
-    cell: a ``CELLS`` name; num_layers: stacked cells.
-    input_feeding: Luong only: join h~_{t-1} to the next input.
-    bridge: ``dense`` (learned projection of the encoder's final state) or
-      ``zeros`` for the initial decoder state.
-    self_attention: causal multi-head self-attention over the decoder's own
-      previous outputs (residual + layer norm), ``num_heads`` heads.
-    coverage: carry the coverage vector c_t (``DecoderState.coverage``) and feed it
-      into the attention scores (``attnlab.attention.CoverageFeature``; See et al. 2017).
-    dropout_rate: on embeddings, between layers and before the output layer.
-    copy: pointer-generator copy attention (See et al. 2017): each step returns
-      log-probabilities over the extended vocabulary [vocab + src_len] and needs
-      ``src_ext``; ids >= vocab_size fed back in are embedded as UNK.
-    dtype: computation dtype (parameters stay float32; logits are returned as float32).
-    remat: rematerialize each teacher-forced step in the backward pass (``nn.remat`` on
-      the scan body): memory keeps only the per-step carries, the rest is recomputed.
+    vocab_size: the target vocabulary size.
+    options: the model's ``ModelOptions``, handed whole to ``Attention``. Read here:
+      ``emb_dim``, ``hidden_dim``; ``decoder`` (the style: ``bahdanau``, ``luong`` or
+      ``none``); ``attention`` (a score-function name, ``attnlab.attention.SCORES``) and
+      ``mechanism``, checked early; ``cell`` (a ``CELLS`` name) and ``decoder_layers``
+      (stacked cells); ``input_feeding`` (Luong only: join h~_{t-1} to the next input);
+      ``bridge`` (``dense``: learned projection of the encoder's final state, or
+      ``zeros``, for the initial decoder state); ``decoder_self_attention`` (causal
+      multi-head self-attention over the decoder's own previous outputs, residual + layer
+      norm, ``num_heads`` heads); ``coverage`` (carry the coverage vector c_t,
+      ``DecoderState.coverage``, and feed it into the attention scores,
+      ``attnlab.attention.CoverageFeature``; See et al. 2017); ``dropout_rate`` (on
+      embeddings, between layers and before the output layer); ``copy`` (pointer-generator
+      copy attention, See et al. 2017: each step returns log-probabilities over the
+      extended vocabulary [vocab + src_len] and needs ``src_ext``; ids >= vocab_size fed
+      back in are embedded as UNK); ``dtype`` (parameters stay float32; logits are
+      returned as float32); ``remat`` (rematerialize each teacher-forced step in the
+      backward pass, ``nn.remat`` on the scan body: memory keeps only the per-step
+      carries, the rest is recomputed).
   """
 
   vocab_size: int
-  emb_dim: int = 32
-  hidden_dim: int = 64
-  style: str = "luong"
-  attention: str = "general"
-  mechanism: str = "global"
-  normalizer: str = "softmax"
-  attention_dim: int | None = None
-  max_src_len: int = 128
-  local_window: int = 10
-  hard_estimator: str = "reinforce"
-  hard_temperature: float = 1.0
-  monotonic_noise: float = 1.0
-  monotonic_bias: float = -1.0
-  cell: str = "gru"
-  num_layers: int = 1
-  input_feeding: bool = True
-  bridge: str = "dense"
-  self_attention: bool = False
-  num_heads: int = 1
-  coverage: bool = False
-  dropout_rate: float = 0.0
-  dtype: Any = jnp.float32
-  remat: bool = False
-  copy: bool = False
+  options: ModelOptions = ModelOptions()
+
+  @property
+  def dtype(self) -> Any:
+    """The computation dtype, ``options.dtype``."""
+    return self.options.dtype
 
   def setup(self):
-    if self.style not in DECODER_STYLES:
-      raise ValueError(f"unknown decoder style {self.style!r}; valid styles: "
+    o = self.options
+    if o.decoder not in DECODER_STYLES:
+      raise ValueError(f"unknown decoder style {o.decoder!r}; valid styles: "
                        f"{', '.join(DECODER_STYLES)}")
-    if self.bridge not in BRIDGES:
-      raise ValueError(f"unknown bridge {self.bridge!r}; valid bridges: {', '.join(BRIDGES)}")
-    if self.style == "none" and self.bridge == "zeros":
+    if o.bridge not in BRIDGES:
+      raise ValueError(f"unknown bridge {o.bridge!r}; valid bridges: {', '.join(BRIDGES)}")
+    if o.decoder == "none" and o.bridge == "zeros":
       raise ValueError("the no-attention decoder sees the source only through its "
                        "initial state: it needs bridge='dense'")
-    if self.style == "none" and self.coverage:
+    if o.decoder == "none" and o.coverage:
       raise ValueError("coverage sums attention weights: the no-attention decoder has none")
-    if self.num_layers < 1:
-      raise ValueError(f"decoder num_layers must be >= 1, got {self.num_layers}")
-    if self.copy and self.style == "none":
+    if o.decoder_layers < 1:
+      raise ValueError(f"decoder num_layers must be >= 1, got {o.decoder_layers}")
+    if o.copy and o.decoder == "none":
       raise ValueError("copy attention copies through the attention weights: it needs an "
                        "attention decoder (bahdanau or luong), not style='none'")
-    self.embed = nn.Embed(self.vocab_size, self.emb_dim, dtype=self.dtype)
-    self.cells = [make_cell(self.cell, self.hidden_dim, dtype=self.dtype)
-                  for _ in range(self.num_layers)]
-    self.dropout = nn.Dropout(self.dropout_rate)
-    if self.style != "none":
-      score_cls = get_score(self.attention)  # fails early, listing valid names
-      if self.mechanism not in mechanism_names():
-        raise ValueError(f"unknown mechanism {self.mechanism!r}; valid mechanisms: "
+    self.embed = nn.Embed(self.vocab_size, o.emb_dim, dtype=self.dtype)
+    self.cells = [make_cell(o.cell, o.hidden_dim, dtype=self.dtype)
+                  for _ in range(o.decoder_layers)]
+    self.dropout = nn.Dropout(o.dropout_rate)
+    if o.decoder != "none":
+      score_cls = get_score(o.attention)  # fails early, listing valid names
+      if o.mechanism not in mechanism_names():
+        raise ValueError(f"unknown mechanism {o.mechanism!r}; valid mechanisms: "
                          f"{', '.join(mechanism_names())}")
-      self.attn = Attention(score=self.attention, mechanism=self.mechanism,
-                            normalizer=self.normalizer,
-                            attention_dim=self.attention_dim or self.hidden_dim,
-                            max_len=self.max_src_len, local_window=self.local_window,
-                            hard_estimator=self.hard_estimator,
-                            hard_temperature=self.hard_temperature,
-                            monotonic_noise=self.monotonic_noise,
-                            monotonic_bias=self.monotonic_bias, coverage=self.coverage,
-                            dtype=self.dtype)
+      self.attn = Attention(options=o)
       # dot / scaled_dot / cosine need d_q == d_k: project encoder outputs
       # (e.g. 2 * hidden of a bidirectional encoder) to the query width.
-      self.key_projection = (nn.Dense(self.hidden_dim, use_bias=False, dtype=self.dtype)
+      self.key_projection = (nn.Dense(o.hidden_dim, use_bias=False, dtype=self.dtype)
                              if score_cls.requires_equal_dims else None)
-    if self.bridge == "dense":
-      self.bridge_h = [nn.Dense(self.hidden_dim, dtype=self.dtype) for _ in range(self.num_layers)]
-      if self.cell == "lstm":
-        self.bridge_c = [nn.Dense(self.hidden_dim, dtype=self.dtype) for _ in range(self.num_layers)]
-    if self.self_attention:
-      self.self_attn = MultiHeadAttention(num_heads=self.num_heads, dtype=self.dtype)
+    if o.bridge == "dense":
+      self.bridge_h = [nn.Dense(o.hidden_dim, dtype=self.dtype) for _ in range(o.decoder_layers)]
+      if o.cell == "lstm":
+        self.bridge_c = [nn.Dense(o.hidden_dim, dtype=self.dtype)
+                         for _ in range(o.decoder_layers)]
+    if o.decoder_self_attention:
+      self.self_attn = MultiHeadAttention(num_heads=o.num_heads, dtype=self.dtype)
       self.self_attn_norm = nn.LayerNorm(dtype=self.dtype)
-    if self.style == "luong":
-      self.W_c = nn.Dense(self.hidden_dim, use_bias=False, dtype=self.dtype)
+    if o.decoder == "luong":
+      self.W_c = nn.Dense(o.hidden_dim, use_bias=False, dtype=self.dtype)
     else:
-      self.readout = nn.Dense(self.hidden_dim, dtype=self.dtype)
+      self.readout = nn.Dense(o.hidden_dim, dtype=self.dtype)
     self.output = nn.Dense(self.vocab_size, dtype=self.dtype)
-    if self.copy:
+    if o.copy:
       # p_gen = sigmoid(w_c . context + w_s . state + w_x . input + b), See et al. eq. 8:
       # one Dense over their concatenation.
       self.p_gen = nn.Dense(1, dtype=self.dtype)
@@ -186,10 +159,10 @@ class Decoder(nn.Module):
 
     encoded.outputs: [batch, src_len, d_enc] -> AttentionMemory.
     """
-    if self.style == "none":
+    if self.options.decoder == "none":
       return AttentionMemory(keys=encoded.outputs, values=encoded.outputs, mask=encoded.mask)
     keys = encoded.outputs
-    if self.key_projection is not None and keys.shape[-1] != self.hidden_dim:
+    if self.key_projection is not None and keys.shape[-1] != self.options.hidden_dim:
       keys = self.key_projection(keys)
     memory = self.attn.prepare(keys, keys, encoded.mask)
     return memory
@@ -201,24 +174,25 @@ class Decoder(nn.Module):
       (the target length when teacher forcing, the maximum decode length when
       decoding).
     """
+    o = self.options
     batch = encoded.final.shape[0]
-    zeros = jnp.zeros((batch, self.hidden_dim), self.dtype)
+    zeros = jnp.zeros((batch, o.hidden_dim), self.dtype)
     carries = []
-    for layer in range(self.num_layers):
-      if self.bridge == "dense":
+    for layer in range(o.decoder_layers):
+      if o.bridge == "dense":
         h = jnp.tanh(self.bridge_h[layer](encoded.final))
-        c = self.bridge_c[layer](encoded.final) if self.cell == "lstm" else None
+        c = self.bridge_c[layer](encoded.final) if o.cell == "lstm" else None
       else:
         h, c = zeros, zeros
-      carries.append((c, h) if self.cell == "lstm" else h)
-    history = jnp.zeros((batch, history_len if self.self_attention else 0, self.hidden_dim),
+      carries.append((c, h) if o.cell == "lstm" else h)
+    history = jnp.zeros((batch, history_len if o.decoder_self_attention else 0, o.hidden_dim),
                         self.dtype)
-    if self.style == "none":
+    if o.decoder == "none":
       attention_state = jnp.zeros((batch, 0), jnp.float32)
     else:
       attention_state = self.attn.initial_state(encoded.mask)
     src_len = encoded.mask.shape[1]
-    coverage = jnp.zeros((batch, src_len if self.coverage else 0), jnp.float32)
+    coverage = jnp.zeros((batch, src_len if o.coverage else 0), jnp.float32)
     return DecoderState(carries=tuple(carries), feed=zeros, history=history,
                         t=jnp.zeros((batch,), jnp.int32), attention_state=attention_state,
                         coverage=coverage)
@@ -237,7 +211,7 @@ class Decoder(nn.Module):
 
   def _self_attend(self, state: DecoderState, h: Array) -> tuple[Array, Array]:
     """Causal self-attention of h_t [batch, hidden] over the outputs so far."""
-    if not self.self_attention:
+    if not self.options.decoder_self_attention:
       return state.history, h
     positions = jnp.arange(state.history.shape[1])
     now = positions[None, :] == state.t[:, None]  # [batch, history_len]
@@ -252,7 +226,7 @@ class Decoder(nn.Module):
     context, weights, attention_state = self.attn(
         query[:, None, :], memory, t=state.t, state=state.attention_state,
         deterministic=deterministic, return_state=True,
-        coverage=state.coverage if self.coverage else None)
+        coverage=state.coverage if self.options.coverage else None)
     return context[:, 0], weights[:, 0], attention_state
 
   def step_embedded(self, state: DecoderState, emb: Array, memory: AttentionMemory,
@@ -275,16 +249,17 @@ class Decoder(nn.Module):
       ``copy`` the logits are the pointer-generator's log-probabilities
       [batch, vocab + src_len] (``pointer.mixture_log_probs``).
     """
+    o = self.options
     emb = self.dropout(emb, deterministic=deterministic)
-    if self.style == "bahdanau":
+    if o.decoder == "bahdanau":
       context, weights, attention_state = self._attend(carry_hidden(state.carries[-1]), memory,
                                                        state, deterministic)
       carries, h = self._rnn(state.carries, jnp.concatenate([emb, context], -1), deterministic)
       history, h = self._self_attend(state, h)
       out = jnp.tanh(self.readout(jnp.concatenate([h, context, emb], -1)))
       feed = state.feed
-    elif self.style == "luong":
-      x = jnp.concatenate([emb, state.feed], -1) if self.input_feeding else emb
+    elif o.decoder == "luong":
+      x = jnp.concatenate([emb, state.feed], -1) if o.input_feeding else emb
       carries, h = self._rnn(state.carries, x, deterministic)
       history, h = self._self_attend(state, h)
       context, weights, attention_state = self._attend(h, memory, state, deterministic)
@@ -298,14 +273,14 @@ class Decoder(nn.Module):
       feed = state.feed
       attention_state = state.attention_state
     logits = self.output(self.dropout(out, deterministic=deterministic))
-    if self.copy:
+    if o.copy:
       if src_ext is None:
         raise ValueError("a copy decoder needs src_ext, the source in extended vocabulary ids "
                          "(attnlab.data.batching with copy=True)")
       p_gen_logit = self.p_gen(jnp.concatenate([context, h, emb], -1))[:, 0]
       logits = pointer.mixture_log_probs(logits, p_gen_logit, weights, src_ext, memory.mask)
     # c_{t+1} = c_t + a_t (Tu et al. 2016); without coverage it stays [batch, 0].
-    coverage = state.coverage + weights.astype(jnp.float32) if self.coverage else state.coverage
+    coverage = state.coverage + weights.astype(jnp.float32) if o.coverage else state.coverage
     new_state = DecoderState(carries=carries, feed=feed, history=history, t=state.t + 1,
                              attention_state=attention_state, coverage=coverage)
     return new_state, logits.astype(jnp.float32), weights.astype(jnp.float32)
@@ -322,7 +297,7 @@ class Decoder(nn.Module):
 
   def _feed_ids(self, ids: Array) -> Array:
     """Ids to embed: a copy model's OOV slots (>= vocab_size) become UNK."""
-    return pointer.feed_ids(ids, self.vocab_size, UNK) if self.copy else ids
+    return pointer.feed_ids(ids, self.vocab_size, UNK) if self.options.copy else ids
 
   # ---------------------------------------------------------------- teacher forcing
 
@@ -349,7 +324,7 @@ class Decoder(nn.Module):
 
     # Sown per-step values (hard attention's REINFORCE samples, local_p's p_t) are
     # stacked over time on axis 1: [batch, tgt_len, ...].
-    scan = nn.scan(nn.remat(body) if self.remat else body, variable_broadcast="params",
+    scan = nn.scan(nn.remat(body) if self.options.remat else body, variable_broadcast="params",
                    variable_axes={"intermediates": 1, SAMPLES: 1},
                    split_rngs={"params": False, "dropout": True, "sample": True},
                    in_axes=(1, nn.broadcast, nn.broadcast), out_axes=1)

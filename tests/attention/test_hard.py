@@ -29,7 +29,7 @@ def _hard_results(score):
   """Evaluation and training-mode (reinforce, gumbel) reads of hard attention with score
   ``score``, and the global soft weights from the same parameters; one jitted program."""
   query, keys, values, mask = _case()
-  module = Attention(score=score, mechanism="hard", attention_dim=8, max_len=8)
+  module = Attention.create(attention=score, mechanism="hard", attention_dim=8, max_src_len=8)
 
   def run(key):
     params = module.init(key, query, keys, values, mask, method="attend")
@@ -168,7 +168,7 @@ def test_surrogate_baseline_and_collection_helpers():
 
 def test_training_mode_without_a_sample_rng_is_an_error():
   query, keys, values, mask = _case()
-  module = Attention(score="dot", mechanism="hard")
+  module = Attention.create(attention="dot", mechanism="hard")
   with pytest.raises(ValueError, match="rngs=\\{'sample': key\\}"):
     jax.eval_shape(lambda: module.init_with_output(
         jax.random.key(0), query, keys, values, mask, method="attend", deterministic=False))
@@ -177,7 +177,7 @@ def test_training_mode_without_a_sample_rng_is_an_error():
 def test_global_and_hard_agree_on_where_the_mass_is():
   """Sampling frequencies over many draws approach the soft weights."""
   query, keys, values, mask = _case(2)
-  module = Attention(score="dot", mechanism="hard")  # no parameters
+  module = Attention.create(attention="dot", mechanism="hard")  # no parameters
   params = {}
 
   @jax.jit

@@ -61,8 +61,8 @@ def _local_results():
   values = rng.normal(size=(BATCH, K_LEN, D_V)).astype(np.float32)
   mask = length_mask(jnp.asarray(LENGTHS), K_LEN)
   t = jnp.asarray(T, jnp.int32)
-  modules = {case: Attention(score=case[1], mechanism=case[0], attention_dim=8, max_len=16,
-                             local_window=WINDOW) for case in CASES}
+  modules = {case: Attention.create(attention=case[1], mechanism=case[0], attention_dim=8,
+                                    max_src_len=16, local_window=WINDOW) for case in CASES}
 
   def run(key):
     out = {}
@@ -120,14 +120,14 @@ def test_local_m_with_a_window_wider_than_the_source_is_global_attention():
   query = rng.normal(size=(BATCH, 1, D)).astype(np.float32)
   keys = rng.normal(size=(BATCH, K_LEN, D)).astype(np.float32)
   mask = length_mask(jnp.asarray(LENGTHS), K_LEN)
-  wide = Attention(score="general", mechanism="local_m", local_window=K_LEN)
+  wide = Attention.create(attention="general", mechanism="local_m", local_window=K_LEN)
 
   @jax.jit
   def run(key):
     params = wide.init(key, query, keys, keys, mask, method="attend")
     return (wide.apply(params, query, keys, keys, mask, method="attend"),
-            wide.clone(mechanism="global").apply(params, query, keys, keys, mask,
-                                                 method="attend"))
+            wide.clone(options=wide.options.replace(mechanism="global")).apply(
+                params, query, keys, keys, mask, method="attend"))
 
   (context, weights), (global_context, global_weights) = run(jax.random.key(0))
   np.testing.assert_allclose(weights, global_weights, rtol=1e-5, atol=1e-7)
@@ -136,5 +136,5 @@ def test_local_m_with_a_window_wider_than_the_source_is_global_attention():
 
 def test_bad_window_is_an_error():
   with pytest.raises(ValueError, match="local_window must be >= 1"):
-    Attention(mechanism="local_m", local_window=0).init(
+    Attention.create(mechanism="local_m", local_window=0).init(
         jax.random.key(0), jnp.ones((1, 1, 2)), jnp.ones((1, 3, 2)), method="attend")

@@ -27,7 +27,7 @@ def _normal(rng, *shape, scale=1.0):
 @functools.lru_cache(maxsize=None)
 def _module_and_params(name):
   """Attention with score ``name`` and its params (which do not depend on k_len)."""
-  module = Attention(score=name, attention_dim=6, max_len=MAX_LEN)
+  module = Attention.create(attention=name, attention_dim=6, max_src_len=MAX_LEN)
   rng = np.random.default_rng(0)
   query, keys = _normal(rng, BATCH, Q_LEN, D), _normal(rng, BATCH, K_LEN, D)
   params = module.init(jax.random.key(0), query, keys, method="attend")
@@ -138,16 +138,16 @@ def test_unknown_normalizer_lists_valid_names():
     global_attention(scores, jnp.zeros((BATCH, K_LEN, D_V)), None, normalizer="nope")
   query, keys, values, mask = _case(0)
   with pytest.raises(ValueError, match="valid normalizers: .*softmax"):
-    Attention(normalizer="nope").init(jax.random.key(0), query, keys, values, mask,
-                                      method="attend")
+    Attention.create(normalizer="nope").init(jax.random.key(0), query, keys, values, mask,
+                                             method="attend")
 
 
 def test_unknown_mechanism_lists_valid_names():
   query, keys, values, mask = _case(0)
   with pytest.raises(ValueError, match="no_such_mechanism.*valid mechanisms: " +
                      ", ".join(sorted(MECHANISMS))):
-    Attention(mechanism="no_such_mechanism").init(jax.random.key(0), query, keys, values,
-                                                  mask, method="attend")
+    Attention.create(mechanism="no_such_mechanism").init(jax.random.key(0), query, keys,
+                                                         values, mask, method="attend")
 
 
 # ---------------------------------------------------------------------------

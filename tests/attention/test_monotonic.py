@@ -97,8 +97,8 @@ LENGTHS = (9, 5, 1)
 
 @functools.lru_cache(maxsize=None)
 def _module(score):
-  module = Attention(score=score, mechanism="monotonic", attention_dim=8, max_len=16,
-                     monotonic_bias=0.0)
+  module = Attention.create(attention=score, mechanism="monotonic", attention_dim=8,
+                            max_src_len=16, monotonic_bias=0.0)
   rng = np.random.default_rng(0)
   query = rng.normal(size=(BATCH, 1, D)).astype(np.float32)
   keys = rng.normal(size=(BATCH, K_LEN, D)).astype(np.float32)

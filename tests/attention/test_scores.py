@@ -44,7 +44,7 @@ def _perturb(params, seed):
 
 
 def _init(name, query, keys, **kwargs):
-  module = make_score(name, attention_dim=ATTENTION_DIM, max_len=MAX_LEN, **kwargs)
+  module = make_score(name, attention_dim=ATTENTION_DIM, max_src_len=MAX_LEN, **kwargs)
   params = module.init(jax.random.key(1), query, keys)
   return module, _perturb(params, seed=2)
 
@@ -98,7 +98,9 @@ def _ref_additive_normalized(p, q, k):
 
 
 def _ref_location(p, q, k):
-  scores = q @ _np(p["W_a"]["kernel"]) + _np(p["W_a"]["bias"])  # [b, q_len, max_len]
+  # Luong et al. (2015): W_a q, no bias; + b only with location_bias=True.
+  bias = _np(p["W_a"]["bias"]) if "bias" in p["W_a"] else 0.0
+  scores = q @ _np(p["W_a"]["kernel"]) + bias  # [b, q_len, max_len]
   return scores[:, :, :k.shape[1]]
 
 
@@ -141,7 +143,7 @@ def test_score_matches_numpy_formula(name):
 
 def test_cosine_fixed_temperature():
   query, keys = _inputs(D, D)
-  module = make_score("cosine", learn_temperature=False, temperature=3.0)
+  module = make_score("cosine", cosine_learn_temperature=False, cosine_temperature=3.0)
   params = module.init(jax.random.key(0), query, keys)
   assert not jax.tree.leaves(params)  # nothing to learn
   scores = module.apply(params, query, keys)
@@ -150,7 +152,7 @@ def test_cosine_fixed_temperature():
 
 def test_cosine_learned_temperature_starts_at_temperature():
   query, keys = _inputs(D, D)
-  params = make_score("cosine", temperature=3.0).init(jax.random.key(0), query, keys)
+  params = make_score("cosine", cosine_temperature=3.0).init(jax.random.key(0), query, keys)
   np.testing.assert_allclose(jnp.exp(params["params"]["log_tau"]), 3.0, rtol=1e-6)
 
 
@@ -206,7 +208,8 @@ def test_make_score_unknown_name_lists_valid_names():
 def test_attention_unknown_score_lists_valid_names():
   query, keys = _inputs(D, D)
   with pytest.raises(ValueError) as excinfo:
-    Attention(score="no_such_score").init(jax.random.key(0), query, keys, method="attend")
+    Attention.create(attention="no_such_score").init(jax.random.key(0), query, keys,
+                                                     method="attend")
   _assert_lists_valid_names(excinfo)
 
 
@@ -224,12 +227,28 @@ def test_other_scores_accept_different_sizes(name):
   chex.assert_shape(module.apply(params, query, keys), (BATCH, Q_LEN, K_LEN))
 
 
+@pytest.mark.parametrize("location_bias", [False, True])
+def test_location_has_a_bias_only_when_asked(location_bias):
+  query, keys = _inputs(D_Q, D_K)
+  module, params = _init("location", query, keys, location_bias=location_bias)
+  shapes = jax.tree.map(jnp.shape, params["params"])
+  expected = {"kernel": (D_Q, MAX_LEN)} | ({"bias": (MAX_LEN,)} if location_bias else {})
+  assert shapes == {"W_a": expected}
+  np.testing.assert_allclose(module.apply(params, query, keys),
+                             _ref_location(params["params"], _np(query), _np(keys)),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_location_is_bias_free_by_default():
+  assert make_score("location").options.location_bias is False
+
+
 def test_location_rejects_keys_longer_than_max_len():
   query, keys = _inputs(D_Q, D_K, k_len=MAX_LEN)
-  module = make_score("location", max_len=MAX_LEN)
+  module = make_score("location", max_src_len=MAX_LEN)
   params = module.init(jax.random.key(0), query, keys)  # k_len == max_len is fine
   _, long_keys = _inputs(D_Q, D_K, k_len=MAX_LEN + 1)
-  with pytest.raises(ValueError, match="max_len=8"):
+  with pytest.raises(ValueError, match="max_src_len=8"):
     module.apply(params, query, long_keys)
 
 
@@ -237,7 +256,7 @@ def test_location_rejects_keys_longer_than_max_len():
 def test_scores_reject_unbatched_inputs(name):
   query, keys = _inputs(*_dims(name))
   with pytest.raises(ValueError, match="batch"):
-    make_score(name, max_len=MAX_LEN).init(jax.random.key(0), query[0], keys[0])
+    make_score(name, max_src_len=MAX_LEN).init(jax.random.key(0), query[0], keys[0])
 
 
 def test_registering_a_name_twice_fails():
@@ -275,7 +294,7 @@ def test_registered_score_usable_by_attention(neg_sq_distance_score):
   assert name in score_names()
   query, keys = _inputs(D, D)
   values = np.random.default_rng(3).normal(size=(BATCH, K_LEN, 2)).astype(np.float32)
-  module = Attention(score=name)
+  module = Attention.create(attention=name)
   params = module.init(jax.random.key(0), query, keys, values, method="attend")
   np.testing.assert_allclose(params["params"]["score_fn"]["scale"], 2.0)
   context, weights = module.apply(params, query, keys, values, method="attend")

@@ -1,17 +1,21 @@
-"""Tests for attnlab.data.corpus: file reading, tokenization and the `corpus` task."""
+"""Tests for attnlab.data.corpus: file formats, bad input and the `corpus` task."""
 
 import collections
+import gzip
+import hashlib
+import re
 import unicodedata
 from pathlib import Path
 
 import pytest
 
-from attnlab.data.corpus import read_parallel, tokenize
+from attnlab.data.corpus import read_aligned, read_lines, read_parallel, split_file, tokenize
 from attnlab.data.tasks import build_task, default_data_config
+from attnlab.data.text import MosesTokenizer, PunctuationTokenizer, SentencePieceTokenizer
 from attnlab.data.vocab import SPECIALS
 
-# The shared data folder sits beside the checkout: <root>/main/tests/data -> <root>/shared.
-MAR_TXT = Path(__file__).resolve().parents[2].parent / "shared/data/mar-eng/mar.txt"
+REPO = Path(__file__).resolve().parents[2]
+MAR_GZ = REPO / "data" / "mar-eng" / "mar.txt.gz"
 MAR_LINES = 33725
 
 PAIRS = [
@@ -28,8 +32,9 @@ PAIRS = [
 ] * 3
 
 
-def write_lines(path, lines, encoding="utf-8"):
-  path.write_bytes("\n".join(lines).encode(encoding) + b"\n")
+def write_lines(path, lines, encoding="utf-8", compress=False):
+  data = "\n".join(lines).encode(encoding) + b"\n"
+  path.write_bytes(gzip.compress(data) if compress else data)
   return path
 
 
@@ -48,20 +53,12 @@ def corpus_config(path, **overrides):
   return config
 
 
-def test_tokenize_english_punctuation():
-  assert tokenize("Don't go, Tom!") == ("don", "'", "t", "go", ",", "tom", "!")
-  assert tokenize('He said "hi."  Really?') == ("he", "said", '"', "hi", ".", '"', "really", "?")
-  assert tokenize("Tom", lowercase=False) == ("Tom",)
-  assert tokenize("  ") == ()
+def moses_en_mr(text_pairs):
+  en, mr = MosesTokenizer("en"), MosesTokenizer("")
+  return sorted(en.tokenize(a) + ("|",) + mr.tokenize(b) for a, b in text_pairs)
 
 
-def test_tokenize_marathi_keeps_combining_marks():
-  sentence = "तू खूप चांगली आहेस."
-  assert tokenize(sentence) == ("तू", "खूप", "चांगली", "आहेस", ".")
-  assert tokenize("मी घरी जातो।") == ("मी", "घरी", "जातो", "।")
-  # The trap: vowel signs and the virama are not alphanumeric.
-  assert not "ा".isalnum() and not "्".isalnum()
-  assert "त्याच्याकडे" in tokenize("त्याच्याकडे सायकल आहे.")
+# ---------------------------------------------------------------------- tab-separated files
 
 
 def test_read_two_and_three_columns(corpus_file):
@@ -72,6 +69,16 @@ def test_read_skips_blank_lines_crlf_and_bom(tmp_path):
   path = tmp_path / "crlf.txt"
   path.write_bytes("\ufeffGo.\tजा.\r\n\r\n   \nRun!\tपळ!\r\n".encode("utf-8"))
   assert read_parallel(path) == (("Go.", "जा."), ("Run!", "पळ!"))
+
+
+def test_read_gzip_whatever_its_name(tmp_path, corpus_file):
+  for name in ("pairs.txt.gz", "pairs.tsv"):
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(corpus_file.read_bytes()))
+    assert read_parallel(path) == tuple(PAIRS)
+  crlf_bom = tmp_path / "crlf.gz"
+  crlf_bom.write_bytes(gzip.compress("\ufeffGo.\tजा.\r\nRun!\tपळ!\r\n".encode("utf-8")))
+  assert read_parallel(crlf_bom) == (("Go.", "जा."), ("Run!", "पळ!"))
 
 
 def test_bad_line_error_names_line_number(tmp_path):
@@ -98,18 +105,101 @@ def test_missing_empty_and_non_utf8_files(tmp_path):
     read_parallel(missing)
   empty = tmp_path / "empty.txt"
   empty.write_bytes(b"")
-  with pytest.raises(ValueError, match="empty"):
+  with pytest.raises(ValueError, match=r"empty: .*empty\.txt"):
     read_parallel(empty)
   blank = write_lines(tmp_path / "blank.txt", ["", "  "])
   with pytest.raises(ValueError, match="empty"):
     read_parallel(blank)
+  empty_gz = tmp_path / "empty.gz"
+  empty_gz.write_bytes(gzip.compress(b""))
+  with pytest.raises(ValueError, match=r"empty: .*empty\.gz"):
+    read_parallel(empty_gz)
   latin = tmp_path / "latin1.txt"
   latin.write_bytes(b"Go.\tja.\nCaf\xe9\tkaphe\n")
-  with pytest.raises(ValueError, match=r"latin1\.txt:2: not valid UTF-8"):
+  with pytest.raises(ValueError, match=r"latin1\.txt:2: not valid UTF-8 .* at byte 3 of the line"):
     read_parallel(latin)
+  latin_gz = tmp_path / "latin1.gz"
+  latin_gz.write_bytes(gzip.compress(b"Go.\tja.\n\nCaf\xe9\tkaphe\n"))
+  with pytest.raises(ValueError, match=r"latin1\.gz:3: not valid UTF-8"):
+    read_parallel(latin_gz)
   only_bad = write_lines(tmp_path / "only_bad.txt", ["no tab"])
   with pytest.warns(UserWarning), pytest.raises(ValueError, match="no 'source<TAB>target'"):
     read_parallel(only_bad, on_bad_line="skip")
+
+
+def test_broken_gzip_is_a_clear_error(tmp_path):
+  path = tmp_path / "cut.txt.gz"
+  path.write_bytes(gzip.compress("Go.\tजा.\n".encode() * 100)[:30])
+  with pytest.raises(ValueError, match=r"cut\.txt\.gz: not a valid gzip file"):
+    read_parallel(path)
+
+
+def test_read_lines_keeps_line_numbers(tmp_path):
+  path = tmp_path / "lines.txt"
+  path.write_bytes(b"\xef\xbb\xbfa\r\n\r\nb\nc")
+  assert read_lines(path) == ("a", "", "b", "c")
+
+
+# ---------------------------------------------------------------------- line-aligned files
+
+
+def write_pair(folder, stem, src_lines, tgt_lines, langs=("de", "en"), compress=False):
+  suffix = ".gz" if compress else ""
+  return (write_lines(folder / f"{stem}.{langs[0]}{suffix}", src_lines, compress=compress),
+          write_lines(folder / f"{stem}.{langs[1]}{suffix}", tgt_lines, compress=compress))
+
+
+def test_read_aligned_plain_gzip_crlf_bom(tmp_path):
+  src, tgt = write_pair(tmp_path, "a", ["Ein Hund.", "Zwei Katzen."], ["A dog.", "Two cats."])
+  assert read_aligned(src, tgt) == (("Ein Hund.", "A dog."), ("Zwei Katzen.", "Two cats."))
+  src, tgt = write_pair(tmp_path, "b", ["Ein Hund."], ["A dog."], compress=True)
+  assert read_aligned(src, tgt) == (("Ein Hund.", "A dog."),)
+  src.write_bytes("\ufeffEin Hund.\r\nZwei Katzen.\r\n".encode())
+  tgt.write_bytes("A dog.\nTwo cats.".encode())  # no final newline
+  assert read_aligned(src, tgt) == (("Ein Hund.", "A dog."), ("Zwei Katzen.", "Two cats."))
+
+
+def test_read_aligned_blank_lines(tmp_path):
+  # Blank in both: skipped; blank lines at the end of one file: ignored.
+  src, tgt = write_pair(tmp_path, "a", ["x", "", "y", "", ""], ["X", "  ", "Y"])
+  assert read_aligned(src, tgt) == (("x", "X"), ("y", "Y"))
+  # Blank in one only: an error naming the blank file and line, or skipped with a warning.
+  src, tgt = write_pair(tmp_path, "b", ["x", "y", "z"], ["X", "", "Z"])
+  with pytest.raises(ValueError, match=r"b\.en:2: blank line, but line 2 of .*b\.de is not"):
+    read_aligned(src, tgt)
+  with pytest.warns(UserWarning, match=r"skipped 1 line.*blank on one side only: lines 2"):
+    assert read_aligned(src, tgt, on_bad_line="skip") == (("x", "X"), ("z", "Z"))
+
+
+def test_read_aligned_bad_input(tmp_path):
+  src, tgt = write_pair(tmp_path, "count", ["x", "y", "z"], ["X", "Y"])
+  with pytest.raises(ValueError,
+                     match=r"count\.de has 3 lines but .*count\.en has 2: line-aligned"):
+    read_aligned(src, tgt)
+  with pytest.raises(FileNotFoundError, match=r"missing\.en"):
+    read_aligned(src, tmp_path / "missing.en")
+  empty = tmp_path / "empty.en"
+  empty.write_bytes(b"")
+  with pytest.raises(ValueError, match=r"empty: .*empty\.en"):
+    read_aligned(src, empty)
+  latin = tmp_path / "latin.en"
+  latin.write_bytes(b"X\nY\nCaf\xe9\n")
+  with pytest.raises(ValueError, match=r"latin\.en:3: not valid UTF-8"):
+    read_aligned(src, latin)
+
+
+def test_split_file_prefers_plain_then_gzip_and_lists_the_folder(tmp_path):
+  write_pair(tmp_path, "train", ["x"], ["X"], compress=True)
+  assert split_file(tmp_path, "train", "de") == str(tmp_path / "train.de.gz")
+  write_lines(tmp_path / "train.de", ["x"])
+  assert split_file(tmp_path, "train", "de") == str(tmp_path / "train.de")
+  with pytest.raises(FileNotFoundError,
+                     match=r"no train\.fr or train\.fr\.gz in .* \(it holds: train\.de, "
+                           r"train\.de\.gz, train\.en\.gz\)"):
+    split_file(tmp_path, "train", "fr")
+
+
+# ---------------------------------------------------------------------- the corpus task
 
 
 def test_corpus_task_splits(corpus_file):
@@ -117,9 +207,45 @@ def test_corpus_task_splits(corpus_file):
   assert (len(data.train), len(data.valid), len(data.test)) == (len(PAIRS) - 7, 4, 3)
   assert data.is_text and not data.has_alignment
   everything = sorted(e.src + ("|",) + e.tgt for e in data.train + data.valid + data.test)
-  assert everything == sorted(tokenize(en) + ("|",) + tokenize(mr) for en, mr in PAIRS)
+  assert everything == moses_en_mr(PAIRS)
   assert build_task(corpus_config(corpus_file)) == data
   assert build_task(corpus_config(corpus_file, seed=3)).train != data.train
+
+
+def test_corpus_default_tokenizer_is_moses_lowercased(corpus_file):
+  data = build_task(corpus_config(corpus_file, src_lang="en", tgt_lang="mr"))
+  assert data.src_tokenizer == MosesTokenizer("en", lowercase=True)
+  assert data.tgt_tokenizer == MosesTokenizer("mr", lowercase=True)
+  assert ("you", "'re", "very", "nice", ".") in {e.src for e in data.train + data.valid
+                                                  + data.test}
+  assert data.src_tokenizer.tokenize("Don't go, Tom!") == ("don", "'t", "go", ",", "tom", "!")
+  cased = build_task(corpus_config(corpus_file, lowercase=False))
+  assert ("Go", ".") in {e.src for e in cased.train + cased.valid + cased.test}
+
+
+def test_corpus_punctuation_tokenizer_keeps_the_old_tokens(corpus_file):
+  data = build_task(corpus_config(corpus_file, tokenizer="punctuation"))
+  assert data.src_tokenizer == data.tgt_tokenizer == PunctuationTokenizer(lowercase=True)
+  everything = sorted(e.src + ("|",) + e.tgt for e in data.train + data.valid + data.test)
+  assert everything == sorted(tokenize(en) + ("|",) + tokenize(mr) for en, mr in PAIRS)
+
+
+def test_corpus_sentencepiece_learns_from_the_train_split_only(tmp_path):
+  train = [f"the {w} sees a cat ." for w in ("dog", "bird", "man", "woman", "child")] * 6
+  write_pair(tmp_path, "train", train, [t.upper() for t in train], langs=("xx", "yy"))
+  write_pair(tmp_path, "valid", ["the dog sees a cat ."], ["THE DOG SEES A CAT ."],
+             langs=("xx", "yy"))
+  # A test word the train split never has: no piece of the model spells it whole.
+  write_pair(tmp_path, "test", ["zebrafish !"], ["ZEBRAFISH !"], langs=("xx", "yy"))
+  config = corpus_config(tmp_path, src_lang="xx", tgt_lang="yy", tokenizer="sentencepiece",
+                         vocab_size=40)
+  data = build_task(config)
+  assert isinstance(data.src_tokenizer, SentencePieceTokenizer)
+  assert data.src_tokenizer.lowercase and data.tgt_tokenizer.lowercase
+  assert "▁zebrafish" not in data.test[0].src and len(data.test[0].src) > 2
+  assert data.tgt_tokenizer.detokenize(data.test[0].tgt) == "zebrafish !"
+  assert {t for e in data.train for t in e.src} <= set(data.src_vocab.tokens)
+  assert build_task(config) == data  # same data, same model
 
 
 def test_corpus_vocab_from_train_only_with_min_freq(corpus_file):
@@ -134,12 +260,13 @@ def test_corpus_vocab_from_train_only_with_min_freq(corpus_file):
       data.src_vocab.encode(e.src))}
 
 
-def test_corpus_length_filter_and_reverse(corpus_file):
+def test_length_filter_applies_to_train_only_and_reverse(corpus_file):
   data = build_task(corpus_config(corpus_file, max_src_len=3, max_tgt_len=None))
-  kept = data.train + data.valid + data.test
-  assert all(len(e.src) <= 3 for e in kept)
-  assert len(kept) == sum(len(tokenize(en)) <= 3 for en, _ in PAIRS)
-  flipped = build_task(corpus_config(corpus_file, reverse=True))
+  assert all(len(e.src) <= 3 for e in data.train)
+  assert (len(data.valid), len(data.test)) == (4, 3)  # held-out pairs keep every length
+  short = sum(len(MosesTokenizer().tokenize(en)) <= 3 for en, _ in PAIRS)
+  assert len(data.train) == short - sum(len(e.src) <= 3 for e in data.valid + data.test)
+  flipped = build_task(corpus_config(corpus_file, reverse=True, tokenizer="punctuation"))
   assert {e.src for e in flipped.train + flipped.valid + flipped.test} == {
       tokenize(mr) for _, mr in PAIRS}
 
@@ -147,16 +274,109 @@ def test_corpus_length_filter_and_reverse(corpus_file):
 def test_corpus_task_errors(corpus_file):
   with pytest.raises(ValueError, match="path"):
     build_task(corpus_config(""))
-  with pytest.raises(ValueError, match="no training pairs"):
+  with pytest.raises(ValueError, match="leaves no training pairs"):
     build_task(corpus_config(corpus_file, num_valid=20, num_test=10))
+  with pytest.raises(ValueError, match="no training pairs left: none of the 23"):
+    build_task(corpus_config(corpus_file, max_src_len=0))
+  with pytest.raises(ValueError, match=r"unknown data.tokenizer 'spacy'; valid: chars, moses"):
+    build_task(corpus_config(corpus_file, tokenizer="spacy"))
+
+
+# ---------------------------------------------------------------------- a folder with splits
+
+
+def de(i):
+  return f"Ein {'sehr ' * (i % 3)}großer Hund {i} rennt."  # 6 to 8 Moses tokens
+
+
+def en(i):
+  return f"A {'very ' * (i % 3)}big dog {i} runs."
+
+
+def fr(i):
+  return f"Un {'très ' * (i % 3)}grand chien {i} court."
+
+
+@pytest.fixture
+def split_folder(tmp_path):
+  """A Multi30k-like folder: train / val / test_2016 in de, en (gzip) and fr (plain)."""
+  for stem, lines in (("train", range(0, 30)), ("val", range(30, 35)),
+                      ("test_2016", range(35, 40))):
+    write_pair(tmp_path, stem, [de(i) for i in lines], [en(i) for i in lines], compress=True)
+    write_lines(tmp_path / f"{stem}.fr", [fr(i) for i in lines])
+  return tmp_path
+
+
+def folder_config(folder, **overrides):
+  fields = {"src_lang": "de", "tgt_lang": "en", "min_freq": 1,
+            "splits": ("train", "val", "test_2016")}
+  return corpus_config(folder, **{**fields, **overrides})
+
+
+def test_folder_splits_are_used_as_published(split_folder):
+  data = build_task(folder_config(split_folder))
+  assert (len(data.train), len(data.valid), len(data.test)) == (30, 5, 5)
+  moses_de, moses_en = MosesTokenizer("de"), MosesTokenizer("en")
+  # The official test set in file order, nothing re-split or shuffled.
+  assert [e.src for e in data.test] == [moses_de.tokenize(de(i)) for i in range(35, 40)]
+  assert [e.tgt for e in data.train] == [moses_en.tokenize(en(i)) for i in range(30)]
+  assert data.src_tokenizer == moses_de and data.tgt_tokenizer == moses_en
+  assert "35" not in data.src_vocab  # vocabularies from train only
+  # Either direction, any language pair of the folder; plain and gzip files mix.
+  fr_de = build_task(folder_config(split_folder, src_lang="fr", tgt_lang="de"))
+  assert fr_de.test[0].src == ("un", "très", "très", "grand", "chien", "35", "court", ".")
+  assert fr_de.test[0].tgt == data.test[0].src
+
+
+def test_folder_length_filter_spares_valid_and_test(split_folder):
+  data = build_task(folder_config(split_folder, max_src_len=7))
+  assert [len(e.src) for e in data.train] == [6, 7] * 10
+  assert (len(data.valid), len(data.test)) == (5, 5)
+  assert max(len(e.src) for e in data.test) == 8
+
+
+def test_folder_draws_a_split_without_file_from_train(split_folder):
+  data = build_task(folder_config(split_folder, splits=("train", "", "test_2016"),
+                                  num_valid=6))
+  assert (len(data.train), len(data.valid), len(data.test)) == (24, 6, 5)
+  assert not set(data.valid) & set(data.train)
+  both = build_task(folder_config(split_folder, splits=("train", "", ""), num_valid=6,
+                                  num_test=4))
+  assert (len(both.train), len(both.valid), len(both.test)) == (20, 6, 4)
+
+
+def test_folder_errors_name_the_file(split_folder):
+  with pytest.raises(FileNotFoundError, match=r"no train\.es or train\.es\.gz in .*holds: test_"):
+    build_task(folder_config(split_folder, tgt_lang="es"))
+  with pytest.raises(FileNotFoundError, match=r"no dev\.de or dev\.de\.gz in "):
+    build_task(folder_config(split_folder, splits=("train", "dev", "")))
+  with pytest.raises(ValueError, match="data.src_lang and data.tgt_lang"):
+    build_task(folder_config(split_folder, src_lang=""))
+  with pytest.raises(ValueError, match="swap data.src_lang and data.tgt_lang"):
+    build_task(folder_config(split_folder, reverse=True))
+  for splits in (("train", "val"), ("", "val", "test_2016"), ("train", 1, "test")):
+    with pytest.raises(ValueError, match="data.splits must be three file stems"):
+      build_task(folder_config(split_folder, splits=splits))
+  lines = gzip.decompress((split_folder / "val.de.gz").read_bytes()).decode().splitlines()
+  write_lines(split_folder / "val.de.gz", lines[:-1], compress=True)
+  with pytest.raises(ValueError, match=r"val\.de\.gz has 4 lines but .*val\.en\.gz has 5"):
+    build_task(folder_config(split_folder))
+
+
+# ---------------------------------------------------------------------- the shipped corpus
+
+
+def test_shipped_corpus_matches_its_readme_checksum():
+  readme = (MAR_GZ.parent / "README.md").read_text(encoding="utf-8")
+  digest = re.search(r"sha256 of the uncompressed file:\*\*\s*`([0-9a-f]{64})`", readme)[1]
+  assert hashlib.sha256(gzip.decompress(MAR_GZ.read_bytes())).hexdigest() == digest
+  assert "CC-BY 2.0 FR" in readme and "Tatoeba contributors" in readme
 
 
 @pytest.fixture(scope="module")
 def real_corpus():
-  if not MAR_TXT.is_file():
-    pytest.skip(f"real corpus not found at {MAR_TXT} (the shared/ folder beside the checkout)")
-  config = corpus_config(MAR_TXT, num_valid=500, num_test=700, max_src_len=None,
-                         max_tgt_len=None)
+  config = corpus_config(MAR_GZ, src_lang="en", tgt_lang="mr", num_valid=500, num_test=700,
+                         max_src_len=None, max_tgt_len=None)
   return build_task(config)
 
 
@@ -169,10 +389,12 @@ def test_real_file_loads_with_sizes_asked(real_corpus):
 
 def test_real_file_marathi_tokens_keep_combining_marks(real_corpus):
   tokens = {t for e in real_corpus.train for t in e.tgt}
-  # Punctuation (including the danda) is always split off into one-character tokens.
-  assert not [t for t in tokens
-              if len(t) > 1 and any(unicodedata.category(c).startswith("P") for c in t)]
   for token in tokens:
-    # No token starts with (so none consists only of) a combining mark such as "ा" or "्".
+    # No token starts with (so none consists only of) a combining mark such as "ा" or "्",
+    # nor is a lone zero-width joiner: "अ‍ॅलर्जी" (with U+200D) stays one word.
     assert not unicodedata.category(token[0]).startswith("M"), token
-  assert {"आहे", "मला", "तू"} <= tokens
+    assert token != "\u200d"
+  assert {"आहे", "मला", "तू", "अ\u200dॅलर्जी"} <= tokens
+  # Sentence-final punctuation, the danda too, is its own token.
+  assert {e.tgt[-1] for e in real_corpus.train} >= {".", "?", "!"}
+  assert "।" in tokens

@@ -1,21 +1,30 @@
 """experiments/colab_tpu.ipynb: a clean nbformat-4 notebook whose code runs top to bottom.
 
 The execution test runs the notebook's code cells, in order, in one namespace, in a fresh
-interpreter on CPU with the notebook's tiny settings (``ATTNLAB_NOTEBOOK_QUICK=1``), the way
-Colab's "Run all" would, minus the shell and magic lines (``!pip install``, ``%cd``): the
-subprocess starts in the repository root, where ``%cd`` would have left it. ``IPython.display``
-is replaced by a recorder (CI installs no IPython), so the test also sees what the notebook
-shows inline.
+interpreter on two CPU devices with the notebook's tiny settings (``ATTNLAB_NOTEBOOK_QUICK=1``),
+the way Colab's "Run all" would, minus the clone and install
+(``ATTNLAB_NOTEBOOK_SKIP_INSTALL=1``: the subprocess starts in the repository root of an
+installed checkout) and past the TPU check (``ATTNLAB_NOTEBOOK_ALLOW_NON_TPU=1``). Two devices
+take the path a TPU's cores do: every seed of the sweep its own data-parallel trial.
+``IPython.display`` is replaced by a recorder (CI installs no IPython), so the test also sees
+what the notebook shows inline. The failure paths (the placeholder ``REPO_URL``, a failing
+clone, a runtime without a TPU, a stale JAX) run the install and device cells in this process.
 """
 
+import csv
 import json
 import os
 import pathlib
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 
+import jax
 import pytest
+from packaging.version import Version
+from setuptools.config import setupcfg
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "experiments" / "colab_tpu.ipynb"
@@ -86,6 +95,32 @@ def python_source(cell: dict) -> str:
                    for line in source_of(cell).split("\n"))
 
 
+def code_cells() -> list[str]:
+  return [source_of(c) for c in load_notebook()["cells"] if c["cell_type"] == "code"]
+
+
+def install_cell() -> str:
+  return code_cells()[0]
+
+
+def devices_cell() -> str:
+  (cell,) = [c for c in code_cells() if "jax.default_backend()" in c]
+  return cell
+
+
+def with_assignment(source: str, name: str, value: str) -> str:
+  """``source`` with its one top-level ``NAME = ...`` line set to ``NAME = value``."""
+  new, count = re.subn(rf"^{name} = .*$", lambda _: f"{name} = {value}", source, flags=re.M)
+  assert count == 1, f"no single {name} = ... line in the cell"
+  return new
+
+
+def setup_cfg_jax_lower_bound() -> Version:
+  requires = setupcfg.read_configuration(REPO / "setup.cfg")["options"]["install_requires"]
+  (jax_requirement,) = [r for r in requires if re.match(r"jax\s*>=", r)]
+  return Version(jax_requirement.split(">=")[1].strip())
+
+
 def test_notebook_is_clean_nbformat_4():
   notebook = load_notebook()
   assert notebook["nbformat"] == 4 and isinstance(notebook["nbformat_minor"], int)
@@ -105,12 +140,85 @@ def test_notebook_is_clean_nbformat_4():
     else:
       assert "outputs" not in cell and "execution_count" not in cell
   code = [source_of(cell) for cell in cells if cell["cell_type"] == "code"]
-  # Every Python part compiles; the install is a shell line from a placeholder REPO_URL.
-  for cell in cells:
-    if cell["cell_type"] == "code":
-      compile(python_source(cell), "<cell>", "exec")
-  assert "REPO_URL" in code[0] and "!pip install" in code[0]
+  # Every code cell is plain Python (no `!` shell or `%` magic lines, whose failures Jupyter
+  # ignores) and compiles.
+  for source in code:
+    assert python_source({"source": source}) == source, source[:80]
+    compile(source, "<cell>", "exec")
+  # The install cell comes first: a checked clone, then attnlab and a pinned JAX for TPU.
+  assert "REPO_URL" in code[0] and "check=True" in code[0]
+  assert "jax[tpu]=={JAX_VERSION}" in code[0]
+  assert "https://storage.googleapis.com/jax-releases/libtpu_releases.html" in code[0]
   assert "ATTNLAB_NOTEBOOK_QUICK" in code[1]  # the settings cell comes right after install
+  assert "jax.default_backend()" in code[2]  # then the TPU check, the first import of JAX
+  assert not any("import jax" in c for c in code[:2])
+
+
+def test_pinned_jax_is_one_setup_cfg_allows():
+  (line,) = [l for l in install_cell().splitlines() if l.startswith("JAX_VERSION = ")]
+  pinned = Version(line.split("=", 1)[1].split("#")[0].strip().strip('"'))
+  assert pinned >= setup_cfg_jax_lower_bound()
+
+
+def test_placeholder_repo_url_stops_the_notebook_with_a_clear_error(tmp_path, monkeypatch):
+  monkeypatch.delenv("ATTNLAB_NOTEBOOK_SKIP_INSTALL", raising=False)
+  monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail(f"ran {a}"))
+  source = with_assignment(install_cell(), "REPO_DIR", f"pathlib.Path({str(tmp_path / 'x')!r})")
+  with pytest.raises(ValueError, match="REPO_URL is still the placeholder"):
+    exec(compile(source, "<install cell>", "exec"), {"__name__": "__main__"})
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_failed_clone_stops_the_notebook_with_a_clear_error(tmp_path, monkeypatch):
+  monkeypatch.delenv("ATTNLAB_NOTEBOOK_SKIP_INSTALL", raising=False)
+  monkeypatch.chdir(tmp_path)
+  source = with_assignment(install_cell(), "REPO_DIR", f"pathlib.Path({str(tmp_path / 'x')!r})")
+  source = with_assignment(source, "REPO_URL", repr(str(tmp_path / "no-such-repository")))
+  with pytest.raises(RuntimeError, match=r"git clone .* failed \(exit status \d+"):
+    exec(compile(source, "<install cell>", "exec"), {"__name__": "__main__"})
+  assert not (tmp_path / "x").exists()
+
+
+def test_install_cell_installs_attnlab_with_the_pinned_jax_for_tpu(tmp_path, monkeypatch):
+  # A checkout already in REPO_DIR: no clone, and one pip command for attnlab and jax[tpu].
+  monkeypatch.delenv("ATTNLAB_NOTEBOOK_SKIP_INSTALL", raising=False)
+  monkeypatch.chdir(tmp_path)
+  checkout = tmp_path / "attnlab"
+  checkout.mkdir()
+  (checkout / "setup.cfg").write_text("[metadata]\nname = attnlab\n")
+  commands = []
+  monkeypatch.setattr(subprocess, "run", lambda command, **kw: commands.append((command, kw)))
+  source = with_assignment(install_cell(), "REPO_DIR", f"pathlib.Path({str(checkout)!r})")
+  namespace = {"__name__": "__main__"}
+  exec(compile(source, "<install cell>", "exec"), namespace)
+  (command, kwargs), = commands
+  assert kwargs.get("check") is True
+  assert command[:5] == [sys.executable, "-m", "pip", "install", "-q"]
+  assert command[5:] == ["-e", str(checkout), f"jax[tpu]=={namespace['JAX_VERSION']}", "-f",
+                         "https://storage.googleapis.com/jax-releases/libtpu_releases.html"]
+  assert pathlib.Path.cwd() == checkout
+
+
+def run_devices_cell(**settings) -> dict:
+  namespace = {"__name__": "__main__", "SKIP_INSTALL": True, "JAX_VERSION": jax.__version__,
+               "ALLOW_NON_TPU": False, **settings}
+  exec(compile(devices_cell(), "<devices cell>", "exec"), namespace)
+  return namespace
+
+
+def test_a_runtime_without_a_tpu_stops_the_notebook_unless_allowed(capsys):
+  assert jax.default_backend() != "tpu"  # the tests run on CPU
+  with pytest.raises(RuntimeError, match=r"not on a TPU\. In Colab: Runtime -> Change runtime "
+                                         r"type -> a TPU .* set ALLOW_NON_TPU = True"):
+    run_devices_cell()
+  namespace = run_devices_cell(ALLOW_NON_TPU=True)
+  assert namespace["BACKEND"] == jax.default_backend()
+  assert "WARNING: JAX runs on 'cpu'" in capsys.readouterr().out
+
+
+def test_a_jax_imported_before_the_install_stops_the_notebook():
+  with pytest.raises(RuntimeError, match="Restart session"):
+    run_devices_cell(SKIP_INSTALL=False, JAX_VERSION="0.0.1", ALLOW_NON_TPU=True)
 
 
 @pytest.mark.slow
@@ -122,6 +230,9 @@ def test_notebook_runs_top_to_bottom_with_quick_settings(tmp_path):
   runner = tmp_path / "run_notebook.py"
   runner.write_text(RUNNER, encoding="utf-8")
   env = {**os.environ, "ATTNLAB_NOTEBOOK_QUICK": "1", "ATTNLAB_NOTEBOOK_OUT": str(out),
+         "ATTNLAB_NOTEBOOK_SKIP_INSTALL": "1", "ATTNLAB_NOTEBOOK_ALLOW_NON_TPU": "1",
+         # Two devices, as a TPU has several cores: data parallelism, seeds as trials.
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
          # tests/conftest.py's setting, for this fresh interpreter: compile fast.
          "JAX_DISABLE_MOST_OPTIMIZATIONS": "true", "JAX_PLATFORMS": "cpu",
          # The compilation cache tests/test_main.py's subprocesses share (never the user's):
@@ -133,6 +244,7 @@ def test_notebook_runs_top_to_bottom_with_quick_settings(tmp_path):
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, f"stdout:\n{proc.stdout[-6000:]}\nstderr:\n{proc.stderr[-6000:]}"
   assert "QUICK=True" in proc.stdout and "default backend: cpu" in proc.stdout
+  assert "WARNING: JAX runs on 'cpu' (2 device(s)), not on a TPU" in proc.stdout
   displayed = json.loads(displayed_file.read_text(encoding="utf-8"))
   images = [pathlib.Path(d["value"]) for d in displayed if d["type"] == "Image"]
 
@@ -144,17 +256,24 @@ def test_notebook_runs_top_to_bottom_with_quick_settings(tmp_path):
   assert heatmaps and all(p.is_file() and p.stat().st_size > 1000 for p in heatmaps)
   assert set(heatmaps) <= set(images)
 
-  # The tiny long-sentence sweep, in the launcher's layout, and its report.
+  # The tiny long-sentence sweep, in the launcher's layout, and its report. On two devices
+  # the tiny profile's 2 seeds are 2 trials each (a `seed` axis), data parallel over both.
+  assert "4 trials (one per seed, each data parallel over 2 devices)" in proc.stdout
   root = out / "long_sentence"
   sweep = json.loads((root / "sweep.json").read_text(encoding="utf-8"))
   names = [t["name"] for t in sweep["trials"]]
-  assert names == ["variant=none,train_len=8", "variant=additive,train_len=8"]
+  assert names == [f"variant={v},train_len=8,seed={s}" for v in ("none", "additive")
+                   for s in (0, 1)]
+  assert sweep["axes"] == ["variant", "train_len", "seed"]
   assert all(t["status"] == "ok" for t in sweep["trials"])
   for name in names:
     trial_summary = json.loads((root / name / "summary.json").read_text(encoding="utf-8"))
-    assert len(trial_summary["seeds"]) == 2  # the tiny profile's vmapped seeds
+    trial_config = json.loads((root / name / "config.json").read_text(encoding="utf-8"))
+    assert "seeds" not in trial_summary and trial_config["num_seeds"] == 1
+    assert trial_config["seed"] == int(name[-1]) and trial_config["parallel"]["num_devices"] == 0
   report = root / "report"
-  assert (report / "results.csv").is_file()
+  with (report / "results.csv").open(encoding="utf-8") as f:
+    assert {row["num_seeds"] for row in csv.DictReader(f)} == {"2"}  # seeds pooled
   markdown = (report / "results.md").read_text(encoding="utf-8")
   assert "**exact match by source length**" in markdown and "| additive | 8 |" in markdown
   assert any(d["type"] == "Markdown" and "| additive | 8 |" in d["value"] for d in displayed)

@@ -50,3 +50,50 @@ def test_x_axis_can_be_a_sweep_axis(tiny_sweep, tmp_path):
   paths = report.write_report(root, tmp_path, line="variant", x_axis="train_len")
   assert "exact_match_vs_train_len.png" in {p.name for p in paths["figures"]}
   assert "| variant | train_len=8 |" in paths["markdown"].read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- --root that is not a sweep
+
+def test_a_single_runs_workdir_gives_a_one_row_report(tiny_sweep, tmp_path, capsys):
+  """``--root`` at one run's workdir (``attnlab.main --workdir``): one row, its seeds pooled."""
+  root, _, _ = tiny_sweep
+  run = root / "variant=additive,train_len=8"
+  assert report.main(["--root", str(run), "--out", str(tmp_path)]) == 0
+  with open(tmp_path / "results.csv", encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  overall = [r for r in rows if r["bucket"] == "all" and r["metric"] == "exact_match"]
+  assert len(overall) == 1
+  assert overall[0]["run"] == "variant=additive,train_len=8" and overall[0]["num_seeds"] == "2"
+  text = (tmp_path / "results.md").read_text(encoding="utf-8")
+  table = text[text.index("**all test examples**"):].splitlines()
+  assert [line for line in table if line.startswith("| variant=")] == [
+      line for line in table if line.startswith("| variant=additive,train_len=8 |")]
+  assert len([line for line in table if line.startswith("| variant=")]) == 1
+  assert (tmp_path / "exact_match_vs_length.png").exists()
+  assert (tmp_path / "attention_grid.png").exists()
+  assert "results.md" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("setup,needle", [
+    (lambda d: None, "no such folder"),
+    (lambda d: (d.mkdir(), (d / "config.json").write_text("{}")), "has not finished"),
+    (lambda d: d.mkdir(), "no finished trials"),
+])
+def test_a_root_without_results_is_one_line_and_exit_2(tmp_path, capsys, setup, needle):
+  root = tmp_path / "run"
+  setup(root)
+  with pytest.raises(SystemExit) as exit_info:
+    report.main(["--root", str(root)])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+
+
+def test_a_bad_line_axis_is_one_line_and_exit_2(tiny_sweep, tmp_path, capsys):
+  root, _, _ = tiny_sweep
+  with pytest.raises(SystemExit) as exit_info:
+    report.main(["--root", str(root), "--out", str(tmp_path), "--line", "nope"])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()  # after the note on the broken trial
+  assert err[-1] == "error: --line 'nope' is not an axis of this sweep: variant, train_len"
+  assert [line for line in err if line.startswith("error:")] == err[-1:]

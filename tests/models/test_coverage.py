@@ -115,7 +115,7 @@ def test_additive_score_with_coverage_is_see_et_al():
   query = jnp.asarray(rng.standard_normal((2, 1, 6)), jnp.float32)
   keys = jnp.asarray(rng.standard_normal((2, 4, 5)), jnp.float32)
   coverage = jnp.asarray(rng.uniform(0, 2, (2, 4)), jnp.float32)
-  attn = Attention(score="additive", attention_dim=7, coverage=True)
+  attn = Attention.create(attention="additive", attention_dim=7, coverage=True)
   params = random_params(attn.init, query, keys, method=attn.attend, coverage=coverage,
                          seed=1, scale=0.5)
   context, weights = attn.apply(params, query, keys, method=attn.attend, coverage=coverage)
@@ -146,6 +146,6 @@ def test_without_coverage_the_state_carries_nothing_and_params_are_unchanged():
 
 def test_coverage_needs_an_attention_decoder():
   src, lengths, tgt_in = make_batch()
-  model = Seq2Seq(src_vocab_size=11, tgt_vocab_size=9, decoder="none", coverage=True)
+  model = Seq2Seq.create(src_vocab_size=11, tgt_vocab_size=9, decoder="none", coverage=True)
   with pytest.raises(ValueError, match="coverage"):
     jax.eval_shape(model.init, jax.random.key(0), src, lengths, tgt_in)

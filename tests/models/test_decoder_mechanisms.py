@@ -42,7 +42,7 @@ def make_model(style, mechanism, **overrides):
   kwargs = dict(src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB, emb_dim=EMB,
                 hidden_dim=HIDDEN, bidirectional=False, max_src_len=8, local_window=1,
                 cell="rnn")
-  return Seq2Seq(**{**kwargs, **STYLES[style], **MECHANISMS[mechanism], **overrides})
+  return Seq2Seq.create(**{**kwargs, **STYLES[style], **MECHANISMS[mechanism], **overrides})
 
 
 def make_batch(seed=0):

@@ -36,7 +36,7 @@ def random_inputs(seed, lengths=LENGTHS, src_len=SRC_LEN, tgt_len=TGT_LEN):
 def make_model(**overrides):
   kwargs = dict(src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB, emb_dim=EMB,
                 hidden_dim=HIDDEN, bidirectional=True, max_src_len=8, copy=True)
-  return Seq2Seq(**{**kwargs, **overrides})
+  return Seq2Seq.create(**{**kwargs, **overrides})
 
 
 # Wider than the other model tests' 0.3: gives p_gen and the copy mass more spread.

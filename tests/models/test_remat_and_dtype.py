@@ -30,7 +30,7 @@ def test_remat_changes_nothing_but_memory(cell, style, bidirectional):
   kwargs = dict(src_vocab_size=20, tgt_vocab_size=20, emb_dim=8, hidden_dim=12, cell=cell,
                 decoder=style, attention="additive", bidirectional=bidirectional,
                 encoder_layers=2)
-  plain, remat = Seq2Seq(**kwargs), Seq2Seq(**kwargs, remat=True)
+  plain, remat = Seq2Seq.create(**kwargs), Seq2Seq.create(**kwargs, remat=True)
   params = plain.init(jax.random.key(0), src, lengths, tgt)
   # The same parameter tree (checkpoints move between the two) and the same initial values.
   remat_params = remat.init(jax.random.key(0), src, lengths, tgt)
@@ -47,8 +47,9 @@ def test_remat_keeps_fewer_bytes_for_the_backward_pass():
   src, lengths, tgt = _batch(batch=8, src_len=60, tgt_len=30)
   sizes = {}
   for remat in (False, True):
-    model = Seq2Seq(src_vocab_size=20, tgt_vocab_size=20, emb_dim=16, hidden_dim=32,
-                    decoder="luong", attention="general", bidirectional=True, remat=remat)
+    model = Seq2Seq.create(src_vocab_size=20, tgt_vocab_size=20, emb_dim=16, hidden_dim=32,
+                           decoder="luong", attention="general", bidirectional=True,
+                           remat=remat)
     params = model.init(jax.random.key(0), src, lengths, tgt)
     compiled = jax.jit(lambda p: _loss_and_grads(model, p, src, lengths, tgt)).lower(
         params).compile()
@@ -63,7 +64,7 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_parameters_and_outputs(
   src, lengths, tgt = _batch()
   kwargs = dict(src_vocab_size=20, tgt_vocab_size=20, emb_dim=8, hidden_dim=12,
                 decoder="luong", attention="general", bidirectional=True)
-  f32, bf16 = Seq2Seq(**kwargs), Seq2Seq(**kwargs, dtype=jnp.bfloat16)
+  f32, bf16 = Seq2Seq.create(**kwargs), Seq2Seq.create(**kwargs, dtype=jnp.bfloat16)
   params = f32.init(jax.random.key(0), src, lengths, tgt)
   bf16_params = bf16.init(jax.random.key(0), src, lengths, tgt)
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(bf16_params))

@@ -143,8 +143,8 @@ def test_reverse_task_data():
 @pytest.mark.slow
 def test_learns_to_reverse_sequences():
   vocab = 4 + REVERSE_SYMBOLS
-  model = Seq2Seq(src_vocab_size=vocab, tgt_vocab_size=vocab, emb_dim=32, hidden_dim=64,
-                  cell="gru", bidirectional=True, decoder="luong", attention="general")
+  model = Seq2Seq.create(src_vocab_size=vocab, tgt_vocab_size=vocab, emb_dim=32, hidden_dim=64,
+                         cell="gru", bidirectional=True, decoder="luong", attention="general")
   # 300 steps reach 100% on seeds 0, 1, 2; 400 reach 100% on seeds 0, 1, 3, 4, 5. The cosine
   # decay matters: at a constant 5e-3, exact match still dips by a few % late in training.
   steps, batch_size = 400, 64

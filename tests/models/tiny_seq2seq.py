@@ -43,7 +43,7 @@ def random_params(module_or_init, *args, seed=0, scale=0.3, **kwargs):
 
 def make_model(**kwargs):
   """A tiny Seq2Seq of these sizes with a bidirectional encoder (d_enc = 2 * hidden != hidden),
-  any field overridden by ``kwargs``."""
+  any option (``attnlab.options.ModelOptions`` field) overridden by ``kwargs``."""
   defaults = dict(src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB, emb_dim=EMB,
                   hidden_dim=HIDDEN, bidirectional=True, max_src_len=8)
-  return Seq2Seq(**{**defaults, **kwargs})
+  return Seq2Seq.create(**{**defaults, **kwargs})

@@ -1,0 +1,172 @@
+"""Decode and evaluation outputs in standard formats, one line per sentence.
+
+Alignments (``--alignments=FILE`` in decode mode) are in Pharaoh format, as fast_align and
+OpenNMT write them: one line per input line, space-separated links ``i-j`` with ``i`` the
+0-based source token index and ``j`` the 0-based output token index; each output token
+(EOS excluded) is linked to the source position of its largest decoding attention weight
+(the first of equals). Tokens are the task's (characters for the date task). An empty input
+line, or an empty output, gives an empty line, so the file has as many lines as the input.
+
+Attention weights (``--alignment_weights=FILE``) are JSON Lines, one object per input line:
+``{"source": [src_len tokens], "target": [out_len tokens], "weights": [out_len][src_len]}``,
+rows the output tokens (EOS excluded) as in the alignment file.
+
+Evaluation examples (``DIR/eval_{split}_examples.jsonl`` in eval mode): one object per example
+with ``source``, ``reference``, ``hypothesis`` (text), ``score`` (the decoder's ranking score:
+the sum of token log-probabilities for greedy decoding, length- and coverage-penalized for
+beam search), ``log_prob`` (the sum of token log-probabilities), ``exact_match``, and
+``sentence_bleu`` (text tasks) and ``alignment_error_rate`` (tasks that know the true alignment;
+of the teacher-forced attention, as the corpus metric) where they apply.
+
+All JSON is strict: non-finite floats are ``null`` (``attnlab.summaries.dumps``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+import numpy as np
+
+from attnlab import metrics as metrics_lib
+from attnlab import summaries
+
+WEIGHT_DECIMALS = 6  # attention weights are float32: 6 decimals keep their precision
+
+
+@dataclasses.dataclass(frozen=True)
+class Translation:
+  """One decoded input line.
+
+  Attributes:
+    text: the output line (empty for an empty input line).
+    source: [src_len] source tokens as the model saw them (after truncation).
+    target: [out_len] output tokens, EOS excluded.
+    attention: [out_len, src_len] decoding attention of each output token.
+    score: the decoder's ranking score; log_prob: the sum of token log-probabilities
+      (both None for an empty input line).
+  """
+
+  text: str
+  source: tuple[str, ...] = ()
+  target: tuple[str, ...] = ()
+  attention: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.float32))
+  score: float | None = None
+  log_prob: float | None = None
+
+
+def alignment_links(attention) -> list[tuple[int, int]]:
+  """Hard alignment of an attention matrix: [out_len, src_len] -> [(src, out)] links.
+
+  Each output position ``j`` (a row) links to ``argmax_i attention[j, i]`` (the first of
+  equals); links come in output order. An empty matrix gives no links.
+  """
+  attention = np.asarray(attention)
+  if attention.ndim != 2:
+    raise ValueError(f"attention must be [out_len, src_len], got shape {attention.shape}")
+  if attention.shape[0] == 0:
+    return []
+  if attention.shape[1] == 0:
+    raise ValueError(f"{attention.shape[0]} output tokens cannot align to an empty source")
+  return [(int(i), j) for j, i in enumerate(np.argmax(attention, axis=1))]
+
+
+def pharaoh(links: Sequence[tuple[int, int]]) -> str:
+  """Links [(src, out)] as one Pharaoh line: ``"0-0 2-1 1-2"``."""
+  return " ".join(f"{i}-{j}" for i, j in links)
+
+
+def weights_record(translation: Translation) -> dict:
+  """The ``--alignment_weights`` JSON object of one translation (module doc)."""
+  weights = np.round(np.asarray(translation.attention, np.float64), WEIGHT_DECIMALS)
+  return {"source": list(translation.source), "target": list(translation.target),
+          "weights": weights.tolist()}
+
+
+def is_regular_file(stream: IO) -> bool:
+  """Whether ``stream`` reads a regular file (not a pipe or terminal): its lines are all
+  there already, so decoding may batch them without delaying any output."""
+  try:
+    return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+  except (AttributeError, OSError, ValueError):  # no file descriptor (e.g. io.StringIO)
+    return False
+
+
+class DecodeWriter:
+  """Writes each translation as it comes: its text to ``out``, its Pharaoh alignment and its
+  weights to the optional files, every one flushed at once (a Unix filter).
+
+  Raises OSError when a file cannot be opened.
+  """
+
+  def __init__(self, out: IO[str], alignments: str | None = None,
+               alignment_weights: str | None = None):
+    self.out = out
+    self.files = []
+    self.alignments = self._open(alignments)
+    self.weights = self._open(alignment_weights)
+
+  def _open(self, path: str | None):
+    if not path:
+      return None
+    f = open(path, "w", encoding="utf-8")  # pylint: disable=consider-using-with
+    self.files.append(f)
+    return f
+
+  def write(self, translation: Translation) -> None:
+    if self.alignments is not None:
+      self.alignments.write(pharaoh(alignment_links(translation.attention)) + "\n")
+      self.alignments.flush()
+    if self.weights is not None:
+      self.weights.write(summaries.dumps(weights_record(translation)) + "\n")
+      self.weights.flush()
+    self.out.write(translation.text + "\n")
+    self.out.flush()
+
+  def close(self) -> None:
+    for f in self.files:
+      f.close()
+
+  def __enter__(self) -> DecodeWriter:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def example_row(record: dict, text: Callable[[Sequence[str]], str], prediction: Sequence[str],
+                with_alignment: bool) -> dict:
+  """The ``eval_{split}_examples.jsonl`` object of one ``train.evaluate`` record.
+
+  Args:
+    record: an evaluate record: ``example``, ``score``, ``log_prob``, ``exact_match``,
+      ``sentence_bleu`` (text tasks), ``forced_attention`` [tgt_len + 1, src_len].
+    text: tokens -> the task's text (``train.detokenize``).
+    prediction: the predicted tokens, EOS excluded.
+    with_alignment: add ``alignment_error_rate`` (the task knows the true alignment and the
+      model attends).
+  """
+  example = record["example"]
+  row: dict[str, Any] = {
+      "source": text(example.src), "reference": text(example.tgt), "hypothesis": text(prediction),
+      "score": record["score"], "log_prob": record["log_prob"],
+      "exact_match": bool(record["exact_match"]),
+  }
+  if "sentence_bleu" in record:
+    row["sentence_bleu"] = record["sentence_bleu"]
+  if with_alignment:
+    row["alignment_error_rate"] = metrics_lib.alignment_error_rate(
+        record["forced_attention"], example.alignment)
+  return row
+
+
+def write_jsonl(path: str, rows: Sequence[dict]) -> None:
+  """One strict-JSON object per line, written atomically (a crash never leaves half a file)."""
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    for row in rows:
+      f.write(summaries.dumps(row) + "\n")
+  os.replace(tmp, path)

@@ -1,0 +1,150 @@
+"""What a run writes for people and tools: strict JSON, and TensorBoard summaries.
+
+JSON: every JSON file a run writes (``metrics.jsonl``, ``summary.json``, ``eval_*.json``,
+``config.json``, ``vocab.json``) is strict JSON (RFC 8259). A non-finite float (NaN, +inf,
+-inf: the loss of a diverged run, an undefined metric) is written as ``null``, which
+JavaScript's ``JSON.parse``, jq and every strict parser accept, where Python's default bare
+``NaN`` is rejected. `dumps` does this with simplejson's ``ignore_nan`` (the ECMA-262
+behaviour) and passes ``allow_nan=False`` as a guard: should a value ever bypass it, writing
+raises instead of producing a file other tools cannot read. Numpy and JAX scalars and arrays
+are written as numbers and lists.
+
+TensorBoard: pure helpers the run's ``MetricWriter`` (``attnlab.train``) feeds to
+tensorboardX: the config as hparams (`flatten_hparams`, `hparams_summaries`), per-length-bucket
+scalars (`bucket_scalars`), example translations as a markdown table (`examples_markdown`),
+figures as image arrays (`figure_to_array`) and optimizer steps per second (`StepRate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import simplejson
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+BY_LENGTH = "_by_length"  # suffix of evaluate()'s per-source-length-bucket metrics
+
+
+# ---------------------------------------------------------------- JSON
+
+def _builtin(value: Any) -> Any:
+  """``default`` hook: numpy/JAX scalars and arrays as Python numbers and lists."""
+  if hasattr(value, "tolist"):  # np.generic, np.ndarray, jax.Array
+    return value.tolist()
+  return float(value)
+
+
+def dumps(obj: Any, **kwargs) -> str:
+  """``obj`` as strict JSON text: non-finite floats become ``null`` (module doc).
+
+  Keyword arguments go to ``simplejson.dumps`` (e.g. ``indent=2``).
+  """
+  return simplejson.dumps(obj, ignore_nan=True, allow_nan=False, default=_builtin, **kwargs)
+
+
+def dump(obj: Any, fp, **kwargs) -> None:
+  """Writes ``dumps(obj, **kwargs)`` to the text file ``fp``."""
+  fp.write(dumps(obj, **kwargs))
+
+
+# ---------------------------------------------------------------- hparams
+
+HParam = bool | int | float | str
+
+
+def flatten_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, HParam]:
+  """The scalar and string leaves of a nested config dict, keyed by dotted path.
+
+  ``{"model": {"attention": "dot", "hidden_dim": 32}, "seed": 0}`` ->
+  ``{"model.attention": "dot", "model.hidden_dim": 32, "seed": 0}``. Lists, tuples and
+  None are left out (TensorBoard's hparams are bools, numbers and strings).
+  """
+  flat = {}
+  for key, value in config.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, Mapping):
+      flat.update(flatten_hparams(value, name + "."))
+    elif isinstance(value, (bool, int, float, str)):
+      flat[name] = value
+  return flat
+
+
+def hparams_summaries(hparams: Mapping[str, HParam], metric_tags: Sequence[str]) -> list:
+  """TensorBoard's HParams-plugin summaries of one run (tensorboardX protos).
+
+  Args:
+    hparams: {name: value} of this run (`flatten_hparams`).
+    metric_tags: scalar tags of this run shown as its metrics in the HParams dashboard
+      (e.g. ``test/exact_match``); the run writes their values as ordinary scalars.
+
+  Returns:
+    [experiment, session start, session end] ``Summary`` protos, to add to the run's own
+    event file (so every trial of a sweep is one session under ``tensorboard --logdir ROOT``).
+  """
+  from tensorboardX.summary import hparams as hparams_protos  # only process 0 writes
+  return list(hparams_protos(dict(hparams), {tag: 0.0 for tag in metric_tags}))
+
+
+# ---------------------------------------------------------------- scalars
+
+def bucket_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+  """Per-length-bucket means as flat scalars.
+
+  ``{"exact_match_by_length": {"1-10": {"mean": 0.9, ...}}}`` ->
+  ``{"exact_match_by_length/1-10": 0.9}``, for every ``*_by_length`` entry of ``evaluate``.
+  """
+  out = {}
+  for name, buckets in metrics.items():
+    if name.endswith(BY_LENGTH) and isinstance(buckets, Mapping):
+      for label, cell in buckets.items():
+        out[f"{name}/{label}"] = float(cell["mean"])
+  return out
+
+
+class StepRate:
+  """Optimizer steps per second between successive calls.
+
+  ``StepRate(step0, t0)``; ``rate(step, t)`` -> (step - previous step) / (t - previous t),
+  then ``(step, t)`` becomes the previous point. None when no time passed.
+  """
+
+  def __init__(self, step: int, time_s: float):
+    self.step, self.time_s = step, time_s
+
+  def rate(self, step: int, time_s: float) -> float | None:
+    elapsed = time_s - self.time_s
+    value = (step - self.step) / elapsed if elapsed > 0 else None
+    self.step, self.time_s = step, time_s
+    return value
+
+
+# ---------------------------------------------------------------- text and images
+
+def _cell(text: str) -> str:
+  """Text safe inside a markdown table cell."""
+  return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") or " "
+
+
+def examples_markdown(rows: Sequence[Mapping[str, str]]) -> str:
+  """A markdown table (TensorBoard's text dashboard renders it) of example translations.
+
+  Args:
+    rows: [n] of {column: text}, e.g. {"source", "reference", "prediction"}; the first row's
+      keys are the columns.
+  """
+  if not rows:
+    return ""
+  columns = list(rows[0])
+  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(_cell(str(row[c])) for c in columns) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def figure_to_array(fig: Figure) -> np.ndarray:
+  """Renders a matplotlib Figure with Agg (no pyplot): [height, width, 3] uint8 RGB."""
+  canvas = FigureCanvasAgg(fig)
+  canvas.draw()
+  return np.asarray(canvas.buffer_rgba())[..., :3].copy()

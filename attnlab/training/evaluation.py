@@ -1,0 +1,226 @@
+"""Evaluation: batched greedy / beam decoding, ``evaluate`` (every metric, overall and per
+source-length bucket, and one record per example), the text of records (log line,
+heatmaps, the longest example), all shared by training, eval and decode.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from attnlab import decoding, metrics as metrics_lib, parallel, plots
+from attnlab.data import TaskData, eval_batches
+from attnlab.data.corpus import tokenize as corpus_tokenize
+from attnlab.data.tasks import Example
+from attnlab.training.prepare import Prepared
+from attnlab.training.steps import TrainState, eval_step
+
+
+def decode_batch(model, params, batch: dict, max_len: int, beam_size: int = 1,
+                 alpha: float = 0.6, coverage_penalty: float = 0.0) -> decoding.DecodeResult:
+  """Greedy (beam_size 1) or beam-search decoding of a batch; beam: the best hypothesis
+  (ranked with length penalty ``alpha`` and coverage penalty ``coverage_penalty``).
+
+  A copy model reads ``batch['src_ext']`` and predicts extended ids (``copy_oovs``)."""
+  variables = {"params": params}
+  src_ext = batch.get("src_ext")
+  if beam_size == 1:
+    return decoding.greedy_decode(model, variables, batch["src"], batch["src_lengths"], max_len,
+                                  src_ext=src_ext)
+  result = decoding.beam_search(model, variables, batch["src"], batch["src_lengths"], max_len,
+                                beam_size=beam_size, alpha=alpha, beta=coverage_penalty,
+                                src_ext=src_ext)
+  return jax.tree.map(lambda x: x[:, 0], result)
+
+
+def detokenize(task_name: str, tokens: Sequence[str]) -> str:
+  """Tokens as text: characters joined for the date task, words spaced otherwise."""
+  return ("" if task_name == "date" else " ").join(tokens)
+
+
+def source_tokens(data_config: ml_collections.ConfigDict, line: str) -> tuple[str, ...]:
+  """Tokenizes one line of raw input the way the task's sources are tokenized."""
+  if data_config.task == "date":
+    return tuple(line.strip().replace(" ", ""))
+  if data_config.task == "corpus":
+    return corpus_tokenize(line, data_config.get("lowercase", True))
+  return tuple(line.split())
+
+
+def length_boundaries(config, lengths: np.ndarray) -> list[int]:
+  """Upper bounds of the per-length buckets: ``eval.length_boundaries``, else tens."""
+  if config.eval.length_boundaries:
+    return sorted(int(b) for b in config.eval.length_boundaries)
+  longest = int(lengths.max())
+  if longest <= 10:
+    return [longest]
+  return list(range(10, longest, 10)) + [longest]
+
+
+def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
+             config: ml_collections.ConfigDict) -> tuple[dict, list[dict]]:
+  """Metrics of ``state`` on ``examples``, and one record per example.
+
+  Teacher-forced loss, perplexity, token accuracy and attention entropy;
+  exact match (greedy or beam decoding, never teacher-forced), overall and per
+  source-length bucket; BLEU for text tasks; alignment error rate where the
+  task knows the true alignment.
+
+  A record holds the ``example``, its ``prediction`` (ids, EOS included), ``decode_attention``
+  [len(prediction), src_len], teacher-forced ``forced_attention`` [tgt_len + 1, src_len],
+  ``oovs``, the decoder's ``score`` and ``log_prob``, ``exact_match`` and, for text tasks,
+  ``sentence_bleu``.
+  """
+  task = prepared.task
+  if config.eval.max_examples:
+    examples = examples[:config.eval.max_examples]
+  sums = {"loss_sum": 0.0, "tokens": 0, "correct": 0, "entropy_sum": 0.0, "entropy_rows": 0}
+  records = [None] * len(examples)
+  copy = is_copy_model(prepared.model)
+  for batch in eval_batches(examples, task.src_vocab, task.tgt_vocab,
+                            config.batching.eval_batch_size, prepared.buckets, copy=copy):
+    device_batch = on_mesh({k: v for k, v in batch.items() if k != "index"}, prepared.mesh)
+    out = eval_step(state, device_batch)
+    decoded = decode_batch(prepared.model, state.params, device_batch, prepared.max_decode_len,
+                           config.eval.beam_size, config.eval.length_penalty,
+                           config.eval.coverage_penalty)
+    out, decoded = jax.device_get((out, decoded))
+    for key in sums:
+      sums[key] += out[key].item()
+    for row, index in enumerate(batch["index"]):
+      if index < 0:
+        continue
+      length = int(decoded.lengths[row])
+      records[index] = {
+          "example": examples[index],
+          "prediction": [int(t) for t in decoded.tokens[row, :length]],
+          "decode_attention": decoded.attention[row, :length, :batch["src_lengths"][row]],
+          "forced_attention": out["attention"][row, :batch["tgt_lengths"][row],
+                                               :batch["src_lengths"][row]],
+          "oovs": copy_oovs(task, examples[index], prepared.model),
+          "score": float(decoded.scores[row]),
+          "log_prob": float(decoded.log_probs[row]),
+      }
+  # A copy model's references are in extended ids too: a copied OOV word counts as correct.
+  references = [task.tgt_vocab.encode(r["example"].tgt) if r["oovs"] is None
+                else task.tgt_vocab.encode_extended(r["example"].tgt, r["oovs"])
+                for r in records]
+  predictions = [r["prediction"] for r in records]
+  correct = np.array([metrics_lib.strip_special(p) == ref
+                      for p, ref in zip(predictions, references)], float)
+  for record, match in zip(records, correct):
+    record["exact_match"] = bool(match)
+  src_lengths = np.array([len(r["example"].src) for r in records])
+  boundaries = length_boundaries(config, src_lengths)
+  result = {
+      "loss": sums["loss_sum"] / max(sums["tokens"], 1),
+      "perplexity": (metrics_lib.perplexity(sums["loss_sum"], max(sums["tokens"], 1))
+                     if np.isfinite(sums["loss_sum"]) else float("nan")),
+      "token_accuracy": sums["correct"] / max(sums["tokens"], 1),
+      "exact_match": float(correct.mean()),
+      "exact_match_by_length": metrics_lib.per_bucket_mean(correct, src_lengths, boundaries),
+      "num_examples": len(records),
+  }
+  if prepared.model.decoder != "none":
+    result["attention_entropy"] = sums["entropy_sum"] / max(sums["entropy_rows"], 1)
+  if task.is_text:
+    hyps = [" ".join(task.tgt_vocab.decode(r["prediction"], r["oovs"])) for r in records]
+    refs = [" ".join(r["example"].tgt) for r in records]
+    result["bleu"] = metrics_lib.corpus_bleu(hyps, refs)
+    sentence_bleu = np.array([metrics_lib.corpus_bleu([h], [r]) for h, r in zip(hyps, refs)])
+    for record, bleu in zip(records, sentence_bleu):
+      record["sentence_bleu"] = float(bleu)
+    result["bleu_by_length"] = metrics_lib.per_bucket_mean(sentence_bleu, src_lengths, boundaries)
+  if task.has_alignment and prepared.model.decoder != "none":
+    result["alignment_error_rate"] = metrics_lib.corpus_alignment_error_rate(
+        [r["forced_attention"] for r in records], [r["example"].alignment for r in records])
+    result["alignment_error_rate_by_length"] = metrics_lib.per_bucket_alignment_error_rate(
+        [r["forced_attention"] for r in records], [r["example"].alignment for r in records],
+        src_lengths, boundaries)
+  return result, records
+
+
+def on_mesh(batch: dict, mesh) -> dict:
+  """An evaluation batch split by rows over ``mesh`` when it divides evenly (one process);
+  otherwise left on the host, and the jitted call computes it whole on every device."""
+  if (mesh is None or jax.process_count() > 1 or
+      any(np.ndim(v) == 0 or np.shape(v)[0] % mesh.devices.size for v in batch.values())):
+    return batch
+  return parallel.shard_batch(batch, mesh)
+
+
+def scalars(metrics: dict) -> dict:
+  """The scalar entries of a metrics dict, as Python floats."""
+  return {k: float(v) for k, v in metrics.items()
+          if isinstance(v, (int, float, np.number)) or (isinstance(v, np.ndarray) and v.ndim == 0)}
+
+
+def is_copy_model(model) -> bool:
+  """Whether ``model`` is a copy model (pointer-generator: predicts extended ids)."""
+  return bool(getattr(model, "copy", False))
+
+
+def copy_oovs(task: TaskData, example: Example, model) -> tuple[str, ...] | None:
+  """A copy model's extended-vocabulary slots for ``example``: its source words outside the
+  target vocabulary (extended id ``len(tgt_vocab) + k`` is the k-th); None for other models."""
+  return task.tgt_vocab.source_oovs(example.src) if is_copy_model(model) else None
+
+
+def prediction_tokens(record: dict, task: TaskData) -> list[str]:
+  """Every predicted token of a record (EOS included), copied OOVs as their source words."""
+  return [task.tgt_vocab.token(t, record.get("oovs")) for t in record["prediction"]]
+
+
+def prediction_text(record: dict, task: TaskData) -> list[str]:
+  """The predicted sentence of a record (up to EOS), copied OOVs as their source words."""
+  return task.tgt_vocab.decode(record["prediction"], record.get("oovs"))
+
+
+def heatmap_parts(record: dict, task: TaskData) -> tuple:
+  """(weights [out_len, src_len], source tokens, output tokens, title) of a record's heatmap."""
+  src = list(record["example"].src)
+  title = (f"{detokenize(task.name, src)} -> "
+           f"{detokenize(task.name, prediction_text(record, task))}")
+  return record["decode_attention"], src, prediction_tokens(record, task), title
+
+
+def write_heatmaps(records: Sequence[dict], task: TaskData, directory: str, count: int,
+                   prefix: str = "attention", start: int = 0) -> list[str]:
+  """Attention heatmaps (source on x, output on y) of the first ``count`` records, numbered
+  from ``start``: ``{prefix}_{start}.png``, ..."""
+  paths = []
+  for i, record in enumerate(records[:count], start):
+    weights, src, out, title = heatmap_parts(record, task)
+    path = os.path.join(directory, f"{prefix}_{i}.png")
+    plots.plot_attention(weights, src, out, path, title=title)
+    paths.append(path)
+  return paths
+
+
+def longest_example(records: Sequence[dict], task: TaskData) -> dict:
+  """The record with the longest source (the first of equals) as JSON: tokens and attention.
+
+  Every trial of a sweep shares its test set, so this is the same example in all of them
+  (``experiments.report`` draws its attention across variants). ``attention`` is the
+  decoding attention [len(prediction), len(src)], rows = predicted tokens (EOS included).
+  """
+  index = max(range(len(records)), key=lambda i: len(records[i]["example"].src))
+  record = records[index]
+  return {"index": index, "src": list(record["example"].src),
+          "target": list(record["example"].tgt),
+          "prediction": prediction_tokens(record, task),
+          "attention": np.round(np.asarray(record["decode_attention"], float), 4).tolist()}
+
+
+def log_line(step: int, loss: float, record: dict, task: TaskData) -> str:
+  """The line training prints at each log step: loss, and one example's translation."""
+  example = record["example"]
+  return (f"step {step:6d} | loss {loss:.4f} | input {detokenize(task.name, example.src)} | "
+          f"target {detokenize(task.name, example.tgt)} | prediction "
+          f"{detokenize(task.name, prediction_text(record, task))}")
+

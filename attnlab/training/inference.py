@@ -1,0 +1,219 @@
+"""A run restored from its workdir: ``--mode=eval`` (``evaluate_checkpoint``) and
+``--mode=decode`` (``decode_stream``), from ``--workdir`` alone.
+
+The run's ``config.json`` is read back when no config is given (``load_config``); a config that
+is given must describe the same model (``workdir.check_same_model``: the differing keys are
+named). Decoding rebuilds the vocabularies from ``vocab.json`` and the shapes from
+``run.json`` and never builds the dataset; evaluation builds the dataset's split it scores.
+A checkpoint that does not restore is moved aside and the next one is used, as in training.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import os
+from typing import Iterable, Iterator, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from attnlab import export
+from attnlab.config import ConfigError, build_model
+from attnlab.data import TaskData, Vocab, encode_batch
+from attnlab.data.tasks import Example
+from attnlab.training import workdir as workdir_lib
+from attnlab.training.evaluation import (copy_oovs, decode_batch, detokenize, evaluate,
+                                         is_copy_model, prediction_text, source_tokens,
+                                         write_heatmaps)
+from attnlab.training.prepare import Prepared, init_state, prepare
+from attnlab.training.steps import TrainState
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run was trained with (its ``config.json``), as a ConfigDict."""
+  workdir_lib.check(workdir, create=False)
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise workdir_lib.WorkdirError(f"{path} does not exist: --workdir is not a run's folder "
+                                   "(or pass --config)")
+  config = workdir_lib.read_json(path)
+  # JSON has no tuples: the fields that are tuples in configs come back as lists.
+  config.get("eval", {})["length_boundaries"] = tuple(
+      config.get("eval", {}).get("length_boundaries") or ())
+  return ml_collections.ConfigDict(config)
+
+
+def prepare_for_decoding(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
+  """The run's model, vocabularies and shapes from ``vocab.json`` and ``run.json``, without
+  building the dataset (a workdir written before run.json existed: from the dataset)."""
+  shapes_path = os.path.join(workdir, "run.json")
+  if not os.path.isfile(shapes_path):
+    prepared = prepare(config)
+    workdir_lib.check_same_vocab(prepared.task, workdir)
+    return prepared
+  shapes = workdir_lib.read_json(shapes_path)
+  vocab = workdir_lib.read_json(os.path.join(workdir, "vocab.json"))
+  src_vocab, tgt_vocab = Vocab(tuple(vocab["src"])), Vocab(tuple(vocab["tgt"]))
+  task = TaskData(config.data.task, (), (), (), src_vocab, tgt_vocab, is_text=False,
+                  has_alignment=False)
+  model = build_model(config, len(src_vocab), len(tgt_vocab), shapes["max_src_len"])
+  return Prepared(task=task, buckets=tuple(map(tuple, shapes["buckets"])), model=model,
+                  max_src_len=shapes["max_src_len"], max_decode_len=shapes["max_decode_len"])
+
+
+def restore_for_inference(config: ml_collections.ConfigDict, workdir: str, which: str = "best",
+                          for_decoding: bool = False) -> tuple[TrainState, Prepared, int]:
+  """The prepared task/model and the state of the ``best`` or ``latest`` checkpoint.
+
+  A checkpoint that does not restore is moved aside (as in training) and the next one is
+  used: for ``best``, the best, then the newest first; for ``latest``, newest first.
+  ``for_decoding``: the model and vocabularies come from the workdir (no dataset is built).
+  Raises ``workdir.WorkdirError`` (creating nothing) when the workdir does not exist or
+  holds another model's run, FileNotFoundError when no checkpoint restores.
+  """
+  workdir_lib.check(workdir, create=False)
+  workdir_lib.check_same_model(config, workdir)
+  if config.get("num_seeds", 1) > 1:
+    raise ConfigError("num_seeds", "eval and decode modes restore one model, but this "
+                      "workdir's checkpoints hold num_seeds stacked models (multi-seed)")
+  checkpoints = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(checkpoints):
+    raise FileNotFoundError(f"no checkpoint in {checkpoints}: train first (--mode=train)")
+  if for_decoding:
+    prepared = prepare_for_decoding(config, workdir)
+  else:
+    prepared = prepare(config)
+    workdir_lib.check_same_vocab(prepared.task, workdir)
+  ckpt = workdir_lib.checkpointer(workdir, config)
+  try:
+    steps = sorted(ckpt.all_steps(), reverse=True)
+    best = ckpt.best_step()
+    if which == "best" and best is not None:
+      steps = [best] + [s for s in steps if s != best]
+    restored = ckpt.restore_first(steps, init_state(config, prepared))
+  finally:
+    ckpt.close()
+  if restored is None:
+    raise FileNotFoundError(
+        f"no checkpoint in {checkpoints}: train first (--mode=train)" if not steps else
+        f"no checkpoint in {checkpoints} restores (moved to {checkpoints}_corrupted): "
+        "train again (--mode=train)")
+  step, state = restored
+  if step != steps[0]:
+    logging.warning("using the checkpoint of step %d instead", step)
+  return state, prepared, step
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: str = "best",
+                        split: str = "test") -> dict:
+  """Evaluates a saved checkpoint on a split; writes ``eval_{split}.json`` and, one line per
+  example, ``eval_{split}_examples.jsonl`` (source, reference, hypothesis, score, per-example
+  metrics: ``attnlab.export``). Holds the workdir's lock."""
+  workdir_lib.check(workdir, create=False)
+  with workdir_lib.writer_lock(workdir):
+    state, prepared, step = restore_for_inference(config, workdir, which)
+    task = prepared.task
+    examples = getattr(task, split)
+    result, records = evaluate(state, prepared, examples, config)
+    result = {"checkpoint": which, "step": step, "split": split, **result}
+    workdir_lib.write_json(os.path.join(workdir, f"eval_{split}.json"), result)
+    with_alignment = task.has_alignment and prepared.model.decoder != "none"
+    text = functools.partial(detokenize, task.name)
+    export.write_jsonl(os.path.join(workdir, f"eval_{split}_examples.jsonl"),
+                       [export.example_row(r, text, prediction_text(r, task), with_alignment)
+                        for r in records])
+  return result
+
+
+def checked_source(config, prepared: Prepared, line: str, number: int) -> tuple[str, ...]:
+  """The tokens of input line ``number`` (1-based), cut to the model's longest source under
+  ``eval.on_long_input='truncate'``; ValueError naming the line otherwise."""
+  tokens = source_tokens(config.data, line)
+  if len(tokens) <= prepared.max_src_len:
+    return tokens
+  message = (f"input line {number} has {len(tokens)} tokens; the model's longest source is "
+             f"{prepared.max_src_len}")
+  if config.eval.on_long_input == "error":
+    raise ValueError(message + " (eval.on_long_input='truncate' cuts such lines)")
+  logging.warning("%s: truncated", message)
+  return tokens[:prepared.max_src_len]
+
+
+def decode_sources(state: TrainState, prepared: Prepared, config, sources: Sequence[tuple],
+                    rows: int) -> list[dict]:
+  """Decodes up to ``rows`` non-empty sources in one batch of ``rows`` rows (one compiled
+  shape whatever their number); one record per source (``evaluate``'s keys, no reference)."""
+  task = prepared.task
+  examples = [Example(src=src, tgt=()) for src in sources]
+  batch = encode_batch(examples, range(len(examples)), task.src_vocab, task.tgt_vocab,
+                       (prepared.max_src_len, prepared.max_decode_len), rows,
+                       copy=is_copy_model(prepared.model))
+  decoded = jax.device_get(decode_batch(
+      prepared.model, state.params,
+      {k: batch[k] for k in ("src", "src_lengths", "src_ext") if k in batch},
+      prepared.max_decode_len, config.eval.beam_size, config.eval.length_penalty,
+      config.eval.coverage_penalty))
+  records = []
+  for row, example in enumerate(examples):
+    length = int(decoded.lengths[row])
+    records.append({"example": example,
+                    "prediction": [int(t) for t in decoded.tokens[row, :length]],
+                    "oovs": copy_oovs(task, example, prepared.model),
+                    "decode_attention": decoded.attention[row, :length, :len(example.src)],
+                    "score": float(decoded.scores[row]),
+                    "log_prob": float(decoded.log_probs[row])})
+  return records
+
+
+def translation(record: dict, task: TaskData) -> export.Translation:
+  """A decoded record as an ``export.Translation`` (output tokens and attention rows without
+  EOS)."""
+  target = tuple(prediction_text(record, task))
+  return export.Translation(
+      text=detokenize(task.name, target), source=tuple(record["example"].src), target=target,
+      attention=np.asarray(record["decode_attention"][:len(target)], np.float32),
+      score=record["score"], log_prob=record["log_prob"])
+
+
+def decode_stream(config: ml_collections.ConfigDict, workdir: str, lines: Iterable[str],
+                  which: str = "best", heatmap_dir: str | None = None,
+                  batch_size: int = 1) -> Iterator[export.Translation]:
+  """Translates raw input lines as they arrive, one ``export.Translation`` per line, in order.
+
+  The checkpoint is restored once, before the first line is read. Then up to ``batch_size``
+  lines are read and decoded together: 1 (a pipe, a terminal) yields each translation as
+  soon as its line arrives; a larger batch (a file, whose lines are all there) is faster.
+  Empty lines pass through as empty translations; unknown words become ``<unk>``; a line
+  longer than the model's longest source raises ValueError naming the line, or is truncated
+  with a warning (``eval.on_long_input``). ``heatmap_dir``: also write the attention heatmap
+  of each non-empty line, ``decode_{k}.png`` for the k-th (from 0).
+  """
+  state, prepared, _ = restore_for_inference(config, workdir, which, for_decoding=True)
+  task = prepared.task
+  lines = iter(lines)
+  number = decoded = 0
+  while chunk := list(itertools.islice(lines, batch_size)):
+    sources = [checked_source(config, prepared, line, number + k)
+               for k, line in enumerate(chunk, 1)]
+    number += len(chunk)
+    wanted = [src for src in sources if src]
+    records = decode_sources(state, prepared, config, wanted, batch_size) if wanted else []
+    if heatmap_dir and records:
+      os.makedirs(heatmap_dir, exist_ok=True)
+      write_heatmaps(records, task, heatmap_dir, len(records), prefix="decode", start=decoded)
+    decoded += len(records)
+    in_order = iter(records)
+    for src in sources:
+      yield translation(next(in_order), task) if src else export.Translation(text="")
+
+
+def decode_lines(config: ml_collections.ConfigDict, workdir: str, lines: Sequence[str],
+                 which: str = "best", heatmap_dir: str | None = None) -> list[str]:
+  """Translates raw input lines with a saved checkpoint (``decode_stream`` in batches of
+  ``batching.eval_batch_size``): one output line per input line."""
+  return [t.text for t in decode_stream(config, workdir, lines, which, heatmap_dir,
+                                        config.batching.eval_batch_size)]
+

@@ -1,0 +1,270 @@
+"""The one training loop: ``train_and_evaluate(config, workdir)``.
+
+Its log / evaluate / checkpoint / signal rhythm is written once and drives a *stepper*:
+``SingleModelStepper`` (one model, data-parallel over the device mesh, ``steps_per_dispatch``
+steps a call) or ``multiseed.MultiSeedStepper`` (``num_seeds`` seeds vmapped). A stepper has
+``state`` (what is checkpointed), ``step``, ``advance(step) -> (next step, raw metrics)``,
+``train_metrics(raw, i)``, ``states()`` (one per model), ``labels`` / ``subdirs`` (per model:
+the log-line prefix and the folder under the workdir its outputs go to) and ``summary``.
+
+Running the same command again resumes from the latest checkpoint (a finished run is a no-op
+that says so). The data order is a pure function of (seed, step) and dropout keys are
+``fold_in(rng, step)``, so a resumed run sees what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from attnlab import parallel
+from attnlab.data import TrainBatches
+from attnlab.training import workdir as workdir_lib
+from attnlab.training.evaluation import (evaluate, is_copy_model, log_line, longest_example,
+                                         scalars, write_heatmaps)
+from attnlab.training.multiseed import MultiSeedStepper, mean_and_std
+from attnlab.training.prepare import Prepared, data_parallel_mesh, init_state, prepare
+from attnlab.training.signals import Interrupted, check_finite, stop_on_signals
+from attnlab.training.steps import TrainState, make_schedule, sharded_train_step
+from attnlab.training.writer import MetricWriter
+
+Array = jax.Array
+
+
+def dispatch_group(batches: TrainBatches, step: int, tc: ml_collections.ConfigDict) -> list[dict]:
+  """Host batches of the next dispatch: up to ``tc.steps_per_dispatch`` consecutive steps from
+  ``step`` whose batches share one shape, never past the next log/eval/checkpoint step."""
+  following = [tc.num_steps] + [(step // every + 1) * every
+                                for every in (tc.log_every, tc.eval_every, tc.checkpoint_every)]
+  count = min(tc.steps_per_dispatch, min(following) - step)
+  group = []
+  for s in range(step, step + count):
+    batch = batches.batch(s)
+    batch.pop("index")
+    if group and any(batch[k].shape != group[0][k].shape for k in batch):
+      break
+    group.append(batch)
+  return group
+
+
+def run_group(state: TrainState, group: list[dict], rng: Array, mesh: jax.sharding.Mesh,
+              tc: ml_collections.ConfigDict) -> tuple[TrainState, dict]:
+  """Runs a dispatch group: one ``steps_per_dispatch``-step program when the group is full,
+  else one step at a time. Returns the state and the last step's metrics."""
+  options = (tc.label_smoothing, tc.on_nonfinite)
+  if len(group) > 1 and len(group) == tc.steps_per_dispatch:
+    stacked = {k: np.stack([b[k] for b in group]) for k in group[0]}
+    return sharded_train_step(mesh, len(group), *options)(
+        state, parallel.shard_batch(stacked, mesh, stacked=True), rng)
+  step_fn = sharded_train_step(mesh, 1, *options)
+  for batch in group:
+    state, metrics = step_fn(state, parallel.shard_batch(batch, mesh), rng)
+  return state, metrics
+
+
+class SingleModelStepper:
+  """The loop's stepper for one model: data-parallel over ``mesh`` (``parallel.*``), up to
+  ``train.steps_per_dispatch`` steps per call; outputs in the workdir itself."""
+
+  labels = ("",)
+  subdirs = ("",)
+
+  def __init__(self, config: ml_collections.ConfigDict, prepared: Prepared,
+               mesh: jax.sharding.Mesh):
+    self.config, self.prepared, self.mesh = config, prepared, mesh
+    self.state = parallel.replicate(init_state(config, prepared), mesh)
+    task = prepared.task
+    self.batches = TrainBatches(task.train, task.src_vocab, task.tgt_vocab,
+                                config.batching.batch_size, prepared.buckets, config.seed,
+                                copy=is_copy_model(prepared.model))
+    self.rng = jax.random.fold_in(jax.random.key(config.seed), 1)  # 0 was used for init
+
+  @property
+  def step(self) -> int:
+    return int(self.state.step)
+
+  def advance(self, step: int) -> tuple[int, dict]:
+    group = dispatch_group(self.batches, step, self.config.train)
+    self.state, metrics = run_group(self.state, group, self.rng, self.mesh, self.config.train)
+    return step + len(group), metrics
+
+  def train_metrics(self, raw: dict, index: int) -> dict:
+    return scalars(jax.device_get(raw))
+
+  def states(self) -> list[TrainState]:
+    return [self.state]
+
+  def summary(self, per_model: list[dict], base: dict) -> dict:
+    return {**base, **per_model[0]}
+
+
+def make_stepper(config: ml_collections.ConfigDict, prepared: Prepared):
+  """The stepper ``config`` asks for (``num_seeds > 1``: vmapped seeds); sets
+  ``prepared.mesh`` where evaluation shards its batches."""
+  if config.get("num_seeds", 1) > 1:
+    return MultiSeedStepper(config, prepared)
+  prepared.mesh = data_parallel_mesh(config)
+  logging.info("%s", parallel.describe(prepared.mesh))
+  return SingleModelStepper(config, prepared, prepared.mesh)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (resuming from the workdir), evaluates, checkpoints; returns the summary.
+
+  Holds the workdir's lock throughout (a second process gets ``WorkdirError``); a run that
+  already finished returns its summary without training or evaluating again.
+
+  Raises:
+    Interrupted: SIGTERM or SIGINT arrived; a checkpoint of the current step was saved.
+    NonFiniteError: a non-finite loss/gradient with ``train.on_nonfinite='stop'``.
+    WorkdirError: the workdir is unusable, busy, or holds another model's run.
+  """
+  workdir_lib.check(workdir, create=True)
+  workdir_lib.check_same_model(config, workdir)
+  with workdir_lib.writer_lock(workdir):
+    finished = workdir_lib.finished_summary(config, workdir)
+    if finished is not None:
+      logging.warning("this run is already complete at step %d (%s); nothing to do: "
+                      "--mode=eval re-evaluates it, a larger train.num_steps trains on",
+                      finished["step"], os.path.join(workdir, "summary.json"))
+      return finished
+    return _train(config, workdir)
+
+
+def _write_run_files(config: ml_collections.ConfigDict, workdir: str, prepared: Prepared):
+  """config.json, vocab.json and run.json: what eval and decode rebuild the run from."""
+  task = prepared.task
+  workdir_lib.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  workdir_lib.write_json(os.path.join(workdir, "vocab.json"),
+                         {"src": list(task.src_vocab.tokens), "tgt": list(task.tgt_vocab.tokens)})
+  workdir_lib.write_json(os.path.join(workdir, "run.json"), prepared.shapes())
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  start_time = time.time()
+  prepared = prepare(config)
+  stepper = make_stepper(config, prepared)
+  task = prepared.task
+  writes = jax.process_index() == 0
+  if writes:
+    _write_run_files(config, workdir, prepared)
+  logging.info("task %s: %d/%d/%d examples, buckets %s", task.name, len(task.train),
+               len(task.valid), len(task.test), prepared.buckets)
+  logging.info("model: %d parameters",
+               sum(x.size for x in jax.tree.leaves(stepper.states()[0].params)))
+  ckpt = workdir_lib.checkpointer(workdir, config)
+  try:
+    restored = ckpt.restore_latest(stepper.state)
+  except BaseException:  # Ctrl-C while restoring: close orbax's threads before exiting
+    ckpt.close()
+    raise
+  if restored is not None:
+    stepper.state = restored
+    logging.warning("resumed from step %d", stepper.step)
+  start_step = stepper.step
+  dirs = [os.path.join(workdir, d) for d in stepper.subdirs]
+  for d in dirs:
+    os.makedirs(d, exist_ok=True)
+  writers = [MetricWriter(d, resume_step=start_step, config=config, task=task) for d in dirs]
+  progress = None
+  if sys.stderr.isatty() and writes:
+    import tqdm  # progress bar with rate and ETA, on a terminal only
+    progress = tqdm.tqdm(total=config.train.num_steps, initial=start_step, unit="step",
+                         dynamic_ncols=True)
+  try:
+    with stop_on_signals() as received:
+      _loop(config, prepared, stepper, writers, ckpt, progress, received)
+    if start_step >= config.train.num_steps:
+      logging.warning("training already complete at step %d", start_step)
+    return _finish(config, workdir, prepared, stepper, writers, ckpt, dirs, start_time)
+  except BaseException:  # signals, errors, Ctrl-C in the final evaluation: close, then raise
+    for writer in writers:
+      writer.close()
+    ckpt.close()
+    raise
+  finally:
+    if progress is not None:
+      progress.close()
+
+
+def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received) -> None:
+  """Steps to ``train.num_steps``: logs, evaluates on the validation split and saves every
+  ``log_every`` / ``eval_every`` / ``checkpoint_every`` steps and at the last; on a signal,
+  saves and raises ``Interrupted``."""
+  tc, task = config.train, prepared.task
+  valid = task.valid or task.test
+  reported = [[int(s.nonfinite_steps)] for s in stepper.states()]
+  step = stepper.step
+  while step < tc.num_steps:
+    done, raw = stepper.advance(step)
+    if progress is not None:
+      progress.update(done - step)
+    step = done
+    is_last = done == tc.num_steps
+    log_now = done % tc.log_every == 0 or is_last
+    eval_now = done % tc.eval_every == 0 or is_last
+    save_now = done % tc.checkpoint_every == 0 or is_last
+    if log_now or eval_now or save_now or received:
+      for state, seen in zip(stepper.states(), reported):
+        check_finite(state, config, seen)
+    if received:
+      ckpt.save(done, stepper.state)
+      raise Interrupted(done, received[0])
+    valid_metrics = []
+    if log_now or eval_now:
+      for i, state in enumerate(stepper.states()):
+        records = None
+        if log_now:
+          train_scalars = stepper.train_metrics(raw, i)
+          train_scalars["learning_rate"] = float(make_schedule(tc)(done))
+          writers[i].write(done, "train", train_scalars)
+        if eval_now:
+          result, records = evaluate(state, prepared, valid, config)
+          writers[i].write(done, "valid", result, records)
+          valid_metrics.append(scalars(result))
+          logging.info("%sstep %d valid: %s", stepper.labels[i], done, valid_metrics[-1])
+        if log_now:
+          if records is None:  # show one validation example, rotating
+            small = config.copy_and_resolve_references()
+            small.eval.max_examples = min(len(valid), config.batching.eval_batch_size)
+            _, records = evaluate(state, prepared, valid, small)
+          record = records[(done // tc.log_every) % len(records)]
+          line = stepper.labels[i] + log_line(done, train_scalars["loss"], record, task)
+          if progress is not None:
+            progress.write(line)  # above the bar (tqdm.write takes no flush: it flushes)
+          else:
+            print(line, flush=True)
+    if save_now:
+      ckpt.save(done, stepper.state, mean_and_std(valid_metrics)[0] if valid_metrics else None)
+
+
+def _finish(config, workdir: str, prepared: Prepared, stepper, writers, ckpt, dirs,
+            start_time: float) -> dict:
+  """The final test evaluation, heatmaps and summary.json of a trained run."""
+  task = prepared.task
+  per_model = []
+  for state, writer, directory in zip(stepper.states(), writers, dirs):
+    test_metrics, test_records = evaluate(state, prepared, task.test or task.valid, config)
+    writer.write(int(state.step), "test", test_metrics, test_records)
+    writer.close()
+    heatmaps = (write_heatmaps(test_records, task, directory, config.eval.num_heatmaps)
+                if jax.process_index() == 0 else [])
+    per_model.append({
+        "nonfinite_steps": int(state.nonfinite_steps),
+        "test": test_metrics,
+        "heatmaps": [os.path.relpath(p, workdir) for p in heatmaps],
+        "longest_test_example": longest_example(test_records, task),
+    })
+  summary = stepper.summary(per_model, {"step": stepper.step, "best_step": ckpt.best_step(),
+                                        "wall_time_s": time.time() - start_time})
+  if jax.process_index() == 0:
+    workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
+  ckpt.close()
+  logging.info("test: %s", scalars(summary["test"]))
+  return summary

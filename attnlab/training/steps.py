@@ -1,0 +1,212 @@
+"""The pure training pieces: ``TrainState``, the optimizer and its schedule, and the jitted
+steps (``train_step``, ``train_steps`` for K steps in one dispatch, ``sharded_train_step``,
+``eval_step``), plus ``new_state``. No I/O: the loop (``loop.py``) drives them.
+
+A step is ``(state, batch, rng) -> (state, metrics)``: dropout draws from
+``fold_in(rng, state.step)``, so a resumed run draws what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax.training import train_state
+
+from attnlab import metrics as metrics_lib, parallel
+from attnlab.attention import hard as hard_lib
+from attnlab.data import PAD
+
+Array = jax.Array
+
+
+class TrainState(train_state.TrainState):
+  """Params, optimizer state and step (flax's TrainState), plus non-finite bookkeeping.
+
+  Attributes:
+    nonfinite_steps: how many updates were skipped for a non-finite loss or gradient.
+    first_nonfinite_step: the first such step, -1 while there was none.
+    reward_baseline: hard attention trained with REINFORCE only: the moving average of the
+      per-example reward (minus the target NLL), the baseline of the score-function
+      estimator (``attnlab.attention.hard``); stays 0 for every other model.
+  """
+
+  nonfinite_steps: Array = dataclasses.field(default_factory=lambda: jnp.zeros((), jnp.int32))
+  first_nonfinite_step: Array = dataclasses.field(
+      default_factory=lambda: jnp.full((), -1, jnp.int32))
+  reward_baseline: Array = dataclasses.field(default_factory=lambda: jnp.zeros((), jnp.float32))
+
+
+# ---------------------------------------------------------------- optimizer
+
+def make_schedule(train_config: ml_collections.ConfigDict) -> optax.Schedule:
+  """Linear warmup to the peak learning rate, then cosine decay (to 10%) or constant."""
+  tc = train_config
+  if tc.schedule == "cosine":
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=tc.learning_rate, warmup_steps=tc.warmup_steps,
+        decay_steps=max(tc.num_steps, tc.warmup_steps + 1), end_value=0.1 * tc.learning_rate)
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, tc.learning_rate, max(tc.warmup_steps, 1)),
+       optax.constant_schedule(tc.learning_rate)], [tc.warmup_steps])
+
+
+def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam(W) with the schedule, after global-norm gradient clipping."""
+  parts = []
+  if train_config.grad_clip > 0:
+    parts.append(optax.clip_by_global_norm(train_config.grad_clip))
+  parts.append(optax.adamw(make_schedule(train_config), weight_decay=train_config.weight_decay))
+  return optax.chain(*parts)
+
+
+# ---------------------------------------------------------------- steps
+
+def target_mask(batch: dict) -> Array:
+  """[batch, tgt_len] True at real target tokens (EOS included) of real examples."""
+  return (batch["tgt_out"] != PAD) & batch["example_mask"][:, None]
+
+
+def forward(state: TrainState, params, batch: dict, deterministic: bool, rng=None):
+  rngs = None if deterministic else {"dropout": rng}
+  return state.apply_fn({"params": params}, batch["src"], batch["src_lengths"],
+                        batch["tgt_in"], deterministic, rngs=rngs,
+                        src_ext=batch.get("src_ext"))
+
+
+def train_step_fn(state: TrainState, batch: dict, rng: Array, label_smoothing: float = 0.0,
+                on_nonfinite: str = "skip") -> tuple[TrainState, dict]:
+  """One optimizer step: (state, batch, rng) -> (state, metrics); ``train_step`` is its jit.
+
+  Dropout draws from ``fold_in(rng, state.step)``, hard and monotonic attention's
+  samples and noise (rng stream ``'sample'``) from ``fold_in`` of that key by 1. Hard
+  attention trained with REINFORCE adds the score-function surrogate
+  (``Seq2Seq.hard_attention_loss``) to the loss and updates ``reward_baseline``; the
+  coverage and guided-alignment losses (``Seq2Seq.attention_losses``, weights from
+  ``train.coverage_loss_weight`` / ``guided_alignment_weight``) are added too and reported
+  unweighted as ``coverage_loss`` / ``guided_alignment_loss``. The
+  reported ``loss`` stays the target NLL, comparable across models. A non-finite loss or
+  gradient never reaches the parameters: the update is skipped (the step still
+  advances, so the data order is unchanged) and counted. With
+  ``on_nonfinite='stop'`` every update after the first non-finite one is
+  skipped too, so the parameters stay the last good ones until the host sees
+  ``first_nonfinite_step`` and stops (no per-step host sync).
+  """
+  step_rng = jax.random.fold_in(rng, state.step)
+  rngs = {"dropout": step_rng, "sample": jax.random.fold_in(step_rng, 1)}
+  mask = target_mask(batch)
+
+  def loss_fn(params):
+    (logits, attention), sown = state.apply_fn(
+        {"params": params}, batch["src"], batch["src_lengths"], batch["tgt_in"], False,
+        rngs=rngs, mutable=[hard_lib.SAMPLES], src_ext=batch.get("src_ext"))
+    loss_sum, count = metrics_lib.sequence_cross_entropy(
+        logits, batch["tgt_out"], mask, label_smoothing)
+    loss = loss_sum / jnp.maximum(count, 1)
+    extra = {}
+    if sown:  # hard attention with REINFORCE sampled positions (static: depends on the model)
+      token_nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["tgt_out"])
+      rewards = -jnp.sum(jnp.where(mask, token_nll, 0.0), axis=1)  # [batch]
+      surrogate, baseline = state.apply_fn(
+          {"params": params}, sown, rewards, state.reward_baseline, mask,
+          batch["example_mask"], state.step > 0, method="hard_attention_loss")
+      extra = {"reinforce_loss": surrogate, "reward_baseline": baseline}
+    # Coverage and guided-alignment losses (attnlab.losses), weighted by the model's
+    # coverage_loss_weight / guided_alignment_weight; nothing when both are 0.
+    attention_loss, attention_metrics = state.apply_fn(
+        {"params": params}, attention, mask, batch["src_lengths"], batch.get("alignment"),
+        method="attention_losses")
+    extra = {**extra, **attention_metrics}
+    return (loss + extra.get("reinforce_loss", 0.0) + attention_loss,
+            (loss, count, extra))
+
+  (_, (loss, count, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grad_norm = optax.tree.norm(grads)
+  updated = state.apply_gradients(grads=grads)
+  # Finite loss and gradients can still give non-finite parameters (a NaN learning rate, an
+  # overflowing optimizer moment): such an update is skipped like a non-finite gradient.
+  params_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
+                                     for x in jax.tree.leaves(updated.params)]))
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & params_finite
+  apply = finite & (state.first_nonfinite_step < 0) if on_nonfinite == "stop" else finite
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(apply, n, o), new, old)  # noqa: E731
+  new_state = updated.replace(
+      params=keep(updated.params, state.params),
+      opt_state=keep(updated.opt_state, state.opt_state),
+      nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32),
+      first_nonfinite_step=jnp.where((state.first_nonfinite_step < 0) & ~finite,
+                                     state.step, state.first_nonfinite_step),
+      reward_baseline=jnp.where(apply, extra.get("reward_baseline", state.reward_baseline),
+                                state.reward_baseline))
+  return new_state, {"loss": loss, "tokens": count, "l2_grads": grad_norm,
+                     "l2_params": optax.tree.norm(new_state.params),
+                     "nonfinite_steps": new_state.nonfinite_steps, **extra}
+
+
+train_step = jax.jit(train_step_fn, static_argnames=("label_smoothing", "on_nonfinite"),
+                     donate_argnums=0)
+
+
+def train_steps_fn(state: TrainState, batches: dict, rng: Array, label_smoothing: float = 0.0,
+                 on_nonfinite: str = "skip") -> tuple[TrainState, dict]:
+  """``len(batches)`` optimizer steps in one program: batches [steps, batch, ...] -> the
+  state after the last step and that step's metrics (``train_step`` applied in turn, to float
+  rounding: XLA may fuse the scanned program differently)."""
+  def body(state, batch):
+    state, metrics = train_step_fn(state, batch, rng, label_smoothing, on_nonfinite)
+    return state, metrics
+
+  state, metrics = jax.lax.scan(body, state, batches)
+  return state, jax.tree.map(lambda x: x[-1], metrics)
+
+
+train_steps = jax.jit(train_steps_fn, static_argnames=("label_smoothing", "on_nonfinite"),
+                      donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=None)
+def sharded_train_step(mesh: jax.sharding.Mesh, steps: int = 1, label_smoothing: float = 0.0,
+                       on_nonfinite: str = "skip"):
+  """``train_step`` (steps=1), or ``steps`` of them per dispatch, jitted with explicit shardings.
+
+  Parameters, optimizer state, the key and the metrics are replicated over ``mesh``; batches
+  are split by rows over its ``data`` axis ([batch, ...], or [steps, batch, ...] when
+  ``steps > 1``). Returns ``step(state, batch, rng) -> (state, metrics)`` (state donated).
+  """
+  rep = parallel.replicated(mesh)
+  fn = functools.partial(train_steps_fn if steps > 1 else train_step_fn,
+                         label_smoothing=label_smoothing, on_nonfinite=on_nonfinite)
+  return jax.jit(fn, in_shardings=(rep, parallel.batch_sharded(mesh, stacked=steps > 1), rep),
+                 out_shardings=(rep, rep), donate_argnums=0)
+
+
+@jax.jit
+def eval_step(state: TrainState, batch: dict) -> dict:
+  """Teacher-forced sums over one batch: loss, tokens, correct tokens, entropy."""
+  logits, attention = forward(state, state.params, batch, True)
+  mask = target_mask(batch)
+  loss_sum, count = metrics_lib.sequence_cross_entropy(logits, batch["tgt_out"], mask)
+  correct, _ = metrics_lib.token_correct(logits, batch["tgt_out"], mask)
+  src_mask = jnp.arange(batch["src"].shape[1])[None, :] < batch["src_lengths"][:, None]
+  entropy, rows = metrics_lib.attention_entropy(attention, mask, src_mask)
+  return {"loss_sum": loss_sum, "tokens": count, "correct": correct, "entropy_sum": entropy,
+          "entropy_rows": rows, "attention": attention}
+
+
+def new_state(model, train_config: ml_collections.ConfigDict, seed: int,
+              src_len: int, tgt_len: int) -> TrainState:
+  """Fresh parameters of ``model`` (from ``seed``) and optimizer state.
+
+  src_len, tgt_len: the dummy batch's shape [1, src_len] / [1, tgt_len] (parameters do not
+  depend on it; a shape the model will see anyway compiles once).
+  """
+  dummy_src = jnp.ones((1, src_len), jnp.int32)
+  dummy_tgt = jnp.ones((1, tgt_len), jnp.int32)
+  params = jax.jit(model.init)(
+      jax.random.key(seed), dummy_src, jnp.ones((1,), jnp.int32), dummy_tgt,
+      src_ext=dummy_src)["params"]  # src_ext: read by copy models only
+  return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(train_config))

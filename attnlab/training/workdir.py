@@ -1,0 +1,199 @@
+"""The workdir: what it holds, and the workdir as a resource.
+
+    workdir/config.json        the resolved config (eval and decode read it back)
+    workdir/vocab.json         source and target vocabularies (and the tokenizer, if it has state)
+    workdir/run.json           shapes decode needs without the dataset: longest source, ...
+    workdir/checkpoints/       orbax checkpoints (latest few + best on validation)
+    workdir/metrics.jsonl      one strict-JSON object per logged step and split
+    workdir/tensorboard/       TensorBoard events
+    workdir/attention_*.png    attention heatmaps of test examples
+    workdir/summary.json       final metrics
+
+Every JSON file is strict JSON: non-finite floats are ``null`` (``summaries.dumps``).
+
+* ``check(path, create)``: the workdir is a directory that exists (eval, decode) or can be
+  created and written (train); a clear ``WorkdirError`` otherwise, never a traceback.
+* ``lock(path)``: an exclusive, advisory lock on ``path/.lock`` (``fcntl.flock``) for the
+  processes that write a run (train, eval); a second one gets ``WorkdirError`` naming the
+  holder's PID and host. The kernel drops the lock when its holder dies, even by ``kill -9``.
+* ``check_same_model(config, path)``: the config describes the model whose checkpoints the
+  workdir holds (its ``config.json``); differing keys are named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+from typing import Iterator
+
+import jax
+import ml_collections
+
+from attnlab import checkpointing, summaries
+from attnlab.data import TaskData
+
+LOCK_FILE = ".lock"
+# Config keys that decide the shapes of a run's checkpoints: a differing value means the
+# checkpoints cannot be this config's model (train.*, eval.* and data sizes may change).
+MODEL_KEYS = ("num_seeds", "data.task", "model")
+
+
+class WorkdirError(ValueError):
+  """The workdir cannot be used as asked (one line, for the command line's exit status 2)."""
+
+
+def check(path: str, create: bool) -> None:
+  """Raises WorkdirError unless ``path`` is a writable directory (made when ``create``) or,
+  without ``create``, an existing directory (nothing is created)."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise WorkdirError(f"--workdir {path!r} is a file, not a directory")
+  if not create:
+    if not os.path.isdir(path):
+      raise WorkdirError(f"--workdir {path!r} does not exist: train there first (--mode=train)")
+    return
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:  # a parent is a file, or not writable
+    raise WorkdirError(f"cannot create --workdir {path!r}: {e.strerror}") from None
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise WorkdirError(f"--workdir {path!r} is not writable")
+
+
+def _holder(lock_path: str) -> str:
+  try:
+    with open(lock_path, encoding="utf-8") as f:
+      info = json.load(f)
+    return f"PID {info['pid']} on host {info['host']}"
+  except (OSError, ValueError, KeyError, TypeError):
+    return "another process"
+
+
+@contextlib.contextmanager
+def lock(path: str) -> Iterator[None]:
+  """Holds an exclusive lock on the workdir ``path`` (which must exist) while inside."""
+  lock_path = os.path.join(path, LOCK_FILE)
+  fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise WorkdirError(f"--workdir {path!r} is in use by {_holder(lock_path)}: wait for it "
+                         "to finish or stop it, or use another workdir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+    try:
+      yield
+    finally:
+      os.ftruncate(fd, 0)
+      fcntl.flock(fd, fcntl.LOCK_UN)
+  finally:
+    os.close(fd)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+  return flat
+
+
+def differing_model_keys(config: dict, saved: dict) -> list[str]:
+  """The ``MODEL_KEYS`` entries (flattened, e.g. ``model.hidden_dim``) whose values differ
+  between two config dicts. A key that only one of them has (an option added after the run
+  was trained) is not compared."""
+  new, old = _flatten(config), _flatten(saved)
+  keys = sorted(k for k in set(new) & set(old)
+                if any(k == m or k.startswith(m + ".") for m in MODEL_KEYS))
+  return [k for k in keys if new[k] != old[k]]
+
+
+def check_same_model(config: ml_collections.ConfigDict, path: str) -> None:
+  """Raises WorkdirError when ``path/config.json`` describes another model than ``config``
+  (nothing to compare when the workdir has no config.json yet)."""
+  saved_path = os.path.join(path, "config.json")
+  if not os.path.isfile(saved_path):
+    return
+  try:
+    with open(saved_path, encoding="utf-8") as f:
+      saved = json.load(f)
+  except (OSError, ValueError) as e:
+    raise WorkdirError(f"{saved_path} cannot be read: {e}") from None
+  current = json.loads(json.dumps(config.to_dict(), default=float))  # as config.json holds it
+  differing = differing_model_keys(current, saved)
+  if differing:
+    old, new = _flatten(saved), _flatten(current)
+    shown = ", ".join(f"{k} ({old[k]!r} in the workdir, {new[k]!r} now)"
+                      for k in differing[:4])
+    more = f" and {len(differing) - 4} more" if len(differing) > 4 else ""
+    raise WorkdirError(f"--workdir {path!r} holds a run of another model: {shown}{more}; "
+                       "use the run's own config or another workdir")
+
+
+def write_json(path: str, obj) -> None:
+  """``obj`` as strict JSON (non-finite floats as ``null``: ``summaries.dumps``), atomically."""
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    summaries.dump(obj, f, indent=2)
+  os.replace(tmp, path)  # atomic: a crash never leaves half a file
+
+
+def read_json(path: str):
+  """A JSON file of the workdir; WorkdirError (one line) when it is missing or damaged."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except OSError as e:
+    raise WorkdirError(f"cannot read {path}: {e.strerror}") from None
+  except ValueError as e:
+    raise WorkdirError(f"{path} is damaged: {e}") from None
+
+
+def checkpointer(path: str, config: ml_collections.ConfigDict) -> checkpointing.Checkpointer:
+  """The checkpoints of the workdir ``path`` (``path/checkpoints``), kept and ranked as
+  ``config.train`` says."""
+  return checkpointing.Checkpointer(os.path.join(path, "checkpoints"),
+                                    keep=config.train.keep_checkpoints,
+                                    best_metric=config.train.best_metric,
+                                    best_mode=config.train.best_mode)
+
+
+def writer_lock(path: str):
+  """The workdir's exclusive lock, taken by process 0 (the one that writes outputs)."""
+  return lock(path) if jax.process_index() == 0 else contextlib.nullcontext()
+
+
+def finished_summary(config: ml_collections.ConfigDict, path: str) -> dict | None:
+  """The summary of a run in ``path`` that already trained ``config.train.num_steps`` steps
+  and was evaluated (its summary.json), else None. Reads no checkpoint."""
+  summary_path = os.path.join(path, "summary.json")
+  checkpoints = os.path.join(path, "checkpoints")
+  steps = [int(n) for n in os.listdir(checkpoints) if n.isdigit()] if os.path.isdir(
+      checkpoints) else []
+  if not steps or max(steps) < config.train.num_steps or not os.path.isfile(summary_path):
+    return None
+  try:
+    with open(summary_path, encoding="utf-8") as f:
+      summary = json.load(f)
+  except (OSError, ValueError):
+    return None  # a damaged summary: evaluate again
+  return summary if summary.get("step", -1) >= config.train.num_steps else None
+
+
+def check_same_vocab(task: TaskData, path: str) -> None:
+  """The vocabularies built from the config are the run's (its vocab.json): the same ids."""
+  vocab_path = os.path.join(path, "vocab.json")
+  if not os.path.isfile(vocab_path):
+    return
+  saved = read_json(vocab_path)
+  for side, vocab in (("src", task.src_vocab), ("tgt", task.tgt_vocab)):
+    if list(vocab.tokens) != saved.get(side):
+      raise WorkdirError(
+          f"the config's data builds another {side} vocabulary ({len(vocab.tokens)} tokens) "
+          f"than the run in {path!r} was trained with ({len(saved.get(side) or [])}): "
+          "use the run's own data config")

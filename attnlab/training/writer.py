@@ -1,0 +1,114 @@
+"""What a run writes while it trains: ``MetricWriter`` (metrics.jsonl and TensorBoard),
+written by process 0 only, cut back to the checkpoint when a run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Sequence
+
+import jax
+import ml_collections
+
+from attnlab import plots, summaries
+from attnlab.data import TaskData
+from attnlab.training.evaluation import detokenize, heatmap_parts, prediction_text, scalars
+
+
+class MetricWriter:
+  """metrics.jsonl plus TensorBoard summaries, written by process 0 only.
+
+  metrics.jsonl holds one strict-JSON object per ``write`` (non-finite floats as ``null``,
+  ``summaries.dumps``). TensorBoard gets, under ``{split}/``: every scalar metric; the
+  per-source-length-bucket means (``exact_match_by_length/1-10``); for ``train``,
+  ``steps_per_second`` (optimizer steps per wall-clock second since the previous train
+  record, evaluation included; the first since the writer opened, so compilation included),
+  which goes to metrics.jsonl too. Given ``evaluate``'s records and a ``task``: the first
+  ``num_text_examples`` translations as a text table (``{split}/examples``); for ``test``, the
+  first ``config.eval.num_heatmaps`` attention heatmaps as images (``test/attention/{i}``) and
+  ``config``'s scalar and string fields as hparams, the test scalars as their metrics (the
+  HParams dashboard then compares a sweep's trials: ``tensorboard --logdir ROOT``).
+
+  resume_step: records after this step (written by a run that died after its
+  last checkpoint) are dropped, so a resumed run's file reads like an
+  uninterrupted run's.
+  """
+
+  def __init__(self, workdir: str, resume_step: int = 0,
+               config: ml_collections.ConfigDict | None = None, task: TaskData | None = None,
+               num_text_examples: int = 4):
+    self.enabled = jax.process_index() == 0
+    if not self.enabled:
+      return
+    self.hparams = None if config is None else summaries.flatten_hparams(config.to_dict())
+    self.num_heatmaps = 0 if config is None else config.eval.num_heatmaps
+    self.task, self.num_text_examples = task, num_text_examples
+    self.rate = summaries.StepRate(resume_step, time.monotonic())
+    from tensorboardX import SummaryWriter  # imported here: only process 0 writes
+    path = os.path.join(workdir, "metrics.jsonl")
+    if os.path.exists(path):
+      with open(path, encoding="utf-8") as f:
+        kept = [line for line in f if step_of(line) <= resume_step]
+      with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.writelines(kept)
+      os.replace(path + ".tmp", path)
+    self.jsonl = open(path, "a", encoding="utf-8")
+    # purge_step: TensorBoard hides the events a resumed run writes again, as metrics.jsonl
+    # drops its records after the checkpoint.
+    self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                            purge_step=resume_step + 1 if resume_step else None)
+
+  def write(self, step: int, split: str, metrics: dict,
+            records: Sequence[dict] | None = None) -> None:
+    """Writes ``metrics`` of ``split`` at ``step``; ``records``: ``evaluate``'s, for the
+    example translations and (``test``) the attention heatmaps."""
+    if not self.enabled:
+      return
+    if split == "train":
+      rate = self.rate.rate(step, time.monotonic())
+      metrics = metrics if rate is None else {**metrics, "steps_per_second": rate}
+    record = {"step": step, "split": split, **metrics}
+    self.jsonl.write(summaries.dumps(record) + "\n")
+    self.jsonl.flush()
+    values = scalars(metrics)
+    for key, value in {**values, **summaries.bucket_scalars(metrics)}.items():
+      self.tb.add_scalar(f"{split}/{key}", value, step)
+    if records and self.task is not None:
+      self._write_examples(step, split, records)
+    if split == "test" and self.hparams is not None:
+      for summary in summaries.hparams_summaries(self.hparams, [f"test/{k}" for k in values]):
+        self.tb.file_writer.add_summary(summary, step)
+    self.tb.flush()
+
+  def _write_examples(self, step: int, split: str, records: Sequence[dict]) -> None:
+    task = self.task
+    rows = [{"source": detokenize(task.name, r["example"].src),
+             "reference": detokenize(task.name, r["example"].tgt),
+             "prediction": detokenize(task.name, prediction_text(r, task))}
+            for r in records[:self.num_text_examples]]
+    self.tb.add_text(f"{split}/examples", summaries.examples_markdown(rows), step)
+    if split == "test":
+      for i, r in enumerate(records[:self.num_heatmaps]):
+        weights, src, out, title = heatmap_parts(r, task)
+        image = summaries.figure_to_array(plots.attention_figure(weights, src, out, title))
+        self.tb.add_image(f"test/attention/{i}", image, step, dataformats="HWC")
+
+  def close(self) -> None:
+    if self.enabled:
+      self.jsonl.close()
+      self.tb.close()
+
+
+def step_of(line: str) -> int:
+  """The step of a metrics.jsonl line, for dropping what a resumed run writes again: a torn
+  last line (a crash mid-write) and the final test record (written once training is done,
+  so a run that stopped before its summary evaluates again) count as later than any step."""
+  try:
+    record = json.loads(line)
+    return sys.maxsize if record.get("split") == "test" else int(record["step"])
+  except (ValueError, KeyError, TypeError, AttributeError):
+    return sys.maxsize
+

@@ -1,0 +1,52 @@
+"""What installing attnlab puts in site-packages: the attnlab package only.
+
+experiments/ holds scripts run from the repository root (`python -m experiments.sweep`); it is
+not installed, so no top-level `experiments` module lands in anyone's site-packages. Building a
+wheel here would need the `wheel` package (CI's fresh virtualenv has none) or network access,
+so the test reads setup.cfg through setuptools, the way a build does.
+"""
+
+import importlib.metadata
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from setuptools.config import setupcfg
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_setup_cfg_installs_every_attnlab_package_and_nothing_else():
+  packages = setupcfg.read_configuration(REPO / "setup.cfg")["options"]["packages"]
+  assert {name.split(".")[0] for name in packages} == {"attnlab"}
+  on_disk = {".".join(init.parent.relative_to(REPO).parts)
+             for init in (REPO / "attnlab").rglob("__init__.py")}
+  assert set(packages) == on_disk
+
+
+def test_installed_distribution_has_no_top_level_experiments():
+  # The installed one: not the attnlab.egg-info a build leaves in the checkout, which
+  # importlib.metadata also finds when the repository root is on sys.path.
+  installed = [d for d in importlib.metadata.distributions(name="attnlab")
+               if pathlib.Path(d.locate_file("")).resolve() != REPO]
+  if not installed:
+    pytest.skip("attnlab is not installed (run from a checkout on sys.path)")
+  dist = installed[0]
+  direct_url = json.loads(dist.read_text("direct_url.json") or "{}")
+  if direct_url.get("dir_info", {}).get("editable"):
+    # An editable install maps names to this checkout as of its `pip install -e`.
+    pytest.skip("editable install: its metadata is only as fresh as its last pip install -e")
+  assert "experiments" not in {pathlib.PurePosixPath(str(f)).parts[0] for f in dist.files}
+  assert (dist.read_text("top_level.txt") or "attnlab").split() == ["attnlab"]
+
+
+def test_experiments_run_from_the_repository_root():
+  # `python -m` and `python -m pytest` put the working directory first on sys.path.
+  import experiments
+  assert pathlib.Path(experiments.__file__).resolve().parent == REPO / "experiments"
+  proc = subprocess.run([sys.executable, "-m", "experiments.sweep", "--help"], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "--sweep" in proc.stdout + proc.stderr
