@@ -137,21 +137,24 @@ class DecodeWriter:
     self.close()
 
 
-def example_row(record: dict, text: Callable[[Sequence[str]], str], prediction: Sequence[str],
+def example_row(record: dict, source_text: Callable[[Sequence[str]], str],
+                target_text: Callable[[Sequence[str]], str], prediction: Sequence[str],
                 with_alignment: bool) -> dict:
   """The ``eval_{split}_examples.jsonl`` object of one ``train.evaluate`` record.
 
   Args:
     record: an evaluate record: ``example``, ``score``, ``log_prob``, ``exact_match``,
       ``sentence_bleu`` (text tasks), ``forced_attention`` [tgt_len + 1, src_len].
-    text: tokens -> the task's text (``train.detokenize``).
+    source_text, target_text: tokens -> text (the task's ``src_tokenizer.detokenize`` and
+      ``tgt_tokenizer.detokenize``).
     prediction: the predicted tokens, EOS excluded.
     with_alignment: add ``alignment_error_rate`` (the task knows the true alignment and the
       model attends).
   """
   example = record["example"]
   row: dict[str, Any] = {
-      "source": text(example.src), "reference": text(example.tgt), "hypothesis": text(prediction),
+      "source": source_text(example.src), "reference": target_text(example.tgt),
+      "hypothesis": target_text(prediction),
       "score": record["score"], "log_prob": record["log_prob"],
       "exact_match": bool(record["exact_match"]),
   }

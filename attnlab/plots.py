@@ -100,7 +100,7 @@ def metric_vs_length_figure(curves: Mapping[str, tuple], xlabel: str, ylabel: st
 
   Args:
     curves: {variant name: (lengths [n], means [n], stds [n] or None)}; a 2-tuple
-      (lengths, means) means no band. `attnlab.metrics.bucket_curve` builds one from
+      (lengths, means) means no band. `attnlab.length_buckets.bucket_curve` builds one from
       `per_bucket_mean`.
     xlabel, ylabel: axis labels.
     title: optional title.

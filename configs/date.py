@@ -6,7 +6,7 @@ Luong-style decoder with `general` attention over a bidirectional GRU. Pass
 `--config=configs/date.py:quick` for a seconds-long smoke run.
 """
 
-from attnlab.config import base_config
+from attnlab.defaults import base_config, parse_arg
 
 
 def get_config(arg: str | None = None):
@@ -24,7 +24,7 @@ def get_config(arg: str | None = None):
   config.train.log_every = 300
   config.train.eval_every = 600
   config.train.checkpoint_every = 600
-  if arg == "quick":
+  if parse_arg(arg, profile="", profiles=("", "quick"))["profile"] == "quick":
     config.data.num_train = 500
     config.data.num_valid = 50
     config.data.num_test = 50
@@ -33,6 +33,4 @@ def get_config(arg: str | None = None):
     config.train.log_every = 10
     config.train.eval_every = 10
     config.train.checkpoint_every = 10
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: quick")
   return config

@@ -11,7 +11,7 @@ Moses-tokenized (sacremoses): `"Don't go!" -> don 't go !`.
 
 import os
 
-from attnlab.config import base_config, shrink_for_smoke_test
+from attnlab.defaults import base_config, parse_arg, shrink_for_smoke_test
 
 # The repository's copy of the corpus, found relative to this file (so any working directory).
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "data",
@@ -37,9 +37,7 @@ def get_config(arg: str | None = None):
   config.train.eval_every = 2000
   config.train.checkpoint_every = 2000
   config.train.best_metric = "bleu"
-  if arg == "quick":
+  if parse_arg(arg, profile="", profiles=("", "quick"))["profile"] == "quick":
     config.data.max_src_len = config.data.max_tgt_len = 6
     shrink_for_smoke_test(config)
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: quick")
   return config

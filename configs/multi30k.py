@@ -2,39 +2,44 @@
 Bahdanau decoder with additive attention (RNNsearch), sized for a 2-core CPU.
 
     python -m attnlab.main --config configs/multi30k.py --workdir /tmp/multi30k
-    python -m attnlab.main --config configs/multi30k.py:none --workdir /tmp/multi30k_none
+    python -m attnlab.main --config configs/multi30k.py:attention=false --workdir /tmp/m30k_none
 
 The data stays outside this repository: the folder of the authors' task-1 raw files
 `{train,val,test_2016_flickr}.{de,en,fr}.gz` (29,000 / 1,014 / 1,000 lines), by default
 `../shared/data/multi30k` beside this checkout; else `--config.data.path=DIR` (the README's
 Data section says how to get it). The official test set `test_2016_flickr` is the test split;
 nothing is re-split. Text is lowercased and Moses-tokenized (sacremoses), words seen once are
-<unk> (min_freq 2), and checkpoints are ranked by validation BLEU.
+<unk> (min_freq 2), and checkpoints are ranked by validation BLEU. Training speed measured on
+two CPU cores shared with other jobs (load average about 7): 0.5 steps a second, so the 2,500
+steps take 1.5 hours or less. An 80-step check (learning_rate 3e-3, 20 warmup steps) took the
+training loss from 8.7 (uniform over the 5,923 English words) to 4.4 at step 60.
 
-Arguments, comma-separated (`configs/multi30k.py:en-de,none`):
-  SRC-TGT  the direction, two of de / en / fr (default de-en);
-  none     the no-attention twin (RNNencdec: decoder 'none', the source reaches the decoder
-           only through the dense bridge from the encoder's final state);
-  quick    a seconds-long smoke run (tiny model, 6 steps, 30 evaluation examples).
+Arguments (`attnlab.defaults.parse_arg`, e.g. `configs/multi30k.py:quick,src=en,tgt=de`):
+  quick            a seconds-long smoke run (tiny model, 6 steps, 30 evaluation examples);
+  src=XX, tgt=YY   the direction, two of de / en / fr (default src=de, tgt=en);
+  attention=false  the no-attention twin (RNNencdec: decoder 'none', the source reaches the
+                   decoder only through the dense bridge from the encoder's final state).
 """
 
 import os
-import re
 
-from attnlab.config import base_config, shrink_for_smoke_test
+from attnlab.defaults import base_config, parse_arg, shrink_for_smoke_test
 
 # ../shared/data/multi30k beside the checkout (this file is <checkout>/configs/multi30k.py).
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
                             "shared", "data", "multi30k")
 SPLITS = ("train", "val", "test_2016_flickr")
-_DIRECTION = re.compile(r"([a-z]{2})-([a-z]{2})")
+LANGUAGES = ("de", "en", "fr")
 
 
 def get_config(arg: str | None = None):
-  args = [a.strip() for a in (arg or "").split(",") if a.strip()]
+  args = parse_arg(arg, profile="", profiles=("", "quick"), src="de", tgt="en", attention=True)
+  if {args["src"], args["tgt"]} - set(LANGUAGES) or args["src"] == args["tgt"]:
+    raise ValueError(f"src and tgt must be two of {', '.join(LANGUAGES)}, got "
+                     f"{args['src']!r}, {args['tgt']!r}")
   config = base_config("corpus")
   config.data.path = os.path.normpath(DEFAULT_PATH)
-  config.data.src_lang, config.data.tgt_lang = "de", "en"
+  config.data.src_lang, config.data.tgt_lang = args["src"], args["tgt"]
   config.data.splits = SPLITS
   config.data.tokenizer = "moses"
   config.data.lowercase = True
@@ -52,24 +57,18 @@ def get_config(arg: str | None = None):
   config.model.emb_dim = 256
   config.model.hidden_dim = 256
   config.model.dropout_rate = 0.3
-  config.train.num_steps = 4000  # about 18 epochs of 29,000 pairs
+  # About 11 epochs of 29,000 pairs (the reference tutorial trains 10 epochs of batch 128).
+  config.train.num_steps = 2500
   config.train.learning_rate = 1e-3
   config.train.warmup_steps = 200
   config.train.log_every = 200
   config.train.eval_every = 500
   config.train.checkpoint_every = 500
   config.train.best_metric = "bleu"
-  for a in args:
-    direction = _DIRECTION.fullmatch(a)
-    if direction:
-      config.data.src_lang, config.data.tgt_lang = direction.groups()
-    elif a == "none":
-      config.model.decoder = "none"
-      config.model.bridge = "dense"
-    elif a == "quick":
-      shrink_for_smoke_test(config)
-      config.eval.max_examples = 30
-    else:
-      raise ValueError(f"unknown config argument {a!r}; valid: SRC-TGT (e.g. en-de), none, "
-                       "quick, comma-separated")
+  if not args["attention"]:
+    config.model.decoder = "none"
+    config.model.bridge = "dense"
+  if args["profile"] == "quick":
+    shrink_for_smoke_test(config)
+    config.eval.max_examples = 30
   return config

@@ -5,7 +5,7 @@
 Set `--config.data.task=copy` for the copy task (alignment: the diagonal).
 """
 
-from attnlab.config import base_config, shrink_for_smoke_test
+from attnlab.defaults import base_config, parse_arg, shrink_for_smoke_test
 
 
 def get_config(arg: str | None = None):
@@ -19,9 +19,7 @@ def get_config(arg: str | None = None):
   config.train.learning_rate = 5e-3
   config.train.eval_every = 1000
   config.train.log_every = 500
-  if arg == "quick":
+  if parse_arg(arg, profile="", profiles=("", "quick"))["profile"] == "quick":
     config.data.max_len = 6
     shrink_for_smoke_test(config)
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: quick")
   return config

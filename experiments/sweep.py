@@ -60,6 +60,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from absl import flags
 
+from attnlab.defaults import load_config_file
 from experiments import _cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -68,25 +69,9 @@ STDERR_TAIL_CHARS = 4000
 
 # ---------------------------------------------------------------- the grid
 
-def import_file(path: str | os.PathLike):
-  """Imports a Python file by path (a config file), as ml_collections' config_flags does.
-
-  Sweep files load the experiment configs beside them this way: putting ``configs/`` on
-  sys.path would let ``configs/copy.py`` shadow the standard library's ``copy``.
-  """
-  path = os.path.abspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"no such file: {path}")
-  spec = importlib.util.spec_from_file_location(
-      "attnlab_config_" + pathlib.Path(path).stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def load_sweep_module(path: str):
   """Imports a sweep file by path; it must define ``get_sweep``."""
-  module = import_file(path)
+  module = load_config_file(path)
   if not hasattr(module, "get_sweep"):
     raise ValueError(f"{path} defines no get_sweep(arg): it is a config, not a sweep")
   return module
@@ -96,37 +81,6 @@ def split_spec(spec: str) -> tuple[str, str | None]:
   """``FILE[:ARG]`` -> (FILE, ARG or None)."""
   path, _, arg = spec.partition(":")
   return path, (arg or None)
-
-
-def apply_seeds_and_steps(config, args: dict):
-  """The sweep-config arguments every sweep shares: ``seeds=N`` (vmapped seeds per trial;
-  default 2 / 3 / 5 for the tiny / small / full profile) and ``steps=N`` (train N steps,
-  evaluating and checkpointing once, at the end)."""
-  config.num_seeds = args["seeds"] or {"tiny": 2, "small": 3, "full": 5}[args["profile"]]
-  if args["steps"]:
-    config.train.num_steps = args["steps"]
-    config.train.log_every = config.train.eval_every = args["steps"]
-    config.train.checkpoint_every = args["steps"]
-  return config
-
-
-def parse_arg(arg: str | None, **defaults) -> dict:
-  """A sweep/config argument ``"small,task=mar_eng"`` -> {"profile": "small", "task": ...}.
-
-  The first bare word is the profile; ``key=value`` pairs override ``defaults`` (values are
-  parsed as the default's type). Unknown keys fail with the valid ones (as big_vision's
-  ``bvcc.parse_arg``).
-  """
-  result = dict(defaults)
-  for part in filter(None, (arg or "").split(",")):
-    key, eq, value = part.partition("=")
-    if not eq:
-      key, value = "profile", part
-    if key not in defaults:
-      raise ValueError(f"unknown argument {key!r} in {arg!r}; valid: {', '.join(defaults)}")
-    kind = type(defaults[key])
-    result[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
-  return result
 
 
 def _format_value(value) -> str:

@@ -146,3 +146,11 @@ def test_coverage_config_reaches_the_model():
   assert model.options.coverage and model.options.coverage_loss_weight == 0.5
   assert model.options.guided_alignment_weight == 2.0
   assert not config_lib.build_model(_config(), 10, 12, 8).options.coverage
+
+
+@pytest.mark.parametrize("key,value", [("train.steps_per_dispatch", 4),
+                                       ("parallel.num_devices", 2)])
+def test_multiseed_refuses_what_it_does_not_support(key, value):
+  config = _config(num_seeds=2, **{key: value})
+  with pytest.raises(config_lib.ConfigError, match=key.replace(".", r"\.")):
+    config_lib.validate(config)

@@ -186,3 +186,30 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path):
   _, stderr = proc.communicate(timeout=120)
   assert proc.returncode == 130, stderr
   assert "Traceback" not in stderr, stderr
+
+
+def test_eval_and_decode_from_the_workdir_alone(trained, tmp_path):
+  proc = run_main("--workdir", str(trained), "--mode=decode", stdin="98-03-23\n")
+  assert proc.stdout.strip() and "Traceback" not in proc.stderr
+  with_config = run_main("--config", DATE, "--workdir", str(trained), "--mode=decode",
+                         stdin="98-03-23\n")
+  assert proc.stdout == with_config.stdout
+  workdir = copy_run(trained, tmp_path)
+  proc = run_main("--workdir", str(workdir), "--mode=eval")
+  assert json.loads(proc.stdout.strip().splitlines()[-1])["num_examples"] == 50
+  assert_one_line_error(run_main("--workdir", str(tmp_path), check=False),
+                        "--config is required for --mode=train")
+  assert_one_line_error(run_main("--workdir", str(tmp_path), "--mode=decode", stdin="x\n",
+                                 check=False), "config.json does not exist")
+
+
+def test_decoding_builds_no_dataset(trained, monkeypatch):
+  from attnlab import training
+  from attnlab.training import preparation as prepare
+
+  def no_dataset(data_config):
+    raise AssertionError("decoding built the dataset")
+
+  monkeypatch.setattr(prepare, "build_task", no_dataset)
+  config = training.load_config(str(trained))
+  assert training.decode_lines(config, str(trained), ["98-03-23", ""])[1] == ""

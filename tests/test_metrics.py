@@ -11,7 +11,7 @@ import sacrebleu
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnlab import metrics
+from attnlab import length_buckets, metrics
 from attnlab.data.vocab import BOS, EOS, PAD
 
 BATCH, TGT_LEN, SRC_LEN, VOCAB = 3, 5, 4, 7
@@ -271,30 +271,30 @@ def test_corpus_aer_pools_counts():
 
 
 def test_length_buckets_and_labels():
-  assert metrics.bucket_labels([10, 20, 40]) == ["1-10", "11-20", "21-40", ">40"]
-  assert metrics.bucket_labels([1, 2]) == ["1", "2", ">2"]
-  ids = metrics.length_buckets([1, 10, 11, 20, 21, 40, 41, 99], [10, 20, 40])
+  assert length_buckets.bucket_labels([10, 20, 40]) == ["1-10", "11-20", "21-40", ">40"]
+  assert length_buckets.bucket_labels([1, 2]) == ["1", "2", ">2"]
+  ids = length_buckets.length_buckets([1, 10, 11, 20, 21, 40, 41, 99], [10, 20, 40])
   np.testing.assert_array_equal(ids, [0, 0, 1, 1, 2, 2, 3, 3])
   for bad in ([], [10, 10], [0, 5], [2.5]):
     with pytest.raises(ValueError):
-      metrics.length_buckets([3], bad)
+      length_buckets.length_buckets([3], bad)
   with pytest.raises(ValueError, match=">= 1"):
-    metrics.length_buckets([0, 3], [10])
+    length_buckets.length_buckets([0, 3], [10])
 
 
 def test_per_bucket_mean_hand_made():
   lengths = [3, 8, 12, 15, 19, 50]
   values = [1.0, 0.0, 1.0, 1.0, 0.0, 0.5]
-  got = metrics.per_bucket_mean(values, lengths, [10, 20, 40])
+  got = length_buckets.per_bucket_mean(values, lengths, [10, 20, 40])
   assert list(got) == ["1-10", "11-20", ">40"]  # empty "21-40" left out
   assert got["1-10"] == {"count": 2, "mean": 0.5, "std": 0.5, "mean_length": 5.5}
   assert got["11-20"]["count"] == 3
   assert got["11-20"]["mean"] == pytest.approx(2 / 3)
   assert got["11-20"]["mean_length"] == pytest.approx(46 / 3)
   assert got[">40"] == {"count": 1, "mean": 0.5, "std": 0.0, "mean_length": 50.0}
-  x, means, stds = metrics.bucket_curve(got)
+  x, means, stds = length_buckets.bucket_curve(got)
   np.testing.assert_allclose(x, [5.5, 46 / 3, 50.0])
   np.testing.assert_allclose(means, [0.5, 2 / 3, 0.5])
   assert stds.shape == (3,)
   with pytest.raises(ValueError):
-    metrics.per_bucket_mean([1.0], [1, 2], [10])
+    length_buckets.per_bucket_mean([1.0], [1, 2], [10])

@@ -54,14 +54,17 @@ def test_schedule_warms_up_then_decays():
   assert float(training.make_schedule(c)(60)) == pytest.approx(1.0)
 
 
-def test_source_tokens_per_task():
+def test_each_task_owns_its_text():
+  """Training, evaluation and decode tokenize through the task: no branch on task names."""
+  from attnlab.data import build_task
   date = base_config("date").data
-  assert training.source_tokens(date, " 98-03-23 ") == tuple("98-03-23")
-  corpus = base_config("corpus").data
-  assert training.source_tokens(corpus, "Hello, World!") == ("hello", ",", "world", "!")
-  assert training.source_tokens(base_config("reverse").data, "a b  c") == ("a", "b", "c")
-  assert training.detokenize("date", list("23/")) == "23/"
-  assert training.detokenize("reverse", ["a", "b"]) == "a b"
+  date.num_train, date.num_valid, date.num_test = 20, 5, 5
+  task = build_task(date)
+  assert task.src_tokenizer.tokenize(" 98-03-23 ") == tuple("98-03-23")
+  assert task.tgt_tokenizer.detokenize(["23", "/", "Mar", "/"]) == "23/Mar/"
+  reverse = build_task(base_config("reverse").data)
+  assert reverse.src_tokenizer.tokenize("a b  c") == ("a", "b", "c")
+  assert reverse.tgt_tokenizer.detokenize(["a", "b"]) == "a b"
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ each reads its own options (``attention_width``, ``max_src_len``,
 same way and nothing between the config and the score relays an option.
 
 Coverage (Tu et al. 2016; See et al. 2017) enters every score through the keys:
-``Attention(coverage=True)`` shifts each projected key by a learned vector times its
+``ModelOptions(coverage=True)`` shifts each projected key by a learned vector times its
 coverage, k'_i + c_i w_c (``mechanisms.CoverageFeature``), before ``score``. For
 ``concat`` / ``additive`` / ``additive_normalized`` that is exactly See et al.'s
 e_i = v^T tanh(W q + U k_i + w_c c_i + b); for ``dot`` / ``scaled_dot`` /

@@ -16,15 +16,15 @@ from attnlab.data.base import (TASK_DEFAULTS, TASKS, Example, TaskData, build_ta
                                default_data_config, register_task)
 from attnlab.data.batching import (TrainBatches, bucket_of, encode_batch, eval_batches,
                                    make_buckets)
-# Imported for their registrations (tasks: date, copy, reverse, toy_translation; corpus).
-from attnlab.data import corpus as _corpus  # pylint: disable=unused-import
-from attnlab.data import tasks as _tasks  # pylint: disable=unused-import
+# Importing these registers the tasks: date, copy, reverse, toy_translation; corpus.
+from attnlab.data import corpus, tasks
 from attnlab.data.corpus import read_aligned, read_lines, read_parallel
 from attnlab.data.text import (TOKENIZERS, Tokenizer, build_tokenizer, tokenize,
                                tokenizer_from_dict, tokenizer_from_json)
 from attnlab.data.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab
 
 __all__ = [
+    "corpus", "tasks",
     "BOS", "EOS", "PAD", "SPECIALS", "UNK", "Vocab",
     "TOKENIZERS", "Tokenizer", "build_tokenizer", "tokenize", "tokenizer_from_dict",
     "tokenizer_from_json",

@@ -26,10 +26,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from attnlab.data.base import Example, TaskData, register_task
-from attnlab.data.text import TOKENIZERS, build_tokenizer
-# The `punctuation` tokenizer's function, kept importable from here.
-from attnlab.data.text import tokenize  # pylint: disable=unused-import
+from attnlab.data.text import TOKENIZERS, build_tokenizer, tokenize
 from attnlab.data.vocab import Vocab
+
+__all__ = [
+    "BAD_LINE_POLICIES", "corpus_defaults", "corpus_task", "filter_by_length", "read_aligned",
+    "read_lines", "read_parallel", "split_file",
+    "tokenize",  # the `punctuation` tokenizer's function, importable from here as before
+]
 
 BAD_LINE_POLICIES = ("error", "skip")
 # How many line numbers of skipped lines a warning names.
@@ -251,8 +255,9 @@ def filter_by_length(examples, max_src_len: int | None, max_tgt_len: int | None)
           and (max_tgt_len is None or len(e.tgt) <= max_tgt_len)]
 
 
-def _read_folder(data_config) -> tuple[str, list[Pair | None], tuple[str, str]]:
-  """A folder's (train, valid, test) pairs (None for a split to draw at random)."""
+def _read_folder(data_config) -> tuple[str, list[list[Pair] | None], tuple[str, str]]:
+  """A folder's (train, valid, test) pairs (None: a split to draw at random), a description of
+  where they come from for messages, and the (source, target) languages."""
   folder = os.fspath(data_config.path)
   langs = (data_config.get("src_lang", ""), data_config.get("tgt_lang", ""))
   if not all(langs):
@@ -318,7 +323,9 @@ def corpus_task(data_config) -> TaskData:
   if not path:
     raise ValueError("the corpus task needs data_config.path (a tab-separated parallel file "
                      "or a folder of line-aligned files)")
-  name = data_config.get("tokenizer", "moses")
+  # A config without the field (a workdir's config.json from before it existed) means the
+  # tokenizer that such runs were trained with.
+  name = data_config.get("tokenizer", "punctuation")
   if name not in TOKENIZERS:
     raise ValueError(f"unknown data.tokenizer {name!r}; valid: {', '.join(sorted(TOKENIZERS))}")
   if os.path.isdir(path):

@@ -11,13 +11,13 @@ save it in its workdir and decoding can rebuild it without rebuilding the datase
 
     tokenizer = tokenizer_from_json(saved_text)
 
-| name          | tokens                                              | detokenize        |
-|---------------|-----------------------------------------------------|-------------------|
-| chars         | one token per non-space character (date task)       | characters joined |
-| whitespace    | split on whitespace (synthetic tasks)               | spaces            |
-| punctuation   | whitespace, then every Unicode punctuation character alone (`tokenize`) | spaces |
-| moses         | the Moses tokenizer (sacremoses), per language      | Moses detokenizer |
-| sentencepiece | subwords from a SentencePiece model trained on the train split | pieces joined |
+| name          | tokens                                                   | detokenize         |
+|---------------|----------------------------------------------------------|--------------------|
+| chars         | one per non-space character (date: month names whole)    | joined             |
+| whitespace    | the whitespace-separated words (synthetic tasks)         | spaces             |
+| punctuation   | whitespace words, each punctuation mark alone (`tokenize`) | spaces           |
+| moses         | the Moses tokenizer (sacremoses), per language           | Moses detokenizer  |
+| sentencepiece | subwords of a model learned from the train split         | SentencePiece      |
 
 `lowercase=True` lowercases the tokens (Moses tokenizes the cased text first: its non-breaking
 prefixes such as "Mr." are case-sensitive), so detokenized output is lowercase too.
@@ -37,9 +37,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-import sacremoses
-import sentencepiece
-
+# Tokenizer name -> class: the choices of the corpus task's `data.tokenizer`.
 TOKENIZERS: dict[str, type[Tokenizer]] = {}
 # A run of letters ([^\W\d_]: word characters that are neither digits nor "_"), else one
 # non-space character.
@@ -192,8 +190,14 @@ class PunctuationTokenizer(Tokenizer):
 _JOINED_WORDS = (r"\w*[\u200c\u200d]\w*",)
 
 
+# sacremoses and sentencepiece are imported where first used: sacremoses alone takes about half
+# a second to import (it compiles its regexes), which every `import attnlab` would pay.
+
+
 @functools.lru_cache(maxsize=None)
-def _moses(lang: str) -> tuple[sacremoses.MosesTokenizer, sacremoses.MosesDetokenizer]:
+def _moses(lang: str):
+  """sacremoses's (MosesTokenizer, MosesDetokenizer) for `lang`, built once."""
+  import sacremoses  # pylint: disable=g-import-not-at-top
   return sacremoses.MosesTokenizer(lang), sacremoses.MosesDetokenizer(lang)
 
 
@@ -227,7 +231,9 @@ class MosesTokenizer(Tokenizer):
 
 
 @functools.lru_cache(maxsize=8)
-def _sentencepiece(model: str) -> sentencepiece.SentencePieceProcessor:
+def _sentencepiece(model: str):
+  """The SentencePieceProcessor of a base64 model, loaded once."""
+  import sentencepiece  # pylint: disable=g-import-not-at-top
   proto = base64.b64decode(model, validate=True)
   if not proto:
     raise ValueError("empty")
@@ -269,6 +275,7 @@ class SentencePieceTokenizer(Tokenizer):
     texts = [line.lower() if lowercase else line for line in lines]
     if not any(t.strip() for t in texts):
       raise ValueError("no text to train a SentencePiece model on")
+    import sentencepiece  # pylint: disable=g-import-not-at-top
     model = io.BytesIO()
     sentencepiece.set_random_generator_seed(seed)
     try:

@@ -58,6 +58,8 @@ class Seq2Seq(nn.Module):
     return cls(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
                options=ModelOptions(**options))
 
+  # The two options training reads off a model (attnlab.training). ``copy`` shadows
+  # linen's Module.copy(), as the field of that name did before.
   @property
   def decoder(self) -> str:
     """The decoder style, ``options.decoder`` (``none``: no attention weights)."""

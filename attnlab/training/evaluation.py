@@ -9,15 +9,13 @@ import os
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from attnlab import decoding, metrics as metrics_lib, parallel, plots
+from attnlab import decoding, length_buckets, metrics as metrics_lib, parallel, plots
 from attnlab.data import TaskData, eval_batches
-from attnlab.data.corpus import tokenize as corpus_tokenize
 from attnlab.data.tasks import Example
-from attnlab.training.prepare import Prepared
+from attnlab.training.preparation import Prepared
 from attnlab.training.steps import TrainState, eval_step
 
 
@@ -36,20 +34,6 @@ def decode_batch(model, params, batch: dict, max_len: int, beam_size: int = 1,
                                 beam_size=beam_size, alpha=alpha, beta=coverage_penalty,
                                 src_ext=src_ext)
   return jax.tree.map(lambda x: x[:, 0], result)
-
-
-def detokenize(task_name: str, tokens: Sequence[str]) -> str:
-  """Tokens as text: characters joined for the date task, words spaced otherwise."""
-  return ("" if task_name == "date" else " ").join(tokens)
-
-
-def source_tokens(data_config: ml_collections.ConfigDict, line: str) -> tuple[str, ...]:
-  """Tokenizes one line of raw input the way the task's sources are tokenized."""
-  if data_config.task == "date":
-    return tuple(line.strip().replace(" ", ""))
-  if data_config.task == "corpus":
-    return corpus_tokenize(line, data_config.get("lowercase", True))
-  return tuple(line.split())
 
 
 def length_boundaries(config, lengths: np.ndarray) -> list[int]:
@@ -123,7 +107,7 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
                      if np.isfinite(sums["loss_sum"]) else float("nan")),
       "token_accuracy": sums["correct"] / max(sums["tokens"], 1),
       "exact_match": float(correct.mean()),
-      "exact_match_by_length": metrics_lib.per_bucket_mean(correct, src_lengths, boundaries),
+      "exact_match_by_length": length_buckets.per_bucket_mean(correct, src_lengths, boundaries),
       "num_examples": len(records),
   }
   if prepared.model.decoder != "none":
@@ -135,11 +119,11 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
     sentence_bleu = np.array([metrics_lib.corpus_bleu([h], [r]) for h, r in zip(hyps, refs)])
     for record, bleu in zip(records, sentence_bleu):
       record["sentence_bleu"] = float(bleu)
-    result["bleu_by_length"] = metrics_lib.per_bucket_mean(sentence_bleu, src_lengths, boundaries)
+    result["bleu_by_length"] = length_buckets.per_bucket_mean(sentence_bleu, src_lengths, boundaries)
   if task.has_alignment and prepared.model.decoder != "none":
     result["alignment_error_rate"] = metrics_lib.corpus_alignment_error_rate(
         [r["forced_attention"] for r in records], [r["example"].alignment for r in records])
-    result["alignment_error_rate_by_length"] = metrics_lib.per_bucket_alignment_error_rate(
+    result["alignment_error_rate_by_length"] = length_buckets.per_bucket_alignment_error_rate(
         [r["forced_attention"] for r in records], [r["example"].alignment for r in records],
         src_lengths, boundaries)
   return result, records
@@ -184,8 +168,8 @@ def prediction_text(record: dict, task: TaskData) -> list[str]:
 def heatmap_parts(record: dict, task: TaskData) -> tuple:
   """(weights [out_len, src_len], source tokens, output tokens, title) of a record's heatmap."""
   src = list(record["example"].src)
-  title = (f"{detokenize(task.name, src)} -> "
-           f"{detokenize(task.name, prediction_text(record, task))}")
+  title = (f"{task.src_tokenizer.detokenize(src)} -> "
+           f"{task.tgt_tokenizer.detokenize(prediction_text(record, task))}")
   return record["decode_attention"], src, prediction_tokens(record, task), title
 
 
@@ -220,7 +204,8 @@ def longest_example(records: Sequence[dict], task: TaskData) -> dict:
 def log_line(step: int, loss: float, record: dict, task: TaskData) -> str:
   """The line training prints at each log step: loss, and one example's translation."""
   example = record["example"]
-  return (f"step {step:6d} | loss {loss:.4f} | input {detokenize(task.name, example.src)} | "
-          f"target {detokenize(task.name, example.tgt)} | prediction "
-          f"{detokenize(task.name, prediction_text(record, task))}")
+  source, target = task.src_tokenizer, task.tgt_tokenizer
+  return (f"step {step:6d} | loss {loss:.4f} | input {source.detokenize(example.src)} | "
+          f"target {target.detokenize(example.tgt)} | prediction "
+          f"{target.detokenize(prediction_text(record, task))}")
 

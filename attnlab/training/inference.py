@@ -10,7 +10,6 @@ A checkpoint that does not restore is moved aside and the next one is used, as i
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import os
@@ -22,13 +21,12 @@ import numpy as np
 
 from attnlab import export
 from attnlab.config import ConfigError, build_model
-from attnlab.data import TaskData, Vocab, encode_batch
+from attnlab.data import TaskData, Vocab, encode_batch, tokenizer_from_dict
 from attnlab.data.tasks import Example
 from attnlab.training import workdir as workdir_lib
-from attnlab.training.evaluation import (copy_oovs, decode_batch, detokenize, evaluate,
-                                         is_copy_model, prediction_text, source_tokens,
-                                         write_heatmaps)
-from attnlab.training.prepare import Prepared, init_state, prepare
+from attnlab.training.evaluation import (copy_oovs, decode_batch, evaluate, is_copy_model,
+                                         prediction_text, write_heatmaps)
+from attnlab.training.preparation import Prepared, init_state, prepare
 from attnlab.training.steps import TrainState
 
 
@@ -50,7 +48,7 @@ def prepare_for_decoding(config: ml_collections.ConfigDict, workdir: str) -> Pre
   """The run's model, vocabularies and shapes from ``vocab.json`` and ``run.json``, without
   building the dataset (a workdir written before run.json existed: from the dataset)."""
   shapes_path = os.path.join(workdir, "run.json")
-  if not os.path.isfile(shapes_path):
+  if not os.path.isfile(shapes_path):  # a run from before run.json and saved tokenizers
     prepared = prepare(config)
     workdir_lib.check_same_vocab(prepared.task, workdir)
     return prepared
@@ -58,7 +56,8 @@ def prepare_for_decoding(config: ml_collections.ConfigDict, workdir: str) -> Pre
   vocab = workdir_lib.read_json(os.path.join(workdir, "vocab.json"))
   src_vocab, tgt_vocab = Vocab(tuple(vocab["src"])), Vocab(tuple(vocab["tgt"]))
   task = TaskData(config.data.task, (), (), (), src_vocab, tgt_vocab, is_text=False,
-                  has_alignment=False)
+                  has_alignment=False, src_tokenizer=tokenizer_from_dict(vocab["src_tokenizer"]),
+                  tgt_tokenizer=tokenizer_from_dict(vocab["tgt_tokenizer"]))
   model = build_model(config, len(src_vocab), len(tgt_vocab), shapes["max_src_len"])
   return Prepared(task=task, buckets=tuple(map(tuple, shapes["buckets"])), model=model,
                   max_src_len=shapes["max_src_len"], max_decode_len=shapes["max_decode_len"])
@@ -121,9 +120,10 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: 
     result = {"checkpoint": which, "step": step, "split": split, **result}
     workdir_lib.write_json(os.path.join(workdir, f"eval_{split}.json"), result)
     with_alignment = task.has_alignment and prepared.model.decoder != "none"
-    text = functools.partial(detokenize, task.name)
     export.write_jsonl(os.path.join(workdir, f"eval_{split}_examples.jsonl"),
-                       [export.example_row(r, text, prediction_text(r, task), with_alignment)
+                       [export.example_row(r, task.src_tokenizer.detokenize,
+                                            task.tgt_tokenizer.detokenize,
+                                            prediction_text(r, task), with_alignment)
                         for r in records])
   return result
 
@@ -131,7 +131,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: 
 def checked_source(config, prepared: Prepared, line: str, number: int) -> tuple[str, ...]:
   """The tokens of input line ``number`` (1-based), cut to the model's longest source under
   ``eval.on_long_input='truncate'``; ValueError naming the line otherwise."""
-  tokens = source_tokens(config.data, line)
+  tokens = prepared.task.src_tokenizer.tokenize(line)
   if len(tokens) <= prepared.max_src_len:
     return tokens
   message = (f"input line {number} has {len(tokens)} tokens; the model's longest source is "
@@ -173,7 +173,7 @@ def translation(record: dict, task: TaskData) -> export.Translation:
   EOS)."""
   target = tuple(prediction_text(record, task))
   return export.Translation(
-      text=detokenize(task.name, target), source=tuple(record["example"].src), target=target,
+      text=task.tgt_tokenizer.detokenize(target), source=tuple(record["example"].src), target=target,
       attention=np.asarray(record["decode_attention"][:len(target)], np.float32),
       score=record["score"], log_prob=record["log_prob"])
 

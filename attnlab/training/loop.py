@@ -29,7 +29,7 @@ from attnlab.training import workdir as workdir_lib
 from attnlab.training.evaluation import (evaluate, is_copy_model, log_line, longest_example,
                                          scalars, write_heatmaps)
 from attnlab.training.multiseed import MultiSeedStepper, mean_and_std
-from attnlab.training.prepare import Prepared, data_parallel_mesh, init_state, prepare
+from attnlab.training.preparation import Prepared, data_parallel_mesh, init_state, prepare
 from attnlab.training.signals import Interrupted, check_finite, stop_on_signals
 from attnlab.training.steps import TrainState, make_schedule, sharded_train_step
 from attnlab.training.writer import MetricWriter
@@ -142,7 +142,9 @@ def _write_run_files(config: ml_collections.ConfigDict, workdir: str, prepared: 
   task = prepared.task
   workdir_lib.write_json(os.path.join(workdir, "config.json"), config.to_dict())
   workdir_lib.write_json(os.path.join(workdir, "vocab.json"),
-                         {"src": list(task.src_vocab.tokens), "tgt": list(task.tgt_vocab.tokens)})
+                         {"src": list(task.src_vocab.tokens), "tgt": list(task.tgt_vocab.tokens),
+                          "src_tokenizer": task.src_tokenizer.to_dict(),
+                          "tgt_tokenizer": task.tgt_tokenizer.to_dict()})
   workdir_lib.write_json(os.path.join(workdir, "run.json"), prepared.shapes())
 
 

@@ -2,7 +2,7 @@
 and RNG keys (``config.num_seeds > 1``; ``loop.train_and_evaluate`` drives ``MultiSeedStepper``).
 
 Seed ``s`` (``0 <= s < num_seeds``) is the run ``--config.seed=config.seed + s`` would be: the
-same initial parameters (``prepare.init_state`` with that seed), the same data order
+same initial parameters (``preparation.init_state`` with that seed), the same data order
 (``TrainBatches`` with that seed) and the same dropout keys (``fold_in(key(seed), 1)``, then
 ``fold_in(., step)`` inside ``steps.train_step``). Its results equal a separate run's to float
 tolerance (vmapped matmuls may sum in another order), which tests/test_multiseed.py checks.
@@ -40,7 +40,7 @@ import numpy as np
 
 from attnlab.data import TrainBatches
 from attnlab.training.evaluation import is_copy_model, scalars
-from attnlab.training.prepare import Prepared
+from attnlab.training.preparation import Prepared
 from attnlab.training.steps import TrainState, make_optimizer, train_step
 
 Array = jax.Array
@@ -68,9 +68,9 @@ def unstack(tree, index: int):
 
 
 def init_states(config: ml_collections.ConfigDict, prepared: Prepared) -> TrainState:
-  """Each seed's ``prepare.init_state``, stacked: a TrainState with [num_seeds, ...] leaves.
+  """Each seed's ``preparation.init_state``, stacked: a TrainState with [num_seeds, ...] leaves.
 
-  The same computation as ``prepare.init_state``, jitted once and run once per seed's key, so
+  The same computation as ``preparation.init_state``, jitted once and run once per seed's key, so
   seed s starts exactly where a separate run with seed + s does.
   """
   src_len, tgt_len = prepared.buckets[0]  # the dummy shapes of train.init_state

@@ -15,7 +15,7 @@ import ml_collections
 
 from attnlab import plots, summaries
 from attnlab.data import TaskData
-from attnlab.training.evaluation import detokenize, heatmap_parts, prediction_text, scalars
+from attnlab.training.evaluation import heatmap_parts, prediction_text, scalars
 
 
 class MetricWriter:
@@ -85,9 +85,10 @@ class MetricWriter:
 
   def _write_examples(self, step: int, split: str, records: Sequence[dict]) -> None:
     task = self.task
-    rows = [{"source": detokenize(task.name, r["example"].src),
-             "reference": detokenize(task.name, r["example"].tgt),
-             "prediction": detokenize(task.name, prediction_text(r, task))}
+    source, target = task.src_tokenizer, task.tgt_tokenizer
+    rows = [{"source": source.detokenize(r["example"].src),
+             "reference": target.detokenize(r["example"].tgt),
+             "prediction": target.detokenize(prediction_text(r, task))}
             for r in records[:self.num_text_examples]]
     self.tb.add_text(f"{split}/examples", summaries.examples_markdown(rows), step)
     if split == "test":

@@ -7,19 +7,22 @@ location-based score, which never looks at the source words, aligns worst.
         --root /tmp/alignment --max_parallel 2
     python -m experiments.report --root /tmp/alignment --out docs/alignment
 
-Axis: ``variant`` (every name of ``attnlab.attention.score_names()``, Luong decoder), seeds
-vmapped in each trial. Profiles: ``small`` (two CPU cores), ``full`` (GPU / TPU), ``tiny``
+Axis: ``variant`` (every name in ``SCORES``, i.e. ``attnlab.attention.score_names()``, Luong
+decoder), seeds vmapped in each trial. Profiles: ``small`` (two CPU cores), ``full`` (GPU / TPU), ``tiny``
 (seconds, for tests); options ``seeds=N``, ``steps=N``, ``decoder=bahdanau``.
 """
 
 import os
 
-from attnlab.attention import score_names
-from experiments.sweep import apply_seeds_and_steps, import_file, parse_arg
+from attnlab.defaults import apply_seeds_and_steps, load_config_file, parse_arg
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
-toy_translation = import_file(os.path.join(CONFIGS, "toy_translation.py"))
+toy_translation = load_config_file(os.path.join(CONFIGS, "toy_translation.py"))
 
+# The score functions compared (attnlab.attention.score_names(), written out: configs are data;
+# tests/experiments/test_sweep.py checks they agree).
+SCORES = ("dot", "scaled_dot", "general", "concat", "additive", "additive_normalized", "location",
+          "cosine")
 PROFILES = ("tiny", "small", "full")
 DEFAULTS = dict(profile="small", seeds=0, steps=0, decoder="luong")
 
@@ -62,7 +65,7 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
   """{axis: {label: overrides}}: one axis, every registered score function."""
-  names = ("dot", "location") if _args(arg)["profile"] == "tiny" else score_names()
+  names = ("dot", "location") if _args(arg)["profile"] == "tiny" else SCORES
   return {"variant": {name: {"model.attention": name} for name in names}}
 
 

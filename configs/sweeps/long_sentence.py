@@ -6,8 +6,8 @@ collapses as sentences grow, RNNsearch holds).
         --max_parallel 2
     python -m experiments.report --root /tmp/long --out docs/long_sentence
 
-Axes: ``variant`` (``none`` = ``model.decoder=none``, else a score function of
-``attnlab.attention.score_names()`` in a Luong decoder) x ``train_len`` (the longest training
+Axes: ``variant`` (``none`` = ``model.decoder=none``, else a score function of ``SCORES``,
+i.e. ``attnlab.attention.score_names()``, in a Luong decoder) x ``train_len`` (the longest training
 source, ``data.train_max_src_len``; RNNsearch-30 / -50 in the paper). Seeds run side by side
 in each trial (``num_seeds``, vmapped). Arguments: a profile, ``small`` (the whole grid on two
 CPU cores: 28 minutes for the toy task, 42 for mar_eng, measured on a shared, loaded machine),
@@ -18,13 +18,16 @@ instead of the toy translation task, ``seeds=N``, ``steps=N``.
 
 import os
 
-from attnlab.attention import score_names
-from experiments.sweep import apply_seeds_and_steps, import_file, parse_arg
+from attnlab.defaults import apply_seeds_and_steps, load_config_file, parse_arg
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
-mar_eng = import_file(os.path.join(CONFIGS, "mar_eng.py"))
-toy_translation = import_file(os.path.join(CONFIGS, "toy_translation.py"))
+mar_eng = load_config_file(os.path.join(CONFIGS, "mar_eng.py"))
+toy_translation = load_config_file(os.path.join(CONFIGS, "toy_translation.py"))
 
+# The score functions compared (attnlab.attention.score_names(), written out: configs are data;
+# tests/experiments/test_sweep.py checks they agree).
+SCORES = ("dot", "scaled_dot", "general", "concat", "additive", "additive_normalized", "location",
+          "cosine")
 PROFILES = ("tiny", "small", "full")
 DEFAULTS = dict(profile="small", task="toy_translation", seeds=0, steps=0)
 
@@ -101,7 +104,7 @@ def get_config(arg=None):
 def get_sweep(arg=None):
   """{axis: {label: overrides}}: variant x train_len (experiments/sweep.py)."""
   variants = {"none": {"model.decoder": "none"}}
-  names = ("additive",) if _args(arg)["profile"] == "tiny" else score_names()
+  names = ("additive",) if _args(arg)["profile"] == "tiny" else SCORES
   variants.update({name: {"model.attention": name} for name in names})
   return {
       "variant": variants,

@@ -17,10 +17,10 @@ additive); toy translation, Luong decoder, seeds vmapped in each trial. Profiles
 
 import os
 
-from experiments.sweep import apply_seeds_and_steps, import_file, parse_arg
+from attnlab.defaults import apply_seeds_and_steps, load_config_file, parse_arg
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
-toy_translation = import_file(os.path.join(CONFIGS, "toy_translation.py"))
+toy_translation = load_config_file(os.path.join(CONFIGS, "toy_translation.py"))
 
 PROFILES = ("tiny", "small", "full")
 VARIANTS = ("dot", "general", "scaled_dot", "additive")

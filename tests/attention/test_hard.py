@@ -34,12 +34,12 @@ def _hard_results(score):
   def run(key):
     params = module.init(key, query, keys, values, mask, method="attend")
     attend = functools.partial(module.apply, params, query, keys, values, mask, method="attend")
-    soft = module.clone(mechanism="global").apply(params, query, keys, values, mask,
-                                                  method="attend")
+    soft = module.clone(options=module.options.replace(mechanism="global")).apply(
+        params, query, keys, values, mask, method="attend")
     evaluation = attend(deterministic=True)
     sampled, sown = attend(deterministic=False, rngs={"sample": jax.random.key(7)},
                            mutable=[hard.SAMPLES])
-    gumbel = module.clone(hard_estimator="gumbel").apply(
+    gumbel = module.clone(options=module.options.replace(hard_estimator="gumbel")).apply(
         params, query, keys, values, mask, method="attend", deterministic=False,
         rngs={"sample": jax.random.key(7)})
     return soft, evaluation, sampled, hard.collect_samples(sown), gumbel

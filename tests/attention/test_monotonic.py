@@ -187,7 +187,7 @@ def test_soft_monotonic_needs_a_sample_rng_for_its_noise():
   with pytest.raises(ValueError, match="'sample'"):
     jax.eval_shape(lambda: module.apply(params, query, keys, method="attend",
                                         deterministic=False))
-  quiet = module.clone(monotonic_noise=0.0)
+  quiet = module.clone(options=module.options.replace(monotonic_noise=0.0))
   context, weights = jax.jit(lambda p: quiet.apply(p, query, keys, method="attend",
                                                    deterministic=False))(params)
   assert np.all(np.asarray(weights).sum(-1) <= 1.0 + 1e-6)

@@ -3,12 +3,15 @@
 import collections
 import gzip
 import hashlib
+import importlib.util
 import re
 import unicodedata
 from pathlib import Path
 
+import ml_collections
 import pytest
 
+from attnlab.config import validate
 from attnlab.data.corpus import read_aligned, read_lines, read_parallel, split_file, tokenize
 from attnlab.data.tasks import build_task, default_data_config
 from attnlab.data.text import MosesTokenizer, PunctuationTokenizer, SentencePieceTokenizer
@@ -213,6 +216,8 @@ def test_corpus_task_splits(corpus_file):
 
 
 def test_corpus_default_tokenizer_is_moses_lowercased(corpus_file):
+  defaults = default_data_config("corpus")
+  assert (defaults.tokenizer, defaults.lowercase) == ("moses", True)
   data = build_task(corpus_config(corpus_file, src_lang="en", tgt_lang="mr"))
   assert data.src_tokenizer == MosesTokenizer("en", lowercase=True)
   assert data.tgt_tokenizer == MosesTokenizer("mr", lowercase=True)
@@ -228,6 +233,11 @@ def test_corpus_punctuation_tokenizer_keeps_the_old_tokens(corpus_file):
   assert data.src_tokenizer == data.tgt_tokenizer == PunctuationTokenizer(lowercase=True)
   everything = sorted(e.src + ("|",) + e.tgt for e in data.train + data.valid + data.test)
   assert everything == sorted(tokenize(en) + ("|",) + tokenize(mr) for en, mr in PAIRS)
+  # A run's config.json from before data.tokenizer existed rebuilds that run's tokens.
+  old = corpus_config(corpus_file).to_dict()
+  for field in ("tokenizer", "src_lang", "tgt_lang", "splits", "vocab_size"):
+    del old[field]
+  assert build_task(ml_collections.ConfigDict(old)) == data
 
 
 def test_corpus_sentencepiece_learns_from_the_train_split_only(tmp_path):
@@ -371,6 +381,17 @@ def test_shipped_corpus_matches_its_readme_checksum():
   digest = re.search(r"sha256 of the uncompressed file:\*\*\s*`([0-9a-f]{64})`", readme)[1]
   assert hashlib.sha256(gzip.decompress(MAR_GZ.read_bytes())).hexdigest() == digest
   assert "CC-BY 2.0 FR" in readme and "Tatoeba contributors" in readme
+
+
+def test_mar_eng_config_reads_the_shipped_corpus():
+  spec = importlib.util.spec_from_file_location("mar_eng", REPO / "configs" / "mar_eng.py")
+  mar_eng = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mar_eng)
+  config = mar_eng.get_config("quick")
+  assert Path(config.data.path) == MAR_GZ
+  assert (config.data.src_lang, config.data.tgt_lang, config.data.tokenizer) == ("en", "mr",
+                                                                                "moses")
+  validate(config)
 
 
 @pytest.fixture(scope="module")

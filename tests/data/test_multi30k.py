@@ -45,13 +45,15 @@ def test_config_variants():
       "bahdanau", "additive", "gru")
   assert config.model.bidirectional and config.train.best_metric == "bleu"
   assert 64 <= config.batching.batch_size <= 128 and config.model.hidden_dim <= 256
-  none = multi30k.get_config("none")
+  none = multi30k.get_config("attention=false")
   assert (none.model.decoder, none.model.bridge) == ("none", "dense")
-  en_de = multi30k.get_config("en-de,none,quick")
+  en_de = multi30k.get_config("quick,src=en,tgt=de,attention=false")
   assert (en_de.data.src_lang, en_de.data.tgt_lang, en_de.model.decoder) == ("en", "de", "none")
   assert en_de.train.num_steps <= 10 and en_de.eval.max_examples == 30
   with pytest.raises(ValueError, match="unknown config argument 'big'"):
-    multi30k.get_config("quick,big")
+    multi30k.get_config("big")
+  with pytest.raises(ValueError, match="src and tgt must be two of"):
+    multi30k.get_config("src=en,tgt=en")
 
 
 def test_config_validates_a_folder_path(tmp_path):

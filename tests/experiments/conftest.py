@@ -11,8 +11,8 @@ SWEEPS = pathlib.Path(__file__).resolve().parents[2] / "configs" / "sweeps"
 
 TINY_SWEEP = '''
 import os
-from experiments.sweep import import_file
-base = import_file(os.path.join({sweeps!r}, "long_sentence.py"))
+from attnlab.defaults import load_config_file
+base = load_config_file(os.path.join({sweeps!r}, "long_sentence.py"))
 
 def get_config(arg=None):
   return base.get_config("tiny")

@@ -8,6 +8,7 @@ import pytest
 
 from attnlab.attention import score_names
 from attnlab.config import validate
+from attnlab import defaults
 from experiments import sweep
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -40,11 +41,11 @@ def test_expand_rejects_bad_grids(axes, needle):
 
 
 def test_parse_arg():
-  assert sweep.parse_arg("full,task=mar_eng,seeds=2", profile="small", task="toy", seeds=0) == {
+  assert defaults.parse_arg("full,task=mar_eng,seeds=2", profile="small", task="toy", seeds=0) == {
       "profile": "full", "task": "mar_eng", "seeds": 2}
-  assert sweep.parse_arg(None, profile="small") == {"profile": "small"}
+  assert defaults.parse_arg(None, profile="small") == {"profile": "small"}
   with pytest.raises(ValueError, match="valid: profile, seeds"):
-    sweep.parse_arg("small,sedes=3", profile="small", seeds=0)
+    defaults.parse_arg("small,sedes=3", profile="small", seeds=0)
 
 
 def _apply(config, overrides):

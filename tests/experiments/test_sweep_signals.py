@@ -139,15 +139,14 @@ def test_a_killed_launcher_takes_its_trials_with_it(tmp_path):
   dies (Linux), so none is left running to collide with a rerun."""
   if not sys.platform.startswith("linux"):
     pytest.skip("parent-death signal is Linux-only")
-  script = tmp_path / "launcher.py"
-  script.write_text(textwrap.dedent(f"""
+  script = textwrap.dedent(f"""
       import sys
       from experiments import sweep
       trials = [{{"name": "t0", "workdir": {str(tmp_path / 't0')!r},
                  "command": [sys.executable, "-c", {SLEEPER!r}, {str(tmp_path / 'ready0')!r}]}}]
       sweep.launch_local(trials, max_parallel=1)
-  """))
-  launcher = subprocess.Popen([sys.executable, str(script)], cwd=REPO)
+  """)
+  launcher = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)  # this checkout's sweep
   try:
     _wait_until(lambda: (tmp_path / "ready0").exists(), 60, "the trial to start")
     trial_pid = int((tmp_path / "ready0").read_text())
@@ -250,8 +249,8 @@ def test_a_recycled_pid_is_not_mistaken_for_the_trial(tmp_path):
 
 ENDLESS_SWEEP = '''
 import os
-from experiments.sweep import import_file
-base = import_file(os.path.join({sweeps!r}, "long_sentence.py"))
+from attnlab.defaults import load_config_file
+base = load_config_file(os.path.join({sweeps!r}, "long_sentence.py"))
 
 def get_config(arg=None):
   config = base.get_config("tiny,seeds=1")

@@ -197,10 +197,11 @@ def test_hard_monotonic_decoding_never_moves_backwards(style):
 
 def test_unknown_mechanism_and_estimator_list_the_valid_ones():
   src, lengths, tgt_in, _ = make_batch()
+  model = make_model("luong", "local_m")
   with pytest.raises(ValueError, match="valid mechanisms: global, hard, local_m, local_p, "
                                        "monotonic"):
-    jax.eval_shape(make_model("luong", "local_m").clone(mechanism="sparse").init,
+    jax.eval_shape(model.clone(options=model.options.replace(mechanism="sparse")).init,
                    jax.random.key(0), src, lengths, tgt_in)
   with pytest.raises(ValueError, match="valid estimators: reinforce, gumbel"):
-    jax.eval_shape(make_model("luong", "hard_reinforce").clone(hard_estimator="nvil").init,
+    jax.eval_shape(make_model("luong", "hard_reinforce", hard_estimator="nvil").init,
                    jax.random.key(0), src, lengths, tgt_in)

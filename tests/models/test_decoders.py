@@ -208,7 +208,7 @@ def test_no_attention_with_zero_bridge_is_an_error():
 def test_dropout_only_when_not_deterministic():
   model = make_model("luong", dropout_rate=0.5, decoder_self_attention=True,
                      encoder_self_attention_layers=1)
-  no_dropout = model.clone(dropout_rate=0.0)
+  no_dropout = model.clone(options=model.options.replace(dropout_rate=0.0))
   src, lengths, tgt_in = make_batch()
   params = random_params(model, src, lengths, tgt_in)
   key_a, key_b = jax.random.key(1), jax.random.key(2)
