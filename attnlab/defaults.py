@@ -78,7 +78,7 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # Seed of parameter initialisation, dropout and the training data order.
   c.seed = 0
-  # Independent seeds trained side by side in one program (attnlab.multiseed: jax.vmap over
+  # Independent seeds trained side by side in one program (attnlab.training.multiseed: jax.vmap over
   # parameters, optimizer state and RNG keys); seed s runs exactly as a separate run with
   # seed = seed + s would. 1 = one ordinary run.
   c.num_seeds = 1

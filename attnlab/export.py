@@ -140,7 +140,7 @@ class DecodeWriter:
 def example_row(record: dict, source_text: Callable[[Sequence[str]], str],
                 target_text: Callable[[Sequence[str]], str], prediction: Sequence[str],
                 with_alignment: bool) -> dict:
-  """The ``eval_{split}_examples.jsonl`` object of one ``train.evaluate`` record.
+  """The ``eval_{split}_examples.jsonl`` object of one ``training.evaluate`` record.
 
   Args:
     record: an evaluate record: ``example``, ``score``, ``log_prob``, ``exact_match``,

@@ -9,7 +9,7 @@ Both are pure and jit-able and, like ``attnlab.metrics.sequence_cross_entropy``,
   task's true alignment (rows normalised to distributions) to the attention weights.
 
 ``Seq2Seq.attention_losses`` weights them (``train.coverage_loss_weight``,
-``train.guided_alignment_weight``) and ``train.train_step`` adds them to the loss.
+``train.guided_alignment_weight``) and ``training.steps.train_step`` adds them to the loss.
 
 Shapes: attention [batch, tgt_len, src_len], row t = the weights used to predict target token
 t (``tgt_out`` coordinates, EOS included), as ``Seq2Seq.__call__`` returns them.

@@ -9,7 +9,7 @@ behaviour) and passes ``allow_nan=False`` as a guard: should a value ever bypass
 raises instead of producing a file other tools cannot read. Numpy and JAX scalars and arrays
 are written as numbers and lists.
 
-TensorBoard: pure helpers the run's ``MetricWriter`` (``attnlab.train``) feeds to
+TensorBoard: pure helpers the run's ``MetricWriter`` (``attnlab.training.writer``) feeds to
 tensorboardX: the config as hparams (`flatten_hparams`, `hparams_summaries`), per-length-bucket
 scalars (`bucket_scalars`), example translations as a markdown table (`examples_markdown`),
 figures as image arrays (`figure_to_array`) and optimizer steps per second (`StepRate`).

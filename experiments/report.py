@@ -3,7 +3,7 @@
 Reads ``ROOT/sweep.json`` (written by ``experiments.sweep``: the trials and their axis labels)
 and each finished trial's ``config.json`` and ``summary.json``. A trial contributes one run
 per seed: ``summary["seeds"]`` when it trained ``num_seeds`` seeds at once
-(``attnlab.multiseed``), else its one ``summary["test"]``; a ``seed`` axis is pooled the same
+(``attnlab.training.multiseed``), else its one ``summary["test"]``; a ``seed`` axis is pooled the same
 way. Writes to ``--out`` (default ``ROOT/report``):
 
 * ``results.csv``: one row per (setting, metric, source-length bucket or ``all``): mean and

@@ -1,4 +1,4 @@
-"""attnlab.multiseed: N seeds vmapped in one program equal N separate runs."""
+"""attnlab.training.multiseed: N seeds vmapped in one program equal N separate runs."""
 
 import json
 
