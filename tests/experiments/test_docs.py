@@ -34,8 +34,9 @@ def _links(text: str) -> list[str]:
 
 
 def _top(text: str) -> str:
-  """The README before its first section of content, the Quickstart."""
-  return text[:text.index("\n## Quickstart\n")]
+  """The README's top: its sections before "Running experiments" (contents, Quickstart,
+  results at a glance)."""
+  return text[:text.index("\n## Running experiments\n")]
 
 
 def test_readme_starts_with_a_table_of_contents_of_every_section():
@@ -48,10 +49,14 @@ def test_readme_starts_with_a_table_of_contents_of_every_section():
       assert _anchor(heading) in anchors, heading
 
 
-def test_readme_shows_a_results_figure_before_the_quickstart():
-  top = _top(_text(README))
+def test_readme_shows_a_results_figure_near_the_top_after_the_quickstart_commands():
+  text = _text(README)
+  first_command = re.search(r"```bash\n(.*)\n", text).group(1)
+  assert "attnlab.main --config configs/date.py" in first_command  # the Quickstart's, first
+  top = _top(text)
+  top = top[top.index("\n## Results at a glance\n"):]
   images = re.findall(r"!\[[^\]]*\]\((docs/[^)]+\.png)\)", top)
-  assert images, "no results-at-a-glance figure before the Quickstart"
+  assert images, "no results-at-a-glance figure near the top"
   assert (REPO / images[0]).is_file()
   after = top[top.index(images[0]):]
   assert "python -m experiments.sweep" in after and "python -m experiments.report" in after
