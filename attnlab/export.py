@@ -18,6 +18,16 @@ beam search), ``log_prob`` (the sum of token log-probabilities), ``exact_match``
 ``sentence_bleu`` (text tasks) and ``alignment_error_rate`` (tasks that know the true alignment;
 of the teacher-forced attention, as the corpus metric) where they apply.
 
+Test outcomes (``WORKDIR/test_outcomes.jsonl``, or ``WORKDIR/seed_<k>/`` per seed of a
+multi-seed run, written with the final test metrics): one object per test sentence, in test-set
+order: ``index``, ``src_length``, ``tgt_length``, ``length_bucket`` (its label in the summary's
+``*_by_length``), ``exact_match`` (0 or 1), and the sufficient statistics of the corpus
+metrics: ``bleu_stats`` (text tasks; sacrebleu's [hyp_len, ref_len, matching 1..4-grams,
+total 1..4-grams], ``metrics.bleu_statistics``) and ``alignment_counts`` (tasks that know the
+true alignment; [|A∩S|, |A∩P|, |A|, |S|], ``metrics.alignment_counts``). Corpus BLEU and AER of
+any subset of sentences are functions of their summed statistics: ``attnlab.intervals``
+bootstraps them, ``experiments.report`` pools seeds and compares runs with them.
+
 All JSON is strict: non-finite floats are ``null`` (``attnlab.summaries.dumps``).
 """
 
@@ -160,9 +170,23 @@ def example_row(record: dict, source_text: Callable[[Sequence[str]], str],
   }
   if "sentence_bleu" in record:
     row["sentence_bleu"] = record["sentence_bleu"]
-  if with_alignment:
+  if with_alignment:  # the rows of real target tokens only, as the corpus metric
     row["alignment_error_rate"] = metrics_lib.alignment_error_rate(
-        record["forced_attention"], example.alignment)
+        record["forced_attention"], example.alignment, tgt_length=len(example.tgt))
+  return row
+
+
+def outcome_row(record: dict, index: int) -> dict:
+  """The ``test_outcomes.jsonl`` object of one ``training.evaluate`` record (module doc):
+  what `attnlab.intervals` needs to resample the test set without decoding again."""
+  example = record["example"]
+  row: dict[str, Any] = {
+      "index": index, "src_length": len(example.src), "tgt_length": len(example.tgt),
+      "length_bucket": record["length_bucket"], "exact_match": int(record["exact_match"]),
+  }
+  for key in ("bleu_stats", "alignment_counts"):
+    if key in record:
+      row[key] = [int(x) for x in record[key]]
   return row
 
 

@@ -1,5 +1,6 @@
 """Source-length buckets and per-bucket metrics: labels, bucket ids, means with their spread,
-alignment error rate per bucket, and the curves the plots draw from them."""
+corpus metrics per bucket (corpus BLEU, pooled alignment error rate, exact match) with bootstrap
+intervals, and the curves the plots draw from them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from attnlab import metrics
+from attnlab import intervals
 
 
 def check_boundaries(boundaries: Sequence[int]) -> np.ndarray:
@@ -90,40 +91,58 @@ def per_bucket_mean(values, lengths, boundaries: Sequence[int]) -> dict[str, dic
   return out
 
 
-def per_bucket_alignment_error_rate(attentions: Sequence, sures: Sequence, lengths,
-                                    boundaries: Sequence[int]) -> dict[str, dict]:
-  """Alignment error rate within each length bucket, link counts pooled over its sentences.
+def per_bucket_statistic(stats, statistic: intervals.Statistic | str, lengths,
+                         boundaries: Sequence[int], sentence_values=None,
+                         confidence: float = 0.95) -> dict[str, dict]:
+  """A corpus metric within each length bucket, computed from its sentences' summed
+  statistics (as over the whole test set), with a bootstrap interval over those sentences.
 
   Args:
-    attentions: [n] of [tgt_len, src_len] attention arrays (as `corpus_alignment_error_rate`).
-    sures: [n] sure-link sets.
+    stats: [n, k] integer per-sentence statistics (`intervals.sentence_statistics`): e.g.
+      sacrebleu's BLEU statistics (then "mean" is the bucket's corpus BLEU) or alignment counts
+      (the bucket's pooled AER).
+    statistic: the metric (an `intervals.Statistic` or its name: exact_match, bleu,
+      alignment_error_rate).
     lengths: [n] the lengths to bucket by (e.g. source lengths), each >= 1.
     boundaries: bucket upper bounds, as in `length_buckets`.
+    sentence_values: [n] the metric of each sentence alone, for "std"; None: std 0.
+    confidence: of the interval.
 
   Returns:
-    `per_bucket_mean`'s format: {label: {"count", "mean", "std", "mean_length"}}, where "mean"
-    is the bucket's pooled AER (as `corpus_alignment_error_rate` on its sentences) and "std"
-    the standard deviation of its sentence-level AERs.
+    `per_bucket_mean`'s format plus the interval, for the non-empty buckets:
+    {label: {"count", "mean", "std", "low", "high", "mean_length"}}, "mean" the metric of the
+    bucket's sentences together, "std" the population standard deviation of their
+    ``sentence_values`` (their spread, not the metric's uncertainty), (low, high) its
+    percentile bootstrap interval over the bucket's sentences (`intervals.bootstrap_interval`).
   """
-  lengths = np.asarray(lengths)
-  if len(attentions) != len(sures) or lengths.shape != (len(attentions),):
-    raise ValueError(f"got {len(attentions)} attentions, {len(sures)} sure-link sets and "
-                     f"lengths of shape {lengths.shape}")
+  statistic = intervals.statistic_of(statistic)
+  stats, lengths = np.asarray(stats), np.asarray(lengths)
+  if stats.ndim != 2 or lengths.shape != stats.shape[:1]:
+    raise ValueError(f"stats must be [n, k] and lengths [n], got shapes {stats.shape} and "
+                     f"{lengths.shape}")
+  spread = (np.zeros(len(lengths)) if sentence_values is None
+            else np.asarray(sentence_values, np.float64))
   ids = length_buckets(lengths, boundaries)
   out = {}
   for b, label in enumerate(bucket_labels(boundaries)):
     members = np.flatnonzero(ids == b)
     if members.size == 0:
       continue
-    sentence = [metrics.alignment_error_rate(attentions[k], sures[k]) for k in members]
+    low, high = intervals.bootstrap_interval(stats[members], statistic, confidence)
     out[label] = {
         "count": int(members.size),
-        "mean": metrics.corpus_alignment_error_rate([attentions[k] for k in members],
-                                                    [sures[k] for k in members]),
-        "std": float(np.std(sentence)),
+        "mean": float(statistic.value(stats[members].sum(0))),
+        "std": float(spread[members].std()),
+        "low": low, "high": high,
         "mean_length": float(lengths[members].mean()),
     }
   return out
+
+
+def bucket_of(lengths, boundaries: Sequence[int]) -> list[str]:
+  """The bucket label of each of [n] lengths (`bucket_labels`, `length_buckets`)."""
+  labels = bucket_labels(boundaries)
+  return [labels[b] for b in length_buckets(lengths, boundaries)]
 
 
 def bucket_curve(buckets: Mapping[str, Mapping[str, float]]):

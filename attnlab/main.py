@@ -15,10 +15,11 @@ run's own ``config.json`` from ``--workdir`` when it is left out. Modes:
   one output per line, each flushed as soon as it is decoded: a Unix filter (from a pipe
   or a terminal every line is decoded as it arrives; a file, ``--input`` or ``< FILE``, in
   batches of ``batching.eval_batch_size``). ``--heatmaps=DIR2`` saves their attention
-  heatmaps; ``--alignments=FILE`` writes one Pharaoh line per input (``i-j``: source token
-  i - output token j, 0-based, each output token but EOS linked to its largest attention
-  weight); ``--alignment_weights=FILE`` the weights, one JSON object per input line
-  (``attnlab.export``). A reader that stops early (``| head -1``) ends it quietly (141).
+  heatmaps and DIR2/index.html (each decoded line with its heatmap); ``--alignments=FILE``
+  writes one Pharaoh line per input (``i-j``: source token i - output token j, 0-based, each
+  output token but EOS linked to its largest attention weight); ``--alignment_weights=FILE``
+  the weights, one JSON object per input line (``attnlab.export``). A reader that stops early
+  (``| head -1``) ends it quietly (141).
 
 Exit status: 0 done; 2 bad flags, config or input (one message, no traceback);
 1 a non-finite loss with ``train.on_nonfinite=stop``; 128 + N when stopped by
@@ -206,11 +207,19 @@ def _decode(config, training) -> None:
     _fail(f"cannot open {e.filename!r}: {e.strerror}")
   batch_size = config.batching.eval_batch_size if export.is_regular_file(source) else 1
   lines = (line.rstrip("\r\n") for line in source)
+  inputs, shown = [], []  # --heatmaps: (input, output) per heatmap, for DIR/index.html
+  if FLAGS.heatmaps:
+    lines = (inputs.append(line) or line for line in lines)
   try:
     with writer:
-      for translation in training.decode_stream(config, FLAGS.workdir, lines, FLAGS.checkpoint,
-                                             FLAGS.heatmaps, batch_size):
+      for number, translation in enumerate(training.decode_stream(
+          config, FLAGS.workdir, lines, FLAGS.checkpoint, FLAGS.heatmaps, batch_size)):
         writer.write(translation)
+        if FLAGS.heatmaps and translation.source:
+          shown.append((inputs[number], translation.text))
+    if FLAGS.heatmaps:
+      from attnlab.atlas import page
+      page.decode_index(FLAGS.heatmaps, shown)
   except BrokenPipeError:  # the reader left (`| head -1`): stop quietly, as Unix filters do
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
     sys.exit(128 + signal.SIGPIPE)

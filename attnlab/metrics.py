@@ -27,6 +27,8 @@ import sacrebleu
 from attnlab.data.vocab import BOS, EOS, PAD
 
 Array = jax.Array
+# sacrebleu's BLEU settings, which `corpus_bleu` uses and `bleu_from_statistics` repeats.
+_BLEU = sacrebleu.BLEU(tokenize="none")
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,6 +232,42 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str],
     raise ValueError("corpus_bleu needs at least one sentence")
   return float(
       sacrebleu.corpus_bleu(list(hypotheses), [list(references)], tokenize=tokenize).score)
+
+
+def bleu_statistics(hypotheses: Sequence[str], references: Sequence[str],
+                    tokenize: str = "none") -> np.ndarray:
+  """sacrebleu's sufficient statistics of each sentence, as `corpus_bleu` computes them.
+
+  Corpus BLEU is a function of these statistics summed over the sentences
+  (`bleu_from_statistics`), so a subset's or a resampled corpus's BLEU needs no re-scoring.
+
+  Args:
+    hypotheses, references: [num_sentences] strings, as `corpus_bleu`.
+    tokenize: as `corpus_bleu`.
+
+  Returns:
+    [num_sentences, 2 + 2 * 4] int64: hypothesis length, reference length, then matching and
+    total n-grams of each order n = 1..4 (sacrebleu's order).
+  """
+  if len(hypotheses) != len(references):
+    raise ValueError(f"got {len(hypotheses)} hypotheses for {len(references)} references")
+  bleu = sacrebleu.BLEU(tokenize=tokenize)
+  rows = []
+  for hyp, ref in zip(hypotheses, references):
+    score = bleu.corpus_score([hyp], [[ref]])
+    rows.append([score.sys_len, score.ref_len, *score.counts, *score.totals])
+  return np.array(rows, np.int64).reshape(len(rows), 2 + 2 * bleu.max_ngram_order)
+
+
+def bleu_from_statistics(stats) -> float:
+  """BLEU (0-100) from summed `bleu_statistics` [2 + 2 * 4] with `corpus_bleu`'s settings
+  (sacrebleu's defaults: exponential smoothing, 4-grams): `corpus_bleu` of those sentences."""
+  stats = [int(x) for x in np.asarray(stats).reshape(-1)]
+  order = (len(stats) - 2) // 2
+  return float(sacrebleu.BLEU.compute_bleu(
+      correct=stats[2:2 + order], total=stats[2 + order:], sys_len=stats[0], ref_len=stats[1],
+      smooth_method=_BLEU.smooth_method, smooth_value=_BLEU.smooth_value,
+      effective_order=_BLEU.effective_order, max_ngram_order=order).score)
 
 
 def alignment_counts(

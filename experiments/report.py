@@ -7,8 +7,17 @@ per seed: ``summary["seeds"]`` when it trained ``num_seeds`` seeds at once
 way. Writes to ``--out`` (default ``ROOT/report``):
 
 * ``results.csv``: one row per (setting, metric, source-length bucket or ``all``): mean and
-  standard deviation over seeds (``ddof=1``; 0 with one seed), number of seeds, examples.
-* ``results.md``: the same as Markdown tables, ``mean ± std`` per cell.
+  standard deviation over seeds (``ddof=1``; 0 with one seed), number of seeds, examples, and
+  for exact match, BLEU and alignment error rate a 95% interval (``low``, ``high``) where the
+  runs wrote their ``test_outcomes.jsonl``: a bootstrap pooling the seeds with test-set
+  sampling (``attnlab.intervals.two_level_interval``). BLEU per bucket is the corpus BLEU of
+  the bucket's sentences (runs older than that, which stored a mean sentence BLEU there, have
+  no BLEU-by-length rows).
+* ``results.md``: the same as Markdown tables, ``mean [low, high]`` per cell where there is an
+  interval, else ``mean ± std``.
+* ``comparison.md`` with ``--compare A --compare B`` (two settings, e.g. ``variant=additive``):
+  the paired bootstrap test (Koehn 2004, ``attnlab.intervals.paired_bootstrap``) of A against
+  B on the same test sentences, per metric, overall and per length bucket; printed too.
 * ``<metric>_vs_length[__<axis>-<label>].png``: metric against source length (bucket mean),
   one line per value of the line axis (``--line``, default ``variant``), a ±std band over
   seeds; one figure per value of the other axes (``attnlab.plots.plot_metric_vs_length``).
@@ -38,7 +47,7 @@ import numpy as np
 from absl import flags
 
 from attnlab import plots
-from experiments import _cli
+from experiments import _cli, outcomes
 
 # (summary key, label): per-length values live under f"{key}_by_length".
 METRICS = (("exact_match", "exact match"), ("bleu", "BLEU"),
@@ -92,10 +101,12 @@ def load_trials(root: str | os.PathLike) -> tuple[list[dict], dict]:
     summary = json.loads((workdir / "summary.json").read_text(encoding="utf-8"))
     config = json.loads((workdir / "config.json").read_text(encoding="utf-8"))
     if "seeds" in summary:
-      runs = summary["seeds"]
+      runs = [{**r, "outcomes": outcomes.load(workdir / r.get("workdir", f"seed_{r['seed']}"))}
+              for r in summary["seeds"]]
     else:
       runs = [{"seed": config["seed"], "test": summary["test"],
-               "longest_test_example": summary.get("longest_test_example")}]
+               "longest_test_example": summary.get("longest_test_example"),
+               "outcomes": outcomes.load(workdir)}]
     trials.append({"name": name, "labels": dict(labels), "config": config, "runs": runs})
   if missing:
     print(f"skipping {len(missing)} unfinished or failed trial(s): {', '.join(missing)}",
@@ -124,8 +135,9 @@ def _stats(values: Sequence[float]) -> tuple[float, float]:
 
 
 def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
-  """The CSV rows: per setting, metric and bucket (or "all"), mean and std over seeds."""
-  out = []
+  """The CSV rows: per setting, metric and bucket (or "all"), mean and std over seeds, and
+  the 95% interval pooling seeds and test sentences where the runs' outcomes allow it."""
+  out, old_bleu = [], False
   for key, runs in groups.items():
     setting = dict(zip(axes, key))
     for metric, _ in OVERALL:
@@ -133,10 +145,14 @@ def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
       if len(values) == len(runs):
         mean, std = _stats(values)
         out.append({**setting, "metric": metric, "bucket": "all", "mean_length": "",
-                    "mean": mean, "std": std, "num_seeds": len(values),
+                    "mean": mean, "std": std, **outcomes.interval(runs, metric, "all"),
+                    "num_seeds": len(values),
                     "num_examples": runs[0]["test"].get("num_examples", "")})
       by_length = [r["test"].get(f"{metric}_by_length") for r in runs]
       if not all(by_length):
+        continue
+      if metric == "bleu" and not all("sentence_bleu_by_length" in r["test"] for r in runs):
+        old_bleu = True  # a mean of sentence BLEUs, not the bucket's corpus BLEU: left out
         continue
       for bucket in by_length[0]:
         cells = [b[bucket] for b in by_length if bucket in b]
@@ -145,14 +161,19 @@ def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
         mean, std = _stats([c["mean"] for c in cells])
         out.append({**setting, "metric": metric, "bucket": bucket,
                     "mean_length": float(np.mean([c["mean_length"] for c in cells])),
-                    "mean": mean, "std": std, "num_seeds": len(cells),
-                    "num_examples": cells[0]["count"]})
+                    "mean": mean, "std": std, **outcomes.interval(runs, metric, bucket),
+                    "num_seeds": len(cells), "num_examples": cells[0]["count"]})
+  if old_bleu:
+    print("BLEU by length left out for runs written before it was the corpus BLEU of each "
+          "bucket (their summaries hold a mean sentence BLEU)", file=sys.stderr)
   return out
 
 
-def _fmt(mean: float, std: float, metric: str) -> str:
+def _fmt(row: Mapping, metric: str) -> str:
   digits = 1 if metric == "bleu" else 3
-  return f"{mean:.{digits}f} ± {std:.{digits}f}"
+  if row.get("low", "") != "":
+    return f"{row['mean']:.{digits}f} [{row['low']:.{digits}f}, {row['high']:.{digits}f}]"
+  return f"{row['mean']:.{digits}f} ± {row['std']:.{digits}f}"
 
 
 def _md_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
@@ -167,8 +188,9 @@ def markdown(axes: Sequence[str], table_rows: Sequence[dict], x_axis: str = "len
   sections = []
   names = dict(OVERALL)
   seeds = sorted({r["num_seeds"] for r in table_rows})
-  over = f"mean ± sample std over {'/'.join(map(str, seeds))} seed(s)"
-  note = f"{over}; in brackets, test examples per bucket"
+  over = (f"mean over {'/'.join(map(str, seeds))} seed(s) [95% bootstrap interval over seeds "
+          "and test sentences], else mean ± sample std over seeds")
+  note = f"{over}; in parentheses, test examples per bucket"
   settings = list(dict.fromkeys(tuple(r[a] for a in axes) for r in table_rows))
   for metric, label in (METRICS if x_axis == "length" else OVERALL):
     if x_axis == "length":
@@ -177,12 +199,12 @@ def markdown(axes: Sequence[str], table_rows: Sequence[dict], x_axis: str = "len
         continue
       buckets = list(dict.fromkeys(r["bucket"] for r in mine))
       counts = {r["bucket"]: r["num_examples"] for r in mine}
-      cell = {(tuple(r[a] for a in axes), r["bucket"]): _fmt(r["mean"], r["std"], metric)
+      cell = {(tuple(r[a] for a in axes), r["bucket"]): _fmt(r, metric)
               for r in mine}
       header = list(axes) + [f"{b} ({counts[b]})" for b in buckets]
       body = [list(s) + [cell.get((s, b), "") for b in buckets] for s in settings
               if any((s, b) in cell for b in buckets)]
-      what = "mean sentence BLEU" if metric == "bleu" else label
+      what = "corpus BLEU" if metric == "bleu" else label
       sections.append(f"**{what} by source length** ({note})\n\n" + _md_table(header, body))
     else:
       mine = [r for r in table_rows if r["metric"] == metric and r["bucket"] == "all"]
@@ -190,7 +212,7 @@ def markdown(axes: Sequence[str], table_rows: Sequence[dict], x_axis: str = "len
         continue
       rest = [a for a in axes if a != x_axis]
       values = list(dict.fromkeys(r[x_axis] for r in mine))
-      cell = {(tuple(r[a] for a in rest), r[x_axis]): _fmt(r["mean"], r["std"], metric)
+      cell = {(tuple(r[a] for a in rest), r[x_axis]): _fmt(r, metric)
               for r in mine}
       body = [list(s) + [cell.get((s, v), "") for v in values]
               for s in dict.fromkeys(tuple(r[a] for a in rest) for r in mine)]
@@ -198,12 +220,37 @@ def markdown(axes: Sequence[str], table_rows: Sequence[dict], x_axis: str = "len
                       _md_table(rest + [f"{x_axis}={v}" for v in values], body))
   overall = [r for r in table_rows if r["bucket"] == "all"]
   metrics = [m for m, _ in OVERALL if any(r["metric"] == m for r in overall)]
-  cell = {(tuple(r[a] for a in axes), r["metric"]): _fmt(r["mean"], r["std"], r["metric"])
+  cell = {(tuple(r[a] for a in axes), r["metric"]): _fmt(r, r["metric"])
           for r in overall}
   body = [list(s) + [cell.get((s, m), "–") for m in metrics] for s in settings]
   sections.append(f"**all test examples** ({over})\n\n" +
                   _md_table(list(axes) + [names[m] for m in metrics], body))
   return "\n\n".join(sections) + "\n"
+
+
+def _select(axes: Sequence[str], groups: Mapping[tuple, list[dict]], spec: str) -> tuple:
+  """The one setting of ``groups`` that ``spec`` ("axis=label[,axis=label...]") names."""
+  wanted = _labels_from_name(spec)
+  if not wanted or not set(wanted) <= set(axes):
+    raise ReportError(f"--compare {spec!r}: give axis=label pairs of the axes "
+                      f"{', '.join(axes)}, comma-separated")
+  found = [k for k in groups if all(dict(zip(axes, k))[a] == v for a, v in wanted.items())]
+  if len(found) != 1:
+    settings = "; ".join(_title(dict(zip(axes, k))) for k in groups)
+    raise ReportError(f"--compare {spec!r} matches {len(found)} settings, not 1: {settings}")
+  return found[0]
+
+
+def comparison(axes: Sequence[str], groups: Mapping[tuple, list[dict]], a: str, b: str) -> str:
+  """Markdown: the paired bootstrap test (Koehn 2004) of setting ``a`` against ``b`` on the
+  same test sentences, per metric with test outcomes, overall and per length bucket."""
+  runs_a, runs_b = groups[_select(axes, groups, a)], groups[_select(axes, groups, b)]
+  body = outcomes.paired_rows(runs_a, runs_b, METRICS)
+  if not body:
+    raise ReportError(f"--compare {a!r} {b!r}: no test outcomes (test_outcomes.jsonl) of both "
+                      "on the same test sentences")
+  return (f"**paired bootstrap: A = {a} vs B = {b}** ({outcomes.PAIRED_NOTE})\n\n"
+          + _md_table(outcomes.PAIRED_HEADER, body) + "\n")
 
 
 # ---------------------------------------------------------------- figures
@@ -241,7 +288,7 @@ def figures(axes: Sequence[str], table_rows: Sequence[dict], groups: Mapping[tup
       title = f"{label}" + (f" ({_title(setting)})" if setting else "")
       name = f"{metric}_vs_{x_axis}{_suffix(setting)}.png"
       if x_axis == "length":
-        ylabel = "mean sentence BLEU" if metric == "bleu" else label
+        ylabel = "corpus BLEU of the bucket" if metric == "bleu" else label
         paths.append(plots.plot_metric_vs_length(
             curves, out / name, xlabel="source length (words; mean of each length bucket)",
             ylabel=ylabel, title=title))
@@ -273,8 +320,12 @@ def figures(axes: Sequence[str], table_rows: Sequence[dict], groups: Mapping[tup
 
 
 def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
-                 line: str | None = None, x_axis: str | None = None) -> dict:
-  """Writes results.csv, results.md and the figures; returns their paths."""
+                 line: str | None = None, x_axis: str | None = None,
+                 compare: Sequence[str] | None = None) -> dict:
+  """Writes results.csv, results.md and the figures, and with ``compare`` (two settings)
+  comparison.md; returns their paths."""
+  if compare and len(compare) != 2:
+    raise ReportError(f"--compare takes two settings (--compare A --compare B), got {compare}")
   trials, defaults = load_trials(root)
   out = pathlib.Path(out) if out else pathlib.Path(root) / "report"
   out.mkdir(parents=True, exist_ok=True)
@@ -287,14 +338,18 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
   csv_path = out / "results.csv"
   with open(csv_path, "w", newline="", encoding="utf-8") as f:
     writer = csv.DictWriter(f, fieldnames=list(axes) + ["metric", "bucket", "mean_length",
-                                                        "mean", "std", "num_seeds",
-                                                        "num_examples"])
+                                                        "mean", "std", "low", "high",
+                                                        "num_seeds", "num_examples"])
     writer.writeheader()
     writer.writerows(table_rows)
   md_path = out / "results.md"
   md_path.write_text(markdown(axes, table_rows, x_axis), encoding="utf-8")
   figs = figures(axes, table_rows, groups, out, line, x_axis)
-  return {"csv": csv_path, "markdown": md_path, "figures": figs}
+  paths = {"csv": csv_path, "markdown": md_path, "figures": figs}
+  if compare:
+    paths["comparison"] = out / "comparison.md"
+    paths["comparison"].write_text(comparison(axes, groups, *compare), encoding="utf-8")
+  return paths
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -305,6 +360,9 @@ def define_flags(fv: flags.FlagValues) -> None:
                       "get_report, else its first axis).", flag_values=fv)
   flags.DEFINE_string("x", None, "'length' (per-length metrics) or a numeric sweep axis "
                       "(default: the sweep's get_report, else 'length').", flag_values=fv)
+  flags.DEFINE_multi_string("compare", None, "Twice: settings A and B (axis=label[,...]) for "
+                            "a paired bootstrap test of A against B (comparison.md).",
+                            flag_values=fv)
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
@@ -315,14 +373,18 @@ def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
 def main(argv: Sequence[str] | None = None) -> int:
   fv = parse_flags(argv)
   try:
-    paths = write_report(fv.root, fv.out, fv.line, fv.x)
+    paths = write_report(fv.root, fv.out, fv.line, fv.x, fv.compare)
   except ReportError as e:
     _cli.fail(e)
   print(paths["markdown"].read_text(encoding="utf-8"))
+  if "comparison" in paths:
+    print(paths["comparison"].read_text(encoding="utf-8"))
   for key in ("csv", "markdown"):
     print(paths[key])
   for path in paths["figures"]:
     print(path)
+  from experiments import atlas  # the HTML atlas (index.html), built on this module's readers
+  print(atlas.write_atlas(fv.root, paths["csv"].parent, fv.line, fv.x))
   return 0
 
 

@@ -8,6 +8,7 @@
 * ``loop``: ``train_and_evaluate``, the one loop over a stepper (one model, or
   ``multiseed``'s vmapped seeds).
 * ``inference``: a run restored from its workdir for ``--mode=eval`` and ``--mode=decode``.
+* ``run_page``: what a finished run writes for people: attention_examples.json, report.html.
 """
 
 from attnlab.training.evaluation import (copy_oovs, decode_batch, evaluate, is_copy_model,

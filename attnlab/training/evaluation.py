@@ -55,10 +55,24 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
   source-length bucket; BLEU for text tasks; alignment error rate where the
   task knows the true alignment.
 
+  Per source-length bucket (``*_by_length``: {label: {"count", "mean", "std", "low", "high",
+  "mean_length"}}, ``length_buckets.per_bucket_statistic``): ``exact_match``; ``bleu``, the
+  corpus BLEU of the bucket's sentences (sacrebleu, tokenized as the overall BLEU);
+  ``alignment_error_rate``, the bucket's link counts pooled; (low, high) a 95% percentile
+  bootstrap interval over the bucket's sentences. ``sentence_bleu_by_length`` is the mean of
+  the sentences' smoothed sentence BLEUs, kept for comparison only: a short sentence has few
+  or no 3- and 4-grams, so smoothing and the brevity penalty weigh on it far more than on
+  a long one, and the mean falls with length even where corpus BLEU does not.
+
+  The alignment error rate scores the argmax link of each real target token of the
+  teacher-forced attention (not the EOS step, which no gold link can match).
+
   A record holds the ``example``, its ``prediction`` (ids, EOS included), ``decode_attention``
   [len(prediction), src_len], teacher-forced ``forced_attention`` [tgt_len + 1, src_len],
-  ``oovs``, the decoder's ``score`` and ``log_prob``, ``exact_match`` and, for text tasks,
-  ``sentence_bleu``.
+  ``oovs``, the decoder's ``score`` and ``log_prob``, ``exact_match``, ``length_bucket`` (the
+  label of its source length's bucket) and, for text tasks, ``sentence_bleu`` and
+  ``bleu_stats`` (``metrics.bleu_statistics``, [10]); with a true alignment,
+  ``alignment_counts`` [|A∩S|, |A∩P|, |A|, |S|].
   """
   task = prepared.task
   if config.eval.max_examples:
@@ -101,13 +115,22 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
     record["exact_match"] = bool(match)
   src_lengths = np.array([len(r["example"].src) for r in records])
   boundaries = length_boundaries(config, src_lengths)
+  for record, label in zip(records, length_buckets.bucket_of(src_lengths, boundaries)):
+    record["length_bucket"] = label
+
+  def by_length(stats, name, sentence_values):
+    return length_buckets.per_bucket_statistic(stats, name, src_lengths, boundaries,
+                                               sentence_values)
+
   result = {
       "loss": sums["loss_sum"] / max(sums["tokens"], 1),
       "perplexity": (metrics_lib.perplexity(sums["loss_sum"], max(sums["tokens"], 1))
                      if np.isfinite(sums["loss_sum"]) else float("nan")),
       "token_accuracy": sums["correct"] / max(sums["tokens"], 1),
       "exact_match": float(correct.mean()),
-      "exact_match_by_length": length_buckets.per_bucket_mean(correct, src_lengths, boundaries),
+      "exact_match_by_length": by_length(
+          np.stack([correct, np.ones_like(correct)], -1).astype(np.int64), "exact_match",
+          correct),
       "num_examples": len(records),
   }
   if prepared.model.decoder != "none":
@@ -116,16 +139,25 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
     hyps = [" ".join(task.tgt_vocab.decode(r["prediction"], r["oovs"])) for r in records]
     refs = [" ".join(r["example"].tgt) for r in records]
     result["bleu"] = metrics_lib.corpus_bleu(hyps, refs)
-    sentence_bleu = np.array([metrics_lib.corpus_bleu([h], [r]) for h, r in zip(hyps, refs)])
-    for record, bleu in zip(records, sentence_bleu):
+    bleu_stats = metrics_lib.bleu_statistics(hyps, refs)  # [n, 10]
+    sentence_bleu = np.array([metrics_lib.bleu_from_statistics(s) for s in bleu_stats])
+    for record, stats, bleu in zip(records, bleu_stats, sentence_bleu):
+      record["bleu_stats"] = stats.tolist()
       record["sentence_bleu"] = float(bleu)
-    result["bleu_by_length"] = length_buckets.per_bucket_mean(sentence_bleu, src_lengths, boundaries)
+    result["bleu_by_length"] = by_length(bleu_stats, "bleu", sentence_bleu)
+    result["sentence_bleu_by_length"] = length_buckets.per_bucket_mean(
+        sentence_bleu, src_lengths, boundaries)
   if task.has_alignment and prepared.model.decoder != "none":
-    result["alignment_error_rate"] = metrics_lib.corpus_alignment_error_rate(
-        [r["forced_attention"] for r in records], [r["example"].alignment for r in records])
-    result["alignment_error_rate_by_length"] = length_buckets.per_bucket_alignment_error_rate(
-        [r["forced_attention"] for r in records], [r["example"].alignment for r in records],
-        src_lengths, boundaries)
+    # Only the rows of real target tokens: the EOS row has no gold link to hit.
+    counts = np.array([[c["a_and_s"], c["a_and_p"], c["a"], c["s"]] for c in (
+        metrics_lib.alignment_counts(r["forced_attention"], r["example"].alignment,
+                                     tgt_length=len(r["example"].tgt)) for r in records)],
+                      np.int64)  # [n, 4]: |A∩S|, |A∩P|, |A|, |S|
+    for record, row in zip(records, counts):
+      record["alignment_counts"] = row.tolist()
+    result["alignment_error_rate"] = metrics_lib.aer_from_counts(*counts.sum(0).tolist())
+    result["alignment_error_rate_by_length"] = by_length(
+        counts, "alignment_error_rate", [metrics_lib.aer_from_counts(*c) for c in counts.tolist()])
   return result, records
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from attnlab import parallel
 from attnlab.data import TrainBatches
-from attnlab.training import workdir as workdir_lib
+from attnlab.training import run_page, workdir as workdir_lib
 from attnlab.training.evaluation import (evaluate, is_copy_model, log_line, longest_example,
                                          scalars, write_heatmaps)
 from attnlab.training.multiseed import MultiSeedStepper, mean_and_std
@@ -248,13 +248,14 @@ def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received
 
 def _finish(config, workdir: str, prepared: Prepared, stepper, writers, ckpt, dirs,
             start_time: float) -> dict:
-  """The final test evaluation, heatmaps and summary.json of a trained run."""
+  """The final test evaluation, heatmaps, summary.json and report.html of a trained run."""
   task = prepared.task
-  per_model = []
+  per_model, test_records_per_model = [], []
   for state, writer, directory in zip(stepper.states(), writers, dirs):
     test_metrics, test_records = evaluate(state, prepared, task.test or task.valid, config)
     writer.write(int(state.step), "test", test_metrics, test_records)
     writer.close()
+    test_records_per_model.append(test_records)
     heatmaps = (write_heatmaps(test_records, task, directory, config.eval.num_heatmaps)
                 if jax.process_index() == 0 else [])
     per_model.append({
@@ -267,6 +268,7 @@ def _finish(config, workdir: str, prepared: Prepared, stepper, writers, ckpt, di
                                         "wall_time_s": time.time() - start_time})
   if jax.process_index() == 0:
     workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
+    run_page.write_run_page(workdir, task, dirs, test_records_per_model)  # + attention examples
   ckpt.close()
   logging.info("test: %s", scalars(summary["test"]))
   return summary

@@ -13,7 +13,7 @@ from typing import Sequence
 import jax
 import ml_collections
 
-from attnlab import plots, summaries
+from attnlab import export, plots, summaries
 from attnlab.data import TaskData
 from attnlab.training.evaluation import heatmap_parts, prediction_text, scalars
 
@@ -31,6 +31,9 @@ class MetricWriter:
   first ``config.eval.num_heatmaps`` attention heatmaps as images (``test/attention/{i}``) and
   ``config``'s scalar and string fields as hparams, the test scalars as their metrics (the
   HParams dashboard then compares a sweep's trials: ``tensorboard --logdir ROOT``).
+  With ``test`` records, ``test_outcomes.jsonl`` beside metrics.jsonl: one line per test
+  sentence with its length and the sufficient statistics of its metrics
+  (``attnlab.export.outcome_row``), from which ``experiments.report`` draws intervals.
 
   resume_step: records after this step (written by a run that died after its
   last checkpoint) are dropped, so a resumed run's file reads like an
@@ -47,6 +50,7 @@ class MetricWriter:
     self.num_heatmaps = 0 if config is None else config.eval.num_heatmaps
     self.task, self.num_text_examples = task, num_text_examples
     self.rate = summaries.StepRate(resume_step, time.monotonic())
+    self.directory = workdir
     from tensorboardX import SummaryWriter  # imported here: only process 0 writes
     path = os.path.join(workdir, "metrics.jsonl")
     if os.path.exists(path):
@@ -78,6 +82,9 @@ class MetricWriter:
       self.tb.add_scalar(f"{split}/{key}", value, step)
     if records and self.task is not None:
       self._write_examples(step, split, records)
+    if split == "test" and records:
+      export.write_jsonl(os.path.join(self.directory, "test_outcomes.jsonl"),
+                         [export.outcome_row(r, i) for i, r in enumerate(records)])
     if split == "test" and self.hparams is not None:
       for summary in summaries.hparams_summaries(self.hparams, [f"test/{k}" for k in values]):
         self.tb.file_writer.add_summary(summary, step)

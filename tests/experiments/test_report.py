@@ -97,3 +97,47 @@ def test_a_bad_line_axis_is_one_line_and_exit_2(tiny_sweep, tmp_path, capsys):
   err = capsys.readouterr().err.strip().splitlines()  # after the note on the broken trial
   assert err[-1] == "error: --line 'nope' is not an axis of this sweep: variant, train_len"
   assert [line for line in err if line.startswith("error:")] == err[-1:]
+
+
+# ---------------------------------------------------------------- intervals and --compare
+
+def test_intervals_pool_seeds_and_test_sentences_from_the_outcomes(tiny_sweep, written):
+  root, _, _ = tiny_sweep
+  seed_dirs = sorted((root / "variant=additive,train_len=8").glob("seed_*"))
+  assert len(seed_dirs) == 2  # one outcomes file per vmapped seed
+  assert all((d / "test_outcomes.jsonl").exists() for d in seed_dirs)
+  with open(written["csv"], encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  for metric in ("exact_match", "bleu", "alignment_error_rate"):
+    mine = [r for r in rows if r["metric"] == metric and r["variant"] == "additive"]
+    assert mine and all(r["low"] != "" for r in mine), metric
+    for r in mine:
+      assert float(r["low"]) <= float(r["high"])
+  entropy = [r for r in rows if r["metric"] == "attention_entropy"]
+  assert entropy and all(r["low"] == "" for r in entropy)  # no sentence outcomes: no interval
+  text = written["markdown"].read_text(encoding="utf-8")
+  assert "**corpus BLEU by source length**" in text and "95% bootstrap interval" in text
+  cell = text[text.index("| additive | 8 |"):].splitlines()[0].split(" | ")[2]
+  assert cell.count("[") == 1 and cell.endswith("]"), cell  # e.g. 0.000 [0.000, 0.000]
+
+
+def test_compare_prints_a_paired_bootstrap_table(tiny_sweep, tmp_path, capsys):
+  root, _, _ = tiny_sweep
+  argv = ["--root", str(root), "--out", str(tmp_path), "--compare", "variant=additive",
+          "--compare", "variant=none"]
+  assert report.main(argv) == 0
+  text = (tmp_path / "comparison.md").read_text(encoding="utf-8")
+  assert text in capsys.readouterr().out
+  assert "**paired bootstrap: A = variant=additive vs B = variant=none**" in text
+  lines = [line for line in text.splitlines() if line.startswith("| exact match | ")]
+  assert lines[0].startswith("| exact match | all | ")
+  assert [line for line in text.splitlines() if line.startswith("| BLEU | all | ")]
+  # Against itself: no difference, nowhere near significance (each side's 2 seeds are
+  # resampled on their own, so the resampled difference varies around 0).
+  same = report.write_report(root, tmp_path / "same",
+                             compare=["variant=additive", "variant=additive"])
+  for line in same["comparison"].read_text(encoding="utf-8").splitlines()[4:]:
+    cells = line.strip("| ").split(" | ")
+    assert cells[5].startswith("+0.0") and float(cells[7]) > 0.2, line
+  with pytest.raises(report.ReportError, match="matches 0 settings"):
+    report.write_report(root, tmp_path / "bad", compare=["variant=nope", "variant=none"])
