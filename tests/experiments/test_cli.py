@@ -15,8 +15,10 @@ from absl import flags
 from experiments import _cli, sweep
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+# Entry points: the experiments/ modules run as `python -m experiments.NAME` (libraries such as
+# atlas.py and outcomes.py, which report.py imports, have no __main__ block).
 ENTRY_POINTS = sorted(p.stem for p in (REPO / "experiments").glob("*.py")
-                      if not p.stem.startswith("_"))
+                      if not p.stem.startswith("_") and '__name__ == "__main__"' in p.read_text())
 
 
 def test_the_entry_points():
