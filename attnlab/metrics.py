@@ -219,7 +219,8 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str],
     hypotheses: [num_sentences] detokenized strings, or (our default) tokens joined by spaces.
     references: [num_sentences] strings in the same format.
     tokenize: sacrebleu tokenizer name. "none" because our text is already tokenized and
-      space-joined; use "13a" (sacrebleu's default) for raw, detokenized text.
+      space-joined (sacrebleu's "forgot to detokenize" warning is then off: the tokenization
+      is on purpose); use "13a" (sacrebleu's default) for raw, detokenized text.
 
   Returns:
     BLEU score as a Python float, 100.0 for identical corpora.
@@ -231,7 +232,8 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str],
   if len(references) == 0:
     raise ValueError("corpus_bleu needs at least one sentence")
   return float(
-      sacrebleu.corpus_bleu(list(hypotheses), [list(references)], tokenize=tokenize).score)
+      sacrebleu.corpus_bleu(list(hypotheses), [list(references)], tokenize=tokenize,
+                            force=tokenize == "none").score)
 
 
 def bleu_statistics(hypotheses: Sequence[str], references: Sequence[str],
