@@ -73,7 +73,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _positive(config, key)
   for key in ("data.train_max_src_len", "model.attention_dim", "model.max_src_len",
               "model.encoder_self_attention_layers", "train.warmup_steps", "eval.max_decode_len",
-              "eval.num_heatmaps", "eval.max_examples", "parallel.num_devices"):
+              "eval.num_heatmaps", "eval.max_examples", "parallel.num_devices",
+              "train.early_stopping_patience"):
     _positive(config, key, allow_zero=True)
   if not 0.0 <= config.model.dropout_rate < 1.0:
     raise ConfigError("model.dropout_rate", f"must be in [0, 1), got {config.model.dropout_rate}")
@@ -97,11 +98,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   tau = config.model.get("cosine_temperature", 10.0)
   if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau < float("inf"):
     raise ConfigError("model.cosine_temperature", f"must be a finite number > 0, got {tau!r}")
+  if not isinstance(config.train.get("measure_memory", False), bool):
+    raise ConfigError("train.measure_memory",
+                      f"must be True or False, got {config.train.measure_memory!r}")
   lr = config.train.learning_rate
   if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
     raise ConfigError("train.learning_rate", f"must be a finite number > 0, got {lr!r}")
   _validate_best_metric(config)
   _validate_length_boundaries(config)
+  _validate_test_beam_sizes(config)
   if config.num_seeds > 1 and config.train.steps_per_dispatch > 1:
     raise ConfigError("train.steps_per_dispatch", "multi-seed runs (num_seeds > 1) take one "
                       "step per dispatch: set it to 1, or run the seeds separately")
@@ -159,6 +164,22 @@ def _validate_length_boundaries(config: ml_collections.ConfigDict) -> None:
           value) != sorted(set(value)):
     raise ConfigError("eval.length_boundaries", "must be increasing positive integers, e.g. "
                       f"--config.eval.length_boundaries='(5, 10, 20)', got {value!r}")
+
+
+def _validate_test_beam_sizes(config: ml_collections.ConfigDict) -> None:
+  """Extra beam sizes of the final test evaluation: distinct positive integers (one equal to
+  eval.beam_size is skipped: the summary's "test" holds its results). Beam search works with
+  every decoder (``decoding.beam_search``), as eval.beam_size does; only a coverage penalty
+  needs a beam (> 1), since greedy decoding has no hypotheses to re-rank."""
+  value = config.eval.get("test_beam_sizes", ())  # absent from older workdirs' config.json
+  if isinstance(value, str) or not isinstance(value, (tuple, list)) or not all(
+      isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in value) or len(
+          set(value)) != len(value):
+    raise ConfigError("eval.test_beam_sizes", "must be distinct positive integers, e.g. "
+                      f"--config.eval.test_beam_sizes='(5,)', got {value!r}")
+  if 1 in value and config.eval.coverage_penalty > 0:
+    raise ConfigError("eval.test_beam_sizes", "1 (greedy) cannot apply eval.coverage_penalty "
+                      "(it re-ranks beam hypotheses): list beam sizes > 1 or set the penalty to 0")
 
 
 def _validate_coverage_and_alignment(config: ml_collections.ConfigDict) -> None:

@@ -138,7 +138,10 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   c.model.monotonic_bias = -1.0
   # Attention normalizer (attnlab.attention.NORMALIZERS): softmax, sparsemax, entmax15, hardmax.
   c.model.normalizer = "softmax"
-  # Hidden width of additive / concat scores; 0 = hidden_dim.
+  # Width of every score's projection: the hidden width of additive / concat scores and of
+  # local_p's position network (0 = hidden_dim), and, when > 0, the width dot / scaled_dot /
+  # general project query and keys to first, (W_q q) . (W_k k) (Britz et al. 2017; 0 = no
+  # projection: Luong et al. 2015's q . k, keys projected to hidden_dim only if d_k differs).
   c.model.attention_dim = 0
   # Longest source the location score covers; 0 = the longest source in the data.
   c.model.max_src_len = 0
@@ -219,9 +222,16 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 1000
   # Keep this many most recent checkpoints (the best one is kept as well).
   c.train.keep_checkpoints = 2
+  # Early stopping (attnlab.training.early_stopping): end training after this many evaluations
+  # in a row without a better validation best_metric; 0 = off (train num_steps steps).
+  c.train.early_stopping_patience = 0
   # Validation metric that picks the best checkpoint, and whether higher is better.
   c.train.best_metric = "exact_match"
   c.train.best_mode = "max"
+  # Record the train step's device memory in summary.json's "cost" (attnlab.training.cost):
+  # XLA's memory analysis of the compiled step on the largest batch shape, for one more
+  # compilation when training starts. Train steps per second are recorded either way.
+  c.train.measure_memory = False
 
   c.parallel = ml_collections.ConfigDict()
   # Data parallelism (attnlab.parallel): devices of the mesh's `data` axis, 0 = every device
@@ -248,6 +258,11 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   # log P / lp + beta * sum_i log(min(sum_t a_ti, 1)) over real source positions (Wu et al.
   # 2016, eq. 14); 0 = off. Beam search only (beam_size > 1); re-ranks the final beam.
   c.eval.coverage_penalty = 0.0
+  # Extra beam sizes for the final test evaluation, beside eval.beam_size's: e.g. (5,) also
+  # scores the trained model on the test split with beam 5 (summary.json "test_beam": {"5":
+  # metrics as "test"}; test_outcomes_beam5.jsonl), so one run gives greedy and beam per
+  # length bucket (experiments.report's `decoding` axis). 1 = greedy. () = none.
+  c.eval.test_beam_sizes = ()
   # Source-length bucket boundaries for per-length metrics (empty = automatic).
   c.eval.length_boundaries = ()
   # Number of test examples whose attention heatmaps are written to the workdir.

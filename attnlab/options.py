@@ -85,8 +85,11 @@ class ModelOptions:
   mechanism: str = "global"
   # Normalizer name (attnlab.attention.NORMALIZERS): softmax, sparsemax, entmax15, hardmax.
   normalizer: str = "softmax"
-  # Hidden width of the additive / concat scores and of local_p's position network;
-  # None = hidden_dim (read it as ``attention_width``).
+  # Width of every score's projection (attnlab.attention.scores): the hidden width of the
+  # additive / concat scores and of local_p's position network (None = hidden_dim; read it
+  # as ``attention_width``); when set, also the width dot / scaled_dot / general project
+  # query and keys to first (Britz et al. 2017's multiplicative attention,
+  # (W_q q) . (W_k k); None = no projection, Luong et al. 2015's raw q . k).
   attention_dim: int | None = None
   # Coverage (Tu et al. 2016; See et al. 2017): c_t fed into the scores as a per-key feature.
   coverage: bool = False
@@ -142,7 +145,9 @@ class ModelOptions:
 
   @property
   def attention_width(self) -> int:
-    """``attention_dim``, or ``hidden_dim`` when it is None."""
+    """``attention_dim``, or ``hidden_dim`` when it is None (the additive scores' and
+    local_p's width; dot / scaled_dot / general read ``attention_dim`` itself, as they
+    project only when it is set)."""
     return self.attention_dim or self.hidden_dim
 
   def get(self, name: str, default: Any) -> Any:

@@ -112,6 +112,16 @@ def metric_vs_length_figure(curves: Mapping[str, tuple], xlabel: str, ylabel: st
     raise ValueError("curves must hold at least one variant")
   fig = Figure(figsize=(6.0, 4.0), layout="constrained")
   ax = fig.add_subplot()
+  _draw_curves(ax, curves, xlabel, ylabel)
+  if title:
+    ax.set_title(title)
+  return fig
+
+
+def _draw_curves(ax, curves: Mapping[str, tuple], xlabel: str, ylabel: str,
+                 marker: str | None = "o") -> None:
+  """One line per entry of ``curves`` ({name: (x [n], means [n], stds [n] or None)}) on
+  ``ax``, a ±std band where given, with axis labels, a grid and a legend."""
   for name, curve in curves.items():
     if len(curve) not in (2, 3):
       raise ValueError(f"curve {name!r} must be (lengths, means) or (lengths, means, stds)")
@@ -120,17 +130,44 @@ def metric_vs_length_figure(curves: Mapping[str, tuple], xlabel: str, ylabel: st
     if lengths.ndim != 1 or means.shape != lengths.shape or (
         stds is not None and stds.shape != lengths.shape):
       raise ValueError(f"curve {name!r}: lengths, means and stds must be 1-D of equal length")
-    (line,) = ax.plot(lengths, means, marker="o", label=str(name))
+    (line,) = ax.plot(lengths, means, marker=marker, label=str(name))
     if stds is not None:
       ax.fill_between(lengths, means - stds, means + stds, color=line.get_color(), alpha=0.2,
                       linewidth=0)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
-  if title:
-    ax.set_title(title)
   ax.grid(True, alpha=0.3)
   ax.legend()
+
+
+def learning_curves_figure(panels: Sequence[tuple[str, Mapping[str, tuple]]],
+                           title: str | None = None) -> Figure:
+  """Validation metrics against the training step, side by side: did each variant converge?
+
+  Args:
+    panels: [(ylabel, curves), ...], one axes each; curves {line name: (steps [n],
+      means [n], stds [n] or None)} as in `metric_vs_length_figure` (a band: ±std over seeds).
+    title: optional title over all panels.
+
+  Returns:
+    The Figure: one axes per panel, left to right, each with a legend.
+  """
+  if not panels or not all(curves for _, curves in panels):
+    raise ValueError("panels must hold at least one (ylabel, curves) panel, each with a curve")
+  fig = Figure(figsize=(5.0 * len(panels), 4.0), layout="constrained")
+  axes = fig.subplots(1, len(panels), squeeze=False)[0]
+  most = max(len(c[0]) for _, curves in panels for c in curves.values())
+  for ax, (ylabel, curves) in zip(axes, panels):
+    _draw_curves(ax, curves, "training step", ylabel, marker="o" if most <= 30 else None)
+  if title:
+    fig.suptitle(title)
   return fig
+
+
+def plot_learning_curves(panels: Sequence[tuple[str, Mapping[str, tuple]]], path,
+                         title: str | None = None) -> pathlib.Path:
+  """Save `learning_curves_figure(panels, title)` to `path`; return it."""
+  return _save(learning_curves_figure(panels, title), path)
 
 
 def plot_metric_vs_length(curves: Mapping[str, tuple], path, xlabel: str, ylabel: str,

@@ -148,6 +148,8 @@ def explorers(page: Page, root: pathlib.Path, trials: Sequence[dict], axes: Sequ
   others = [a for a in axes if a not in (line, "seed")]
   panels: dict[tuple, dict] = {}
   for trial in trials:
+    if trial.get("decoded_again"):  # a beam decoding's copy: its attention files are greedy's
+      continue
     labels = trial["labels"]
     panel = panels.setdefault(tuple(labels[a] for a in others), {})
     if labels[line] not in panel:  # the first trial (seed) of each variant
@@ -178,6 +180,8 @@ def curve_points(root: pathlib.Path, trials: Sequence[dict], axes: Sequence[str]
   others = [a for a in axes if a not in (line, "seed")]
   points = []
   for trial in trials:
+    if trial.get("decoded_again"):  # the same training as the trial it copies
+      continue
     labels = trial["labels"]
     suffix = _suffix({a: labels[a] for a in others})
     for seed, folder in trial_models(root, trial):
@@ -194,8 +198,8 @@ def write_atlas(root: str | os.PathLike, out: str | os.PathLike | None = None,
   root = pathlib.Path(root)
   out = pathlib.Path(out) if out else root / "report"
   trials, defaults = report_lib.load_trials(root)
-  axes, _ = report_lib.group_runs(trials)
-  line = line or defaults.get("line") or axes[0]
+  axes, groups = report_lib.group_runs(trials)
+  line = line or report_lib.default_line(axes, groups, defaults)
   x_axis = x_axis or defaults.get("x") or "length"
   rows = read_rows(out / "results.csv", axes)
   sweep = run_lib.read_json(root / "sweep.json") or {}

@@ -4,8 +4,11 @@ with test-set sampling, and the paired bootstrap comparison of two settings.
 A run (or each seed of a multi-seed run, under ``seed_<k>/``) writes ``test_outcomes.jsonl``
 with its final test metrics (``attnlab.export.outcome_row``): per test sentence its length
 bucket and the sufficient statistics of exact match, corpus BLEU and alignment error rate.
-A *run* here is one entry of ``report.load_trials``' ``runs``, its rows under ``"outcomes"``
-(None when the file is missing: a run from before the file existed).
+A run with ``eval.test_beam_sizes`` also writes, per extra beam size,
+``test_outcomes_<decoding>.jsonl`` (``test_outcomes_beam5.jsonl``; ``decoding(beam_size)``)
+of the same test sentences decoded with that beam. A *run* here is one entry of
+``report.load_trials``' ``runs``, its rows under ``"outcomes"`` (None when the file is
+missing: a run from before the file existed).
 """
 
 from __future__ import annotations
@@ -24,9 +27,18 @@ PAIRED_NOTE = (f"Koehn 2004: {intervals.N_RESAMPLES} resampled test sets, both s
                "sets on which A beats B (a lower error rate for AER); p = 1 - that")
 
 
-def load(directory: pathlib.Path) -> list[dict] | None:
-  """The rows of ``directory/test_outcomes.jsonl``, or None without one."""
-  path = pathlib.Path(directory) / "test_outcomes.jsonl"
+def decoding(beam_size: int) -> str:
+  """The ``decoding`` label of a beam size, ``greedy`` (1) or ``beam<k>``: the report's axis
+  and the outcomes file's suffix (as ``attnlab.training.evaluation.decoding_name`` names it;
+  not imported, so that reading a sweep needs no JAX)."""
+  return "greedy" if int(beam_size) == 1 else f"beam{int(beam_size)}"
+
+
+def load(directory: pathlib.Path, decoded: str | None = None) -> list[dict] | None:
+  """The rows of ``directory/test_outcomes.jsonl`` (or, with ``decoded``, a ``decoding``
+  label, of ``test_outcomes_<decoded>.jsonl``), or None without one."""
+  name = f"test_outcomes_{decoded}.jsonl" if decoded else "test_outcomes.jsonl"
+  path = pathlib.Path(directory) / name
   if not path.exists():
     return None
   return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

@@ -13,14 +13,27 @@ way. Writes to ``--out`` (default ``ROOT/report``):
   sampling (``attnlab.intervals.two_level_interval``). BLEU per bucket is the corpus BLEU of
   the bucket's sentences (runs older than that, which stored a mean sentence BLEU there, have
   no BLEU-by-length rows).
+  Per bucket, its ``regime``: ``extrapolation`` when the trial trained on shorter sources
+  only (``data.train_max_src_len`` below the bucket's shortest length), else ``in_range``
+  (empty without a training cap, and for ``all``).
 * ``results.md``: the same as Markdown tables, ``mean [low, high]`` per cell where there is an
-  interval, else ``mean ± std``.
+  interval, else ``mean ± std``; a bucket's header has its number of test sentences and says
+  ``extrapolation`` where every setting extrapolates there (else the cells that do say it).
+* A ``decoding`` axis (``greedy``, ``beam5``, ...) when trials decoded their test set with
+  extra beam sizes (``eval.test_beam_sizes``, ``summary["test_beam"]``): each trial's runs
+  once per decoding, from one training; ``--compare 'decoding=beam5' --compare
+  'decoding=greedy'`` (plus the other axes) tests beam against greedy on the same sentences.
+  Trials without them have their one decoding, and no such axis when none has any.
+* ``learning_curves.csv`` and ``learning_curves[__<axis>-<label>].png``: the validation
+  ``train.best_metric`` and loss against the step (each model's metrics.jsonl), mean and
+  std over seeds, one line per value of the line axis (``experiments.report_figures``).
 * ``comparison.md`` with ``--compare A --compare B`` (two settings, e.g. ``variant=additive``):
   the paired bootstrap test (Koehn 2004, ``attnlab.intervals.paired_bootstrap``) of A against
   B on the same test sentences, per metric, overall and per length bucket; printed too.
 * ``<metric>_vs_length[__<axis>-<label>].png``: metric against source length (bucket mean),
   one line per value of the line axis (``--line``, default ``variant``), a ±std band over
-  seeds; one figure per value of the other axes (``attnlab.plots.plot_metric_vs_length``).
+  seeds; one figure per value of the other axes (``attnlab.plots.metric_vs_length_figure``),
+  a dashed line at the longest training source where its runs share one.
   With ``--x AXIS`` the x axis is that (numeric) sweep axis instead, on a log2 scale, for
   every overall metric (attention entropy and test loss too).
 * ``attention_grid[__<axis>-<label>].png``: the longest test example's decoding attention
@@ -46,14 +59,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import flags
 
-from attnlab import plots
-from experiments import _cli, outcomes
+from experiments import _cli, outcomes, report_figures, report_tables
 
-# (summary key, label): per-length values live under f"{key}_by_length".
-METRICS = (("exact_match", "exact match"), ("bleu", "BLEU"),
-           ("alignment_error_rate", "alignment error rate"))
-OVERALL = METRICS + (("attention_entropy", "attention entropy (nats)"),
-                     ("token_accuracy", "token accuracy"), ("loss", "test loss"))
+# Re-exported: what the report's tables and figures show (experiments.atlas reads them here).
+METRICS, OVERALL = report_tables.METRICS, report_tables.OVERALL
 
 
 # ---------------------------------------------------------------- reading
@@ -71,9 +80,12 @@ class ReportError(_cli.UsageError):
 
 def load_trials(root: str | os.PathLike) -> tuple[list[dict], dict]:
   """The finished trials under ``root``: [{"name", "labels", "config", "runs"}], and the
-  sweep's report defaults. ``runs`` holds one {"seed", "test", "longest_test_example"} per
-  seed. Unfinished or failed trials are skipped (and listed on stderr). ``root`` may be a
-  single run's workdir: one trial, labelled ``{"run": folder name}``."""
+  sweep's report defaults. ``runs`` holds one {"seed", "test", "longest_test_example",
+  "test_beam", "outcomes", "folder", "train_max_src_len"} per seed (``folder``: the model's
+  own, with its metrics.jsonl). Unfinished or failed trials are skipped (and listed on
+  stderr). ``root`` may be a single run's workdir: one trial, labelled ``{"run": folder
+  name}``. Trials with extra beam decodings come with a ``decoding`` axis
+  (``with_decodings``)."""
   root = pathlib.Path(root)
   if not root.is_dir():
     raise ReportError(f"--root {root}: no such folder")
@@ -101,12 +113,16 @@ def load_trials(root: str | os.PathLike) -> tuple[list[dict], dict]:
     summary = json.loads((workdir / "summary.json").read_text(encoding="utf-8"))
     config = json.loads((workdir / "config.json").read_text(encoding="utf-8"))
     if "seeds" in summary:
-      runs = [{**r, "outcomes": outcomes.load(workdir / r.get("workdir", f"seed_{r['seed']}"))}
-              for r in summary["seeds"]]
+      models = [(r, workdir / r.get("workdir", f"seed_{r['seed']}")) for r in summary["seeds"]]
     else:
-      runs = [{"seed": config["seed"], "test": summary["test"],
-               "longest_test_example": summary.get("longest_test_example"),
-               "outcomes": outcomes.load(workdir)}]
+      models = [({"seed": config["seed"], "test": summary["test"],
+                  "test_beam": summary.get("test_beam", {}),
+                  "longest_test_example": summary.get("longest_test_example")}, workdir)]
+    cost = cost_scalars(summary.get("cost"))
+    models = [({**r, "test": {**r["test"], **cost}}, folder) for r, folder in models]
+    train_length = config.get("data", {}).get("train_max_src_len", 0)
+    runs = [{**r, "folder": folder, "outcomes": outcomes.load(folder),
+             "train_max_src_len": train_length} for r, folder in models]
     trials.append({"name": name, "labels": dict(labels), "config": config, "runs": runs})
   if missing:
     print(f"skipping {len(missing)} unfinished or failed trial(s): {', '.join(missing)}",
@@ -114,7 +130,44 @@ def load_trials(root: str | os.PathLike) -> tuple[list[dict], dict]:
   if not trials:
     raise ReportError(f"no finished trials (summary.json) under {root}: --root takes a sweep's "
                       "root (experiments.sweep --root) or a single run's workdir")
-  return trials, defaults
+  return with_decodings(trials), defaults
+
+
+def cost_scalars(cost: Mapping | None) -> dict:
+  """A run's training cost as report metrics: ``train_steps_per_second`` (every seed of a
+  multi-seed run trains in the same step) and ``train_step_memory_mb`` (XLA's memory of the
+  compiled train step, where the run measured it: ``train.measure_memory``)."""
+  cost = cost or {}
+  out = {}
+  if isinstance(cost.get("train_steps_per_second"), (int, float)):
+    out["train_steps_per_second"] = float(cost["train_steps_per_second"])
+  if isinstance(cost.get("train_step_memory_bytes"), (int, float)):
+    out["train_step_memory_mb"] = cost["train_step_memory_bytes"] / 2**20
+  return out
+
+
+def with_decodings(trials: Sequence[dict]) -> list[dict]:
+  """Adds a ``decoding`` axis when a trial decoded its test set with several beams
+  (``eval.test_beam_sizes``: each run's ``test_beam``): each trial labelled with its own
+  decoding (``eval.beam_size``: ``greedy`` or ``beam<k>``), followed by one copy per extra
+  beam size that all its runs have (labelled ``beam<k>``, ``decoded_again``: the same models,
+  the test metrics and outcomes of that decoding). Else ``trials`` as they are."""
+  if not any(r.get("test_beam") for t in trials for r in t["runs"]):
+    return list(trials)
+  expanded = []
+  for trial in trials:
+    own = outcomes.decoding(trial["config"].get("eval", {}).get("beam_size", 1))
+    expanded.append({**trial, "labels": {**trial["labels"], "decoding": own}})
+    sizes = sorted({int(k) for r in trial["runs"] for k in r.get("test_beam") or {}})
+    for size in sizes:
+      label = outcomes.decoding(size)
+      if label == own or not all(str(size) in (r.get("test_beam") or {}) for r in trial["runs"]):
+        continue
+      runs = [{**r, "test": r["test_beam"][str(size)], "longest_test_example": None,
+               "outcomes": outcomes.load(r["folder"], label)} for r in trial["runs"]]
+      expanded.append({**trial, "labels": {**trial["labels"], "decoding": label},
+                       "runs": runs, "decoded_again": True})
+  return expanded
 
 
 def group_runs(trials: Sequence[dict]) -> tuple[list[str], dict[tuple, list[dict]]]:
@@ -136,7 +189,8 @@ def _stats(values: Sequence[float]) -> tuple[float, float]:
 
 def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
   """The CSV rows: per setting, metric and bucket (or "all"), mean and std over seeds, and
-  the 95% interval pooling seeds and test sentences where the runs' outcomes allow it."""
+  the 95% interval pooling seeds and test sentences where the runs' outcomes allow it; a
+  bucket's ``regime`` (``regime``) by the setting's longest training source."""
   out, old_bleu = [], False
   for key, runs in groups.items():
     setting = dict(zip(axes, key))
@@ -144,8 +198,9 @@ def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
       values = [r["test"][metric] for r in runs if metric in r["test"]]
       if len(values) == len(runs):
         mean, std = _stats(values)
-        out.append({**setting, "metric": metric, "bucket": "all", "mean_length": "",
-                    "mean": mean, "std": std, **outcomes.interval(runs, metric, "all"),
+        out.append({**setting, "metric": metric, "bucket": "all", "regime": "",
+                    "mean_length": "", "mean": mean, "std": std,
+                    **outcomes.interval(runs, metric, "all"),
                     "num_seeds": len(values),
                     "num_examples": runs[0]["test"].get("num_examples", "")})
       by_length = [r["test"].get(f"{metric}_by_length") for r in runs]
@@ -159,7 +214,9 @@ def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
         if len(cells) != len(runs):
           continue
         mean, std = _stats([c["mean"] for c in cells])
+        train_length = runs[0].get("train_max_src_len") or 0
         out.append({**setting, "metric": metric, "bucket": bucket,
+                    "regime": report_tables.regime(bucket, train_length),
                     "mean_length": float(np.mean([c["mean_length"] for c in cells])),
                     "mean": mean, "std": std, **outcomes.interval(runs, metric, bucket),
                     "num_seeds": len(cells), "num_examples": cells[0]["count"]})
@@ -167,65 +224,6 @@ def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
     print("BLEU by length left out for runs written before it was the corpus BLEU of each "
           "bucket (their summaries hold a mean sentence BLEU)", file=sys.stderr)
   return out
-
-
-def _fmt(row: Mapping, metric: str) -> str:
-  digits = 1 if metric == "bleu" else 3
-  if row.get("low", "") != "":
-    return f"{row['mean']:.{digits}f} [{row['low']:.{digits}f}, {row['high']:.{digits}f}]"
-  return f"{row['mean']:.{digits}f} ± {row['std']:.{digits}f}"
-
-
-def _md_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  lines += ["| " + " | ".join(row) + " |" for row in body]
-  return "\n".join(lines)
-
-
-def markdown(axes: Sequence[str], table_rows: Sequence[dict], x_axis: str = "length") -> str:
-  """Markdown tables: per metric, settings x length buckets (or x the values of ``x_axis``),
-  then one table of every overall metric."""
-  sections = []
-  names = dict(OVERALL)
-  seeds = sorted({r["num_seeds"] for r in table_rows})
-  over = (f"mean over {'/'.join(map(str, seeds))} seed(s) [95% bootstrap interval over seeds "
-          "and test sentences], else mean ± sample std over seeds")
-  note = f"{over}; in parentheses, test examples per bucket"
-  settings = list(dict.fromkeys(tuple(r[a] for a in axes) for r in table_rows))
-  for metric, label in (METRICS if x_axis == "length" else OVERALL):
-    if x_axis == "length":
-      mine = [r for r in table_rows if r["metric"] == metric and r["bucket"] != "all"]
-      if not mine:
-        continue
-      buckets = list(dict.fromkeys(r["bucket"] for r in mine))
-      counts = {r["bucket"]: r["num_examples"] for r in mine}
-      cell = {(tuple(r[a] for a in axes), r["bucket"]): _fmt(r, metric)
-              for r in mine}
-      header = list(axes) + [f"{b} ({counts[b]})" for b in buckets]
-      body = [list(s) + [cell.get((s, b), "") for b in buckets] for s in settings
-              if any((s, b) in cell for b in buckets)]
-      what = "corpus BLEU" if metric == "bleu" else label
-      sections.append(f"**{what} by source length** ({note})\n\n" + _md_table(header, body))
-    else:
-      mine = [r for r in table_rows if r["metric"] == metric and r["bucket"] == "all"]
-      if not mine:
-        continue
-      rest = [a for a in axes if a != x_axis]
-      values = list(dict.fromkeys(r[x_axis] for r in mine))
-      cell = {(tuple(r[a] for a in rest), r[x_axis]): _fmt(r, metric)
-              for r in mine}
-      body = [list(s) + [cell.get((s, v), "") for v in values]
-              for s in dict.fromkeys(tuple(r[a] for a in rest) for r in mine)]
-      sections.append(f"**{label}** by {x_axis} ({over})\n\n" +
-                      _md_table(rest + [f"{x_axis}={v}" for v in values], body))
-  overall = [r for r in table_rows if r["bucket"] == "all"]
-  metrics = [m for m, _ in OVERALL if any(r["metric"] == m for r in overall)]
-  cell = {(tuple(r[a] for a in axes), r["metric"]): _fmt(r, r["metric"])
-          for r in overall}
-  body = [list(s) + [cell.get((s, m), "–") for m in metrics] for s in settings]
-  sections.append(f"**all test examples** ({over})\n\n" +
-                  _md_table(list(axes) + [names[m] for m in metrics], body))
-  return "\n\n".join(sections) + "\n"
 
 
 def _select(axes: Sequence[str], groups: Mapping[tuple, list[dict]], spec: str) -> tuple:
@@ -236,7 +234,7 @@ def _select(axes: Sequence[str], groups: Mapping[tuple, list[dict]], spec: str) 
                       f"{', '.join(axes)}, comma-separated")
   found = [k for k in groups if all(dict(zip(axes, k))[a] == v for a, v in wanted.items())]
   if len(found) != 1:
-    settings = "; ".join(_title(dict(zip(axes, k))) for k in groups)
+    settings = "; ".join(report_figures.title(dict(zip(axes, k))) for k in groups)
     raise ReportError(f"--compare {spec!r} matches {len(found)} settings, not 1: {settings}")
   return found[0]
 
@@ -250,102 +248,60 @@ def comparison(axes: Sequence[str], groups: Mapping[tuple, list[dict]], a: str, 
     raise ReportError(f"--compare {a!r} {b!r}: no test outcomes (test_outcomes.jsonl) of both "
                       "on the same test sentences")
   return (f"**paired bootstrap: A = {a} vs B = {b}** ({outcomes.PAIRED_NOTE})\n\n"
-          + _md_table(outcomes.PAIRED_HEADER, body) + "\n")
+          + report_tables.md_table(outcomes.PAIRED_HEADER, body) + "\n")
 
 
-# ---------------------------------------------------------------- figures
-
-def _suffix(setting: Mapping[str, str]) -> str:
-  return "".join(f"__{a}-{v}" for a, v in setting.items())
-
-
-def _title(setting: Mapping[str, str]) -> str:
-  return ", ".join(f"{a}={v}" for a, v in setting.items())
+def _write_csv(path: pathlib.Path, fields: Sequence[str], table: Sequence[dict]) -> None:
+  with open(path, "w", newline="", encoding="utf-8") as f:
+    writer = csv.DictWriter(f, fieldnames=list(fields))
+    writer.writeheader()
+    writer.writerows(table)
 
 
-def figures(axes: Sequence[str], table_rows: Sequence[dict], groups: Mapping[tuple, list[dict]],
-            out: pathlib.Path, line: str, x_axis: str = "length", seed_index: int = 0,
-            attention_dpi: int = 60) -> list[pathlib.Path]:
-  """Metric-vs-length (or vs ``x_axis``) curves and attention grids; returns the paths."""
-  if line not in axes:
-    raise ReportError(f"--line {line!r} is not an axis of this sweep: {', '.join(axes)}")
-  others = [a for a in axes if a not in (line, x_axis)]
-  panels_of = lambda s: tuple(s[a] for a in others)  # noqa: E731
-  paths = []
-  for metric, label in (METRICS if x_axis == "length" else OVERALL):
-    if x_axis == "length":
-      mine = [r for r in table_rows if r["metric"] == metric and r["bucket"] != "all"]
-    else:
-      mine = [r for r in table_rows if r["metric"] == metric and r["bucket"] == "all"]
-    for panel in dict.fromkeys(panels_of(r) for r in mine):
-      curves = {}
-      for r in (r for r in mine if panels_of(r) == panel):
-        x = r["mean_length"] if x_axis == "length" else float(r[x_axis])
-        curves.setdefault(r[line], ([], [], []))
-        for values, v in zip(curves[r[line]], (x, r["mean"], r["std"])):
-          values.append(v)
-      setting = dict(zip(others, panel))
-      title = f"{label}" + (f" ({_title(setting)})" if setting else "")
-      name = f"{metric}_vs_{x_axis}{_suffix(setting)}.png"
-      if x_axis == "length":
-        ylabel = "corpus BLEU of the bucket" if metric == "bleu" else label
-        paths.append(plots.plot_metric_vs_length(
-            curves, out / name, xlabel="source length (words; mean of each length bucket)",
-            ylabel=ylabel, title=title))
-      else:
-        fig = plots.metric_vs_length_figure(curves, xlabel=x_axis, ylabel=label, title=title)
-        fig.axes[0].set_xscale("log", base=2)
-        fig.savefig(out / name, dpi=100)
-        paths.append(out / name)
-  # Attention grid: one panel per value of the line axis, for each value of the other axes.
-  grid_others = [a for a in axes if a != line]
-  by_panel: dict[tuple, list] = {}
-  for key, runs in groups.items():
-    setting = dict(zip(axes, key))
-    example = runs[min(seed_index, len(runs) - 1)].get("longest_test_example")
-    if not example or not np.asarray(example["attention"]).any():  # none: no attention
-      continue
-    by_panel.setdefault(tuple(setting[a] for a in grid_others), []).append(
-        (setting[line], np.asarray(example["attention"]), example["src"],
-         example["prediction"]))
-  for panel, items in by_panel.items():
-    setting = dict(zip(grid_others, panel))
-    fig = plots.attention_grid_figure(items, ncols=min(3, len(items)))
-    fig.suptitle(f"longest test example ({len(items[0][2])} words), decoding attention"
-                 + (f"\n{_title(setting)}" if setting else ""), fontsize="small")
-    path = out / f"attention_grid{_suffix(setting)}.png"
-    fig.savefig(path, dpi=attention_dpi)
-    paths.append(path)
-  return paths
+def default_line(axes: Sequence[str], groups: Mapping[tuple, list[dict]],
+                 defaults: Mapping[str, str]) -> str:
+  """The sweep's ``get_report`` line axis, else its first axis; ``decoding`` instead when that
+  one has a single label (a single run's report: greedy and beam in one figure)."""
+  line = defaults.get("line") or axes[0]
+  if "decoding" in axes and line in axes and len({k[axes.index(line)] for k in groups}) == 1:
+    return "decoding"
+  return line
 
 
 def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
                  line: str | None = None, x_axis: str | None = None,
                  compare: Sequence[str] | None = None) -> dict:
-  """Writes results.csv, results.md and the figures, and with ``compare`` (two settings)
-  comparison.md; returns their paths."""
+  """Writes results.csv, results.md, learning_curves.csv and the figures, and with
+  ``compare`` (two settings) comparison.md; returns their paths."""
   if compare and len(compare) != 2:
     raise ReportError(f"--compare takes two settings (--compare A --compare B), got {compare}")
   trials, defaults = load_trials(root)
   out = pathlib.Path(out) if out else pathlib.Path(root) / "report"
   out.mkdir(parents=True, exist_ok=True)
   axes, groups = group_runs(trials)
-  line = line or defaults.get("line") or axes[0]
+  line = line or default_line(axes, groups, defaults)
   x_axis = x_axis or defaults.get("x") or "length"
   if x_axis != "length" and x_axis not in axes:
     raise ReportError(f"--x {x_axis!r} is neither 'length' nor an axis: {', '.join(axes)}")
+  if line not in axes:
+    raise ReportError(f"--line {line!r} is not an axis of this sweep: {', '.join(axes)}")
   table_rows = rows(axes, groups)
   csv_path = out / "results.csv"
-  with open(csv_path, "w", newline="", encoding="utf-8") as f:
-    writer = csv.DictWriter(f, fieldnames=list(axes) + ["metric", "bucket", "mean_length",
-                                                        "mean", "std", "low", "high",
-                                                        "num_seeds", "num_examples"])
-    writer.writeheader()
-    writer.writerows(table_rows)
+  _write_csv(csv_path, list(axes) + ["metric", "bucket", "regime", "mean_length", "mean",
+                                     "std", "low", "high", "num_seeds", "num_examples"],
+             table_rows)
+  curve_axes, curves = report_figures.curve_rows(trials)
+  curves_path = out / "learning_curves.csv"
+  _write_csv(curves_path, curve_axes + list(report_figures.CURVE_FIELDS), curves)
+  figs = report_figures.figures(axes, table_rows, groups, out, line,
+                                METRICS if x_axis == "length" else OVERALL, x_axis)
+  curve_figs = report_figures.learning_curve_figures(curve_axes, curves, out, line)
   md_path = out / "results.md"
-  md_path.write_text(markdown(axes, table_rows, x_axis), encoding="utf-8")
-  figs = figures(axes, table_rows, groups, out, line, x_axis)
-  paths = {"csv": csv_path, "markdown": md_path, "figures": figs}
+  md_path.write_text(report_tables.markdown(axes, table_rows, x_axis)
+                     + report_tables.figures_note(axes, curve_figs, curves_path),
+                     encoding="utf-8")
+  paths = {"csv": csv_path, "markdown": md_path, "figures": figs + curve_figs,
+           "learning_curves": curves_path}
   if compare:
     paths["comparison"] = out / "comparison.md"
     paths["comparison"].write_text(comparison(axes, groups, *compare), encoding="utf-8")
@@ -379,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   print(paths["markdown"].read_text(encoding="utf-8"))
   if "comparison" in paths:
     print(paths["comparison"].read_text(encoding="utf-8"))
-  for key in ("csv", "markdown"):
+  for key in ("csv", "markdown", "learning_curves"):
     print(paths[key])
   for path in paths["figures"]:
     print(path)

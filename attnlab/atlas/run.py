@@ -134,7 +134,7 @@ def sentence_menu(examples: Sequence[Mapping], worst_first: bool) -> list[dict]:
     tags = [f"worst: {_score(e)}"] if worst_first and e.get("worst") else []
     if len(e["src"]) == longest:
       tags.append("longest")
-    label = f"{len(e['src'])} words · #{e['index']}: {_preview(e['src'])}"
+    label = f"{len(e['src'])} tokens · #{e['index']}: {_preview(e['src'])}"
     menu.append({"index": e["index"], "src": e["src"], "target": e["target"],
                  "gold": e.get("gold"), "label": label + (f"  [{'; '.join(tags)}]" if tags
                                                           else "")})

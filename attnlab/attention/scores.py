@@ -18,9 +18,23 @@ step:
 
 ``__call__(query, keys)`` is the two composed. Every score module has one field,
 ``options``: the whole ``attnlab.options.ModelOptions`` of the model, from which
-each reads its own options (``attention_width``, ``max_src_len``,
+each reads its own options (``attention_dim`` / ``attention_width``, ``max_src_len``,
 ``location_bias``, ``cosine_temperature``...), so a model builds any of them the
 same way and nothing between the config and the score relays an option.
+
+``options.attention_dim`` is the width of every score's projection. The additive
+scores (``concat``, ``additive``, ``additive_normalized``) always project, to
+``attention_width`` (``attention_dim``, or ``hidden_dim`` when it is None). The
+multiplicative scores (``dot``, ``scaled_dot``, ``general``) project only when
+``attention_dim`` is set: then query and keys both go to ``attention_dim`` first,
+Britz et al. (2017)'s multiplicative attention, score(q, k) = (W_q q) . (W_k k) with
+no bias (``W_k k`` once per source in ``project_keys``, ``W_q q`` at every step), so
+the attention width varies independently of the recurrent width and d_q may differ
+from d_k; ``scaled_dot`` then divides by sqrt(attention_dim) and ``general`` puts its
+W_a [attention_dim, attention_dim] between them, (W_q q)^T W_a (W_k k). Unset (the
+default), they score the raw query and keys as Luong et al. (2015) do and have no
+projection. (``local_p``'s position network is attention_width wide too,
+``attnlab.attention.local``; ``location`` and ``cosine`` have no projection.)
 
 Coverage (Tu et al. 2016; See et al. 2017) enters every score through the keys:
 ``ModelOptions(coverage=True)`` shifts each projected key by a learned vector times its
@@ -28,7 +42,8 @@ coverage, k'_i + c_i w_c (``mechanisms.CoverageFeature``), before ``score``. For
 ``concat`` / ``additive`` / ``additive_normalized`` that is exactly See et al.'s
 e_i = v^T tanh(W q + U k_i + w_c c_i + b); for ``dot`` / ``scaled_dot`` /
 ``general`` / ``cosine`` it adds a query-dependent coverage term
-(q . (k_i + c_i w_c) = q . k_i + c_i (q . w_c)); ``location`` keeps one zero
+(q . (k_i + c_i w_c) = q . k_i + c_i (q . w_c), q and k_i projected first when
+``attention_dim`` is set, so w_c has the projected width); ``location`` keeps one zero
 channel as its projected keys and adds it to its scores (e_i = (W_a q)_i + w_c c_i).
 A new score function needs nothing extra for coverage.
 
@@ -101,21 +116,30 @@ class Score(nn.Module):
   Attributes:
     options: the model's ``ModelOptions``; each score reads its own fields:
       ``attention_width`` (hidden width of ``concat``, ``additive`` and
-      ``additive_normalized``), ``max_src_len`` (the longest key length
-      ``location`` can score: it predicts one score per source position from the
-      query alone), ``location_bias``, ``cosine_temperature`` /
-      ``cosine_learn_temperature``, and ``dtype`` (computation dtype; parameters
-      stay float32).
+      ``additive_normalized``), ``attention_dim`` (when set, the width that
+      ``dot``, ``scaled_dot`` and ``general`` project query and keys to),
+      ``max_src_len`` (the longest key length ``location`` can score: it predicts
+      one score per source position from the query alone), ``location_bias``,
+      ``cosine_temperature`` / ``cosine_learn_temperature``, and ``dtype``
+      (computation dtype; parameters stay float32).
   """
 
   options: ModelOptions = ModelOptions()
 
-  # True for scores defined only when d_q == d_k (models project keys to fit).
+  # True for scores defined only when d_q == d_k (models project keys to fit), unless
+  # ``needs_equal_dims(options)`` says otherwise for the options at hand.
   requires_equal_dims: ClassVar[bool] = False
   # True for scores that depend on a key's position, not only on its vector: scoring a
   # subset of the keys (local windows, one position of hard monotonic decoding) must
   # then score all keys and pick (``mechanisms.score_at``).
   position_dependent: ClassVar[bool] = False
+
+  @classmethod
+  def needs_equal_dims(cls, options: ModelOptions) -> bool:
+    """Whether this score, built with ``options``, needs d_q == d_k (then a model projects
+    its keys to the query width first). ``requires_equal_dims`` unless overridden."""
+    del options
+    return cls.requires_equal_dims
 
   @property
   def dtype(self) -> Any:
@@ -153,42 +177,87 @@ def _dot(query: Array, keys: Array, name: str) -> Array:
   return jnp.einsum("bqd,bkd->bqk", query, keys)
 
 
-@register_score("dot")
-class Dot(Score):
-  """Luong et al. (2015) dot: score(q, k) = q . k."""
+class _Multiplicative(Score):
+  """Shared body of ``dot``, ``scaled_dot`` and ``general``: the optional projection.
+
+  With ``options.attention_dim`` = a set, query and keys are projected to a first
+  (Britz et al. 2017, "multiplicative attention": <W_1 h_j, W_2 s_i>): kernels ``W_q``
+  [d_q, a] and ``W_k`` [d_k, a], no bias; ``project_keys`` returns W_k k [batch, k_len, a]
+  once per source and ``score`` projects the query at every step. Unset, both are the
+  identity and the module has no projection parameters (Luong et al. 2015).
+  """
 
   requires_equal_dims = True
 
+  @classmethod
+  def needs_equal_dims(cls, options):
+    # Projected to attention_dim, q and k meet at one width whatever d_q and d_k are.
+    return cls.requires_equal_dims and not options.attention_dim
+
+  @property
+  def projected(self) -> bool:
+    """True when query and keys are projected to ``options.attention_dim``."""
+    return bool(self.options.attention_dim)
+
+  def setup(self):
+    if self.projected:
+      width = self.options.attention_dim
+      self.W_q = nn.Dense(width, use_bias=False, dtype=self.dtype)
+      self.W_k = nn.Dense(width, use_bias=False, dtype=self.dtype)
+
+  def project_keys(self, keys):
+    """keys: [batch, k_len, d_k] -> W_k k [batch, k_len, attention_dim], or keys unchanged."""
+    return self.W_k(keys) if self.projected else keys
+
+  def project_query(self, query: Array) -> Array:
+    """query: [batch, q_len, d_q] -> W_q q [batch, q_len, attention_dim], or query unchanged."""
+    return self.W_q(query) if self.projected else query
+
+
+@register_score("dot")
+class Dot(_Multiplicative):
+  """Luong et al. (2015) dot: score(q, k) = q . k; with ``attention_dim``,
+  (W_q q) . (W_k k) (Britz et al. 2017's multiplicative attention)."""
+
   def score(self, query, projected_keys):
-    return _dot(query.astype(self.dtype), projected_keys.astype(self.dtype), "dot")
+    return _dot(self.project_query(query).astype(self.dtype),
+                projected_keys.astype(self.dtype), "dot")
 
 
 @register_score("scaled_dot")
-class ScaledDot(Score):
-  """Vaswani et al. (2017): score(q, k) = q . k / sqrt(d_k)."""
-
-  requires_equal_dims = True
+class ScaledDot(_Multiplicative):
+  """Vaswani et al. (2017): score(q, k) = q . k / sqrt(d_k); with ``attention_dim`` = a,
+  (W_q q) . (W_k k) / sqrt(a)."""
 
   def score(self, query, projected_keys):
-    scores = _dot(query.astype(self.dtype), projected_keys.astype(self.dtype),
-                  "scaled_dot")
+    scores = _dot(self.project_query(query).astype(self.dtype),
+                  projected_keys.astype(self.dtype), "scaled_dot")
+    # The width the dot product sums over: d_k, or attention_dim when projected.
     return scores / math.sqrt(projected_keys.shape[-1])
 
 
 @register_score("general")
-class General(Score):
+class General(_Multiplicative):
   """Luong et al. (2015) general (bilinear): score(q, k) = q^T W_a k.
 
   Computed as (W_a^T q) . k: the query is projected to d_k at each step, which
   costs d_q * d_k per step and lets d_q differ from d_k. Kernel ``W_a``:
   [d_q, d_k].
+
+  With ``attention_dim`` = a, the same bilinear form between the projected query and
+  keys: score(q, k) = (W_q q)^T W_a (W_k k), ``W_a`` [a, a], costing a * a per step. As
+  a function class this equals the projected ``dot`` (W_q^T W_a W_k is again a rank-a
+  bilinear form); it differs by its parameterization, one more linear map, and so its
+  initial score scale grows with a just as ``dot``'s does (unscaled).
   """
+
+  requires_equal_dims = False
 
   @nn.compact
   def score(self, query, projected_keys):
     _check_ranks(query, projected_keys)
     w_query = nn.Dense(projected_keys.shape[-1], use_bias=False, dtype=self.dtype,
-                       name="W_a")(query)
+                       name="W_a")(self.project_query(query))
     return _dot(w_query, projected_keys.astype(self.dtype), "general")
 
 

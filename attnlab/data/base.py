@@ -116,12 +116,15 @@ def build_task(data_config: ml_collections.ConfigDict) -> TaskData:
   if cap:
     # Train on short sources only, test on every length (Bahdanau et al. 2015 trained
     # RNNsearch-30 / -50 on sentences of at most 30 / 50 words and tested on all lengths).
-    # Vocabularies and valid/test splits are left as the task built them.
+    # The validation split, which picks checkpoints and stops training early, is cut the
+    # same way: model selection sees only the training lengths, never the test's longer ones.
+    # Vocabularies and the test split are left as the task built them.
     train = tuple(e for e in task.train if len(e.src) <= cap)
     if not train:
       raise ValueError(f"train_max_src_len={cap} drops every one of the {len(task.train)} "
                        "training examples")
-    task = dataclasses.replace(task, train=train)
+    valid = tuple(e for e in task.valid if len(e.src) <= cap)
+    task = dataclasses.replace(task, train=train, valid=valid or task.valid)
   return task
 
 
@@ -133,9 +136,9 @@ def default_data_config(task: str = "date") -> ml_collections.ConfigDict:
   c.task = task
   # Seed of numpy.random.default_rng for generating, sampling and splitting the data.
   c.seed = 0
-  # Drop training examples with more source tokens than this (0 = keep all). Applied to the
-  # train split only, after the task is built: valid and test keep every length, so a model
-  # trained on short sentences is tested on long ones (the long-sentence study).
+  # Drop training (and validation) examples with more source tokens than this (0 = keep
+  # all), after the task is built: the test split keeps every length, so a model trained on
+  # short sentences is tested on long ones (the long-sentence study).
   c.train_max_src_len = 0
   if task in TASK_DEFAULTS:
     TASK_DEFAULTS[task](c)

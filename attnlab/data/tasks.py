@@ -58,6 +58,9 @@ def _toy_translation_defaults(c) -> None:
   # Source sentences have between min_len and max_len words.
   c.min_len = 3
   c.max_len = 20
+  # Clauses joined by "and": uniformly 1..max_clauses (about 8 words each); raise it for
+  # sources longer than about 40 words.
+  c.max_clauses = 3
   # Move each clause's verb to the end of the clause in the target (SOV order).
   c.verb_final = True
   # Translate each preposition as a circumposition: one word before, one after its noun phrase.
@@ -269,9 +272,10 @@ def _toy_lexicon(words: dict[str, tuple[str, ...]], rng) -> dict[str, tuple[str,
 class _ToyBuilder:
   """Accumulates a source sentence and its target as (target word, source position) pairs."""
 
-  def __init__(self, rng, words, lexicon, verb_final, circumpositions):
+  def __init__(self, rng, words, lexicon, verb_final, circumpositions, max_clauses=3):
     self.rng, self.words, self.lexicon = rng, words, lexicon
     self.verb_final, self.circumpositions = verb_final, circumpositions
+    self.max_clauses = max_clauses
     self.src: list[str] = []
 
   def word(self, cat: str) -> list[tuple[str, int]]:
@@ -311,9 +315,9 @@ class _ToyBuilder:
     return subject + verb + obj + pps + adv
 
   def sentence(self) -> list[tuple[str, int]]:
-    """clause (and clause){0,2}; each clause is reordered on its own."""
+    """clause (and clause){0,max_clauses-1}; each clause is reordered on its own."""
     target = self.clause()
-    for _ in range(self.rng.integers(3)):
+    for _ in range(self.rng.integers(self.max_clauses)):
       target += self.word("conj") + self.clause()
     return target
 
@@ -331,7 +335,7 @@ def toy_translation_task(data_config) -> TaskData:
   """A synthetic language pair with an exactly known word alignment.
 
   Source grammar (word types named by category, e.g. `det1 adj4 noun17 vtr3`):
-    sentence := clause ("and" clause){0,2}
+    sentence := clause ("and" clause){0,max_clauses-1}   (uniformly many clauses)
     clause   := NP verb [NP] PP{0,2} [adv]      (transitive verbs take the object NP)
     NP       := det adj{0,2} noun
     PP       := prep NP
@@ -346,7 +350,8 @@ def toy_translation_task(data_config) -> TaskData:
   [min_len, max_len]; all are distinct, so valid/test share none with train.
 
   Reads `seed`, `num_train`, `num_valid`, `num_test`, `vocab_size` (exact number of source word
-  types, >= 12), `min_len` (>= 3), `max_len`, `verb_final`, `circumpositions`.
+  types, >= 12), `min_len` (>= 3), `max_len`, `max_clauses` (>= 1), `verb_final`,
+  `circumpositions`.
   """
   sizes = _split_sizes(data_config)
   min_len, max_len = int(data_config.min_len), int(data_config.max_len)
@@ -354,8 +359,11 @@ def toy_translation_task(data_config) -> TaskData:
   rng = np.random.default_rng(data_config.seed)
   words = _toy_source_words(int(data_config.vocab_size))
   lexicon = _toy_lexicon(words, rng)
+  max_clauses = int(data_config.get("max_clauses", 3))
+  if max_clauses < 1:
+    raise ValueError(f"need max_clauses >= 1, got {max_clauses}")
   builder = _ToyBuilder(rng, words, lexicon, bool(data_config.verb_final),
-                        bool(data_config.circumpositions))
+                        bool(data_config.circumpositions), max_clauses)
   by_src: dict[tuple[str, ...], Example] = {}
 
   def draw():

@@ -131,9 +131,10 @@ class Decoder(nn.Module):
                          f"{', '.join(mechanism_names())}")
       self.attn = Attention(options=o)
       # dot / scaled_dot / cosine need d_q == d_k: project encoder outputs
-      # (e.g. 2 * hidden of a bidirectional encoder) to the query width.
+      # (e.g. 2 * hidden of a bidirectional encoder) to the query width. Not with
+      # attention_dim set for dot / scaled_dot: the score projects both to that width.
       self.key_projection = (nn.Dense(o.hidden_dim, use_bias=False, dtype=self.dtype)
-                             if score_cls.requires_equal_dims else None)
+                             if score_cls.needs_equal_dims(o) else None)
     if o.bridge == "dense":
       self.bridge_h = [nn.Dense(o.hidden_dim, dtype=self.dtype) for _ in range(o.decoder_layers)]
       if o.cell == "lstm":

@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from attnlab import decoding, length_buckets, metrics as metrics_lib, parallel, plots
+from attnlab import decoding, export, length_buckets, metrics as metrics_lib, parallel, plots
 from attnlab.data import TaskData, eval_batches
 from attnlab.data.tasks import Example
 from attnlab.training.preparation import Prepared
@@ -159,6 +159,38 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
     result["alignment_error_rate_by_length"] = by_length(
         counts, "alignment_error_rate", [metrics_lib.aer_from_counts(*c) for c in counts.tolist()])
   return result, records
+
+
+def decoding_name(beam_size: int) -> str:
+  """How a beam size decodes, as ``experiments.report``'s ``decoding`` axis labels it:
+  ``greedy`` (1) or ``beam<k>``."""
+  return "greedy" if beam_size == 1 else f"beam{beam_size}"
+
+
+def evaluate_test_beams(state: TrainState, prepared: Prepared, examples: Sequence[Example],
+                        config: ml_collections.ConfigDict) -> dict[int, tuple[dict, list[dict]]]:
+  """{beam size: ``evaluate``'s (metrics, records)} of ``examples`` decoded with each of
+  ``config.eval.test_beam_sizes`` instead of ``eval.beam_size`` (the final test evaluation's
+  extra decodings; the teacher-forced metrics do not depend on it and come out equal). A
+  size equal to ``eval.beam_size`` is skipped: ``evaluate`` with ``config`` is that one."""
+  results = {}
+  for beam_size in config.eval.get("test_beam_sizes", ()):
+    if beam_size == config.eval.beam_size:
+      continue
+    beam_config = config.copy_and_resolve_references()
+    beam_config.eval.beam_size = int(beam_size)
+    results[int(beam_size)] = evaluate(state, prepared, examples, beam_config)
+  return results
+
+
+def write_test_outcomes(records: Sequence[dict], directory: str, beam_size: int) -> str:
+  """``test_outcomes_<decoding>.jsonl`` (e.g. ``test_outcomes_beam5.jsonl``) in ``directory``:
+  the per-sentence outcomes (``export.outcome_row``) of a test evaluation decoded with
+  ``beam_size``, as ``test_outcomes.jsonl`` holds those of ``eval.beam_size``'s. Returns
+  the path."""
+  path = os.path.join(directory, f"test_outcomes_{decoding_name(beam_size)}.jsonl")
+  export.write_jsonl(path, [export.outcome_row(r, i) for i, r in enumerate(records)])
+  return path
 
 
 def on_mesh(batch: dict, mesh) -> dict:

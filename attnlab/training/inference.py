@@ -39,8 +39,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
                                    "(or pass --config)")
   config = workdir_lib.read_json(path)
   # JSON has no tuples: the fields that are tuples in configs come back as lists.
-  config.get("eval", {})["length_boundaries"] = tuple(
-      config.get("eval", {}).get("length_boundaries") or ())
+  evaluation = config.get("eval", {})
+  evaluation["length_boundaries"] = tuple(evaluation.get("length_boundaries") or ())
+  if "test_beam_sizes" in evaluation:  # absent from workdirs written before it existed
+    evaluation["test_beam_sizes"] = tuple(evaluation["test_beam_sizes"])
   return ml_collections.ConfigDict(config)
 
 

@@ -5,7 +5,9 @@ Its log / evaluate / checkpoint / signal rhythm is written once and drives a *st
 steps a call) or ``multiseed.MultiSeedStepper`` (``num_seeds`` seeds vmapped). A stepper has
 ``state`` (what is checkpointed), ``step``, ``advance(step) -> (next step, raw metrics)``,
 ``train_metrics(raw, i)``, ``states()`` (one per model), ``labels`` / ``subdirs`` (per model:
-the log-line prefix and the folder under the workdir its outputs go to) and ``summary``.
+the log-line prefix and the folder under the workdir its outputs go to), ``summary``,
+``lower_train_step()`` (its train program on the largest batch shape, for its memory) and
+``cost`` (summary.json's ``cost``, which the loop records: ``attnlab.training.cost``).
 
 Running the same command again resumes from the latest checkpoint (a finished run is a no-op
 that says so). The data order is a pure function of (seed, step) and dropout keys are
@@ -25,9 +27,11 @@ import numpy as np
 
 from attnlab import parallel
 from attnlab.data import TrainBatches
-from attnlab.training import run_page, workdir as workdir_lib
-from attnlab.training.evaluation import (evaluate, is_copy_model, log_line, longest_example,
-                                         scalars, write_heatmaps)
+from attnlab.training import early_stopping, run_page, workdir as workdir_lib
+from attnlab.training.cost import TrainTimer, cost_summary, largest_batch, train_step_memory
+from attnlab.training.evaluation import (evaluate, evaluate_test_beams, is_copy_model,
+                                         log_line, longest_example, scalars, write_heatmaps,
+                                         write_test_outcomes)
 from attnlab.training.multiseed import MultiSeedStepper, mean_and_std
 from attnlab.training.preparation import Prepared, data_parallel_mesh, init_state, prepare
 from attnlab.training.signals import Interrupted, check_finite, stop_on_signals
@@ -74,6 +78,7 @@ class SingleModelStepper:
 
   labels = ("",)
   subdirs = ("",)
+  cost = None  # summary.json's "cost", set by the loop
 
   def __init__(self, config: ml_collections.ConfigDict, prepared: Prepared,
                mesh: jax.sharding.Mesh):
@@ -100,8 +105,17 @@ class SingleModelStepper:
   def states(self) -> list[TrainState]:
     return [self.state]
 
+  def lower_train_step(self) -> tuple[jax.stages.Lowered, str]:
+    """The one-step train program (as ``run_group`` runs it) on ``cost.largest_batch``,
+    lowered, and a description of it."""
+    batch, tc = largest_batch(self.batches), self.config.train
+    lowered = sharded_train_step(self.mesh, 1, tc.label_smoothing, tc.on_nonfinite).lower(
+        self.state, parallel.shard_batch(batch, self.mesh), self.rng)
+    return lowered, (f"one model on {self.mesh.size} device(s), batch {batch['src'].shape[0]}, "
+                     f"src_len {batch['src'].shape[1]}, tgt_len {batch['tgt_in'].shape[1]}")
+
   def summary(self, per_model: list[dict], base: dict) -> dict:
-    return {**base, **per_model[0]}
+    return {**base, **per_model[0], "cost": self.cost}
 
 
 def make_stepper(config: ml_collections.ConfigDict, prepared: Prepared):
@@ -179,11 +193,18 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     import tqdm  # progress bar with rate and ETA, on a terminal only
     progress = tqdm.tqdm(total=config.train.num_steps, initial=start_step, unit="step",
                          dynamic_ncols=True)
+  history = early_stopping.valid_history(dirs, config.train.best_metric, start_step)
   try:
     with stop_on_signals() as received:
-      _loop(config, prepared, stepper, writers, ckpt, progress, received)
+      _loop(config, prepared, stepper, writers, ckpt, progress, received, history)
     if start_step >= config.train.num_steps:
       logging.warning("training already complete at step %d", start_step)
+    best = ckpt.best_step()
+    if stepper.step < config.train.num_steps and best not in (None, stepper.step):
+      # Stopped early: the test sees the best checkpoint, as validation chose it.
+      logging.warning("stopped early at step %d; evaluating the best checkpoint, step %d",
+                      stepper.step, best)
+      stepper.state = ckpt.restore(best, stepper.state)
     return _finish(config, workdir, prepared, stepper, writers, ckpt, dirs, start_time)
   except BaseException:  # signals, errors, Ctrl-C in the final evaluation: close, then raise
     for writer in writers:
@@ -195,15 +216,20 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict:
       progress.close()
 
 
-def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received) -> None:
+def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received,
+          history: list[float]) -> None:
   """Steps to ``train.num_steps``: logs, evaluates on the validation split and saves every
   ``log_every`` / ``eval_every`` / ``checkpoint_every`` steps and at the last; on a signal,
-  saves and raises ``Interrupted``."""
+  saves and raises ``Interrupted``. ``history``: the validation ``best_metric`` so far (mean
+  over seeds), extended here; the loop ends early when ``early_stopping.should_stop``."""
   tc, task = config.train, prepared.task
   valid = task.valid or task.test
   reported = [[int(s.nonfinite_steps)] for s in stepper.states()]
   step = stepper.step
-  while step < tc.num_steps:
+  memory = train_step_memory(stepper) if tc.get("measure_memory", False) else None
+  timer = TrainTimer(step)
+  patience = tc.get("early_stopping_patience", 0)
+  while step < tc.num_steps and not early_stopping.should_stop(history, tc.best_mode, patience):
     done, raw = stepper.advance(step)
     if progress is not None:
       progress.update(done - step)
@@ -213,6 +239,7 @@ def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received
     eval_now = done % tc.eval_every == 0 or is_last
     save_now = done % tc.checkpoint_every == 0 or is_last
     if log_now or eval_now or save_now or received:
+      timer.stop(done, raw)  # a window of training alone: what follows is not timed
       for state, seen in zip(stepper.states(), reported):
         check_finite(state, config, seen)
     if received:
@@ -242,13 +269,34 @@ def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received
             progress.write(line)  # above the bar (tqdm.write takes no flush: it flushes)
           else:
             print(line, flush=True)
+    if valid_metrics:
+      history.append(mean_and_std(valid_metrics)[0].get(tc.best_metric, float("nan")))
+      if early_stopping.should_stop(history, tc.best_mode, patience):
+        logging.warning("stopping early at step %d: validation %s has not improved for %d "
+                        "evaluations", done, tc.best_metric, patience)
+        save_now = True
     if save_now:
       ckpt.save(done, stepper.state, mean_and_std(valid_metrics)[0] if valid_metrics else None)
+    if log_now or eval_now or save_now:
+      timer.start(done)
+  stepper.cost = cost_summary(timer, memory)
+
+
+def stopped_early(ckpt, config: ml_collections.ConfigDict) -> bool:
+  """Whether training ended before ``train.num_steps`` (``early_stopping``)."""
+  return (ckpt.latest_step() or 0) < config.train.num_steps
 
 
 def _finish(config, workdir: str, prepared: Prepared, stepper, writers, ckpt, dirs,
             start_time: float) -> dict:
-  """The final test evaluation, heatmaps, summary.json and report.html of a trained run."""
+  """The final test evaluation, heatmaps, summary.json and report.html of a trained run.
+
+  With ``eval.test_beam_sizes``, each model's test split is decoded again with each size:
+  its summary entry (``summary`` itself, or each of ``summary["seeds"]``) gets
+  ``"test_beam": {str(size): metrics as "test"}`` and its folder
+  ``test_outcomes_<greedy|beam<size>>.jsonl``; a multi-seed summary also gets the mean and
+  std over seeds as ``"test_beam"`` / ``"test_beam_std"``.
+  """
   task = prepared.task
   per_model, test_records_per_model = [], []
   for state, writer, directory in zip(stepper.states(), writers, dirs):
@@ -264,8 +312,23 @@ def _finish(config, workdir: str, prepared: Prepared, stepper, writers, ckpt, di
         "heatmaps": [os.path.relpath(p, workdir) for p in heatmaps],
         "longest_test_example": longest_example(test_records, task),
     })
+    # eval.test_beam_sizes: the same model on the same test sentences, decoded with each
+    # beam too ("test_beam": {"5": metrics as "test"}, test_outcomes_beam5.jsonl).
+    beams = evaluate_test_beams(state, prepared, task.test or task.valid, config)
+    for beam_size, (beam_metrics, beam_records) in beams.items():
+      if jax.process_index() == 0:
+        write_test_outcomes(beam_records, directory, beam_size)
+      logging.info("test, beam %d: %s", beam_size, scalars(beam_metrics))
+    if beams:
+      per_model[-1]["test_beam"] = {str(k): m for k, (m, _) in beams.items()}
   summary = stepper.summary(per_model, {"step": stepper.step, "best_step": ckpt.best_step(),
+                                        "stopped_early": stopped_early(ckpt, config),
                                         "wall_time_s": time.time() - start_time})
+  if "seeds" in summary and "test_beam" in per_model[0]:  # as "test" / "test_std": over seeds
+    means_and_stds = {k: mean_and_std([p["test_beam"][k] for p in per_model])
+                      for k in per_model[0]["test_beam"]}
+    summary["test_beam"] = {k: mean for k, (mean, _) in means_and_stds.items()}
+    summary["test_beam_std"] = {k: std for k, (_, std) in means_and_stds.items()}
   if jax.process_index() == 0:
     workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
     run_page.write_run_page(workdir, task, dirs, test_records_per_model)  # + attention examples

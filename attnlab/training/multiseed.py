@@ -39,6 +39,7 @@ import ml_collections
 import numpy as np
 
 from attnlab.data import TrainBatches
+from attnlab.training.cost import largest_batch
 from attnlab.training.evaluation import is_copy_model, scalars
 from attnlab.training.preparation import Prepared
 from attnlab.training.steps import TrainState, make_optimizer, train_step
@@ -171,6 +172,8 @@ class MultiSeedStepper:
   """The loop's stepper for ``config.num_seeds`` seeds vmapped in one program (module doc):
   one step per ``advance``; per-seed outputs under ``seed_<k>/``."""
 
+  cost = None  # summary.json's "cost", set by the loop
+
   def __init__(self, config: ml_collections.ConfigDict, prepared: Prepared):
     self.config, self.prepared = config, prepared
     self.seeds = seed_values(config)
@@ -197,6 +200,18 @@ class MultiSeedStepper:
     """Each seed's state (a view of the stacked one)."""
     return [unstack(self.state, s) for s in range(len(self.seeds))]
 
+  def lower_train_step(self) -> tuple[jax.stages.Lowered, str]:
+    """The vmapped step of all seeds (``multi_train_step``) on seed 0's
+    ``cost.largest_batch`` for every seed, lowered, and a description of it."""
+    batch, tc = largest_batch(self.batches[0]), self.config.train
+    stacked = {k: np.stack([v] * len(self.seeds)) for k, v in batch.items()}
+    lowered = multi_train_step.lower(self.state, stacked, self.rngs,
+                                     np.ones(len(self.seeds), bool),
+                                     label_smoothing=tc.label_smoothing,
+                                     on_nonfinite=tc.on_nonfinite)
+    return lowered, (f"{len(self.seeds)} seeds vmapped, batch {batch['src'].shape[0]} each, "
+                     f"src_len {batch['src'].shape[1]}, tgt_len {batch['tgt_in'].shape[1]}")
+
   def summary(self, per_model: list[dict], base: dict) -> dict:
     """summary.json: ``test`` / ``test_std`` are the mean / std over seeds, ``seeds`` each
     seed's own entry."""
@@ -205,4 +220,5 @@ class MultiSeedStepper:
             "nonfinite_steps": sum(p["nonfinite_steps"] for p in per_model),
             "test": mean, "test_std": std,
             "seeds": [{"seed": seed, "workdir": subdir, **p}
-                      for seed, subdir, p in zip(self.seeds, self.subdirs, per_model)]}
+                      for seed, subdir, p in zip(self.seeds, self.subdirs, per_model)],
+            "cost": self.cost}

@@ -170,19 +170,23 @@ def writer_lock(path: str):
 
 def finished_summary(config: ml_collections.ConfigDict, path: str) -> dict | None:
   """The summary of a run in ``path`` that already trained ``config.train.num_steps`` steps
-  and was evaluated (its summary.json), else None. Reads no checkpoint."""
+  (or stopped early: ``attnlab.training.early_stopping``) and was evaluated (its
+  summary.json), else None. Reads no checkpoint."""
   summary_path = os.path.join(path, "summary.json")
   checkpoints = os.path.join(path, "checkpoints")
   steps = [int(n) for n in os.listdir(checkpoints) if n.isdigit()] if os.path.isdir(
       checkpoints) else []
-  if not steps or max(steps) < config.train.num_steps or not os.path.isfile(summary_path):
+  if not steps or not os.path.isfile(summary_path):
     return None
   try:
     with open(summary_path, encoding="utf-8") as f:
       summary = json.load(f)
   except (OSError, ValueError):
     return None  # a damaged summary: evaluate again
-  return summary if summary.get("step", -1) >= config.train.num_steps else None
+  step = summary.get("step", -1)
+  if summary.get("stopped_early"):  # the test saw the best checkpoint, before the last one
+    return summary
+  return summary if step >= config.train.num_steps <= max(steps) else None
 
 
 def check_same_vocab(task: TaskData, path: str) -> None:

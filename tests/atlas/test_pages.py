@@ -170,7 +170,7 @@ def test_run_page_of_a_multiseed_workdir(tmp_path):
   assert "[4, 8]" in html  # lists shown in the config table
   menu = specs["chart-explorer"]["params"]
   labels = next(p for p in menu if p["name"] == "sentence")["bind"]["labels"]
-  assert labels[0].startswith("6 words · #1") and "worst" in labels[0]  # the worst first
+  assert labels[0].startswith("6 tokens · #1") and "worst" in labels[0]  # the worst first
 
 
 def test_bands_prefer_the_reports_interval():

@@ -4,6 +4,9 @@ The parameters come from the module's own ``init`` and are read back from the
 params tree. They are then perturbed (random noise on every leaf) before use:
 Dense biases initialise to zero, so with the raw init a score that forgot its
 bias ``b`` would still pass.
+
+``dot``, ``scaled_dot`` and ``general`` are checked twice: with ``attention_dim`` (query and
+keys projected to it first, Britz et al. 2017) and without (no projection, Luong et al. 2015).
 """
 
 import math
@@ -22,7 +25,11 @@ BATCH, Q_LEN, K_LEN = 2, 3, 4
 D_Q, D_K = 3, 5  # different on purpose: scores that allow it must handle it
 D = 5            # d_q == d_k for the scores that need it
 ATTENTION_DIM, MAX_LEN = 6, 8
-SAME_DIM_SCORES = ("dot", "scaled_dot", "cosine")
+SAME_DIM_SCORES = ("dot", "scaled_dot", "cosine")  # without attention_dim
+MULTIPLICATIVE = ("dot", "scaled_dot", "general")    # projected when attention_dim is set
+# (score, attention_dim): every score at ATTENTION_DIM, the multiplicative ones also unset.
+CASES = ([(name, ATTENTION_DIM) for name in score_names()]
+         + [(name, None) for name in MULTIPLICATIVE])
 
 
 def _inputs(d_q, d_k, seed=0, q_len=Q_LEN, k_len=K_LEN):
@@ -32,7 +39,9 @@ def _inputs(d_q, d_k, seed=0, q_len=Q_LEN, k_len=K_LEN):
   return query, keys
 
 
-def _dims(name):
+def _dims(name, attention_dim=ATTENTION_DIM):
+  if name in MULTIPLICATIVE and attention_dim:
+    return D_Q, D_K  # projected to one width: d_q may differ from d_k
   return (D, D) if name in SAME_DIM_SCORES else (D_Q, D_K)
 
 
@@ -43,8 +52,8 @@ def _perturb(params, seed):
       x + 0.5 * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)])
 
 
-def _init(name, query, keys, **kwargs):
-  module = make_score(name, attention_dim=ATTENTION_DIM, max_src_len=MAX_LEN, **kwargs)
+def _init(name, query, keys, attention_dim=ATTENTION_DIM, **kwargs):
+  module = make_score(name, attention_dim=attention_dim, max_src_len=MAX_LEN, **kwargs)
   params = module.init(jax.random.key(1), query, keys)
   return module, _perturb(params, seed=2)
 
@@ -56,16 +65,27 @@ def _np(x):
   return np.asarray(x, np.float64)
 
 
+def _project(p, q, k):
+  """Britz et al.'s multiplicative projection, W_q q and W_k k, when the params have one."""
+  if "W_q" not in p:
+    return q, k
+  assert "bias" not in p["W_q"] and "bias" not in p["W_k"]
+  return q @ _np(p["W_q"]["kernel"]), k @ _np(p["W_k"]["kernel"])
+
+
 def _ref_dot(p, q, k):
+  q, k = _project(p, q, k)
   return np.einsum("bqd,bkd->bqk", q, k)
 
 
 def _ref_scaled_dot(p, q, k):
+  q, k = _project(p, q, k)  # k.shape[-1]: d_k, or attention_dim when projected
   return np.einsum("bqd,bkd->bqk", q, k) / math.sqrt(k.shape[-1])
 
 
 def _ref_general(p, q, k):
-  w = _np(p["W_a"]["kernel"])  # [d_q, d_k]
+  q, k = _project(p, q, k)
+  w = _np(p["W_a"]["kernel"])  # [d_q, d_k], or [attention_dim, attention_dim]
   return np.einsum("bqi,ij,bkj->bqk", q, w, k)
 
 
@@ -130,10 +150,15 @@ def test_every_registered_score_has_a_reference():
   assert set(score_names()) == set(REFERENCES)
 
 
-@pytest.mark.parametrize("name", score_names())
-def test_score_matches_numpy_formula(name):
-  query, keys = _inputs(*_dims(name))
-  module, params = _init(name, query, keys)
+def _case_id(case):
+  name, attention_dim = case
+  return name if attention_dim else f"{name}-unprojected"
+
+
+@pytest.mark.parametrize("name,attention_dim", CASES, ids=[_case_id(c) for c in CASES])
+def test_score_matches_numpy_formula(name, attention_dim):
+  query, keys = _inputs(*_dims(name, attention_dim))
+  module, params = _init(name, query, keys, attention_dim)
   scores = module.apply(params, query, keys)
   chex.assert_shape(scores, (BATCH, Q_LEN, K_LEN))
   chex.assert_tree_all_finite(scores)
@@ -173,14 +198,115 @@ def test_additive_normalized_initial_g():
   np.testing.assert_allclose(params["params"]["g"], math.sqrt(1.0 / ATTENTION_DIM), rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", score_names())
-def test_project_keys_then_score_equals_call(name):
-  query, keys = _inputs(*_dims(name))
-  module, params = _init(name, query, keys)
+@pytest.mark.parametrize("name,attention_dim", CASES, ids=[_case_id(c) for c in CASES])
+def test_project_keys_then_score_equals_call(name, attention_dim):
+  query, keys = _inputs(*_dims(name, attention_dim))
+  module, params = _init(name, query, keys, attention_dim)
   projected = module.apply(params, keys, method=module.project_keys)
   assert projected.shape[:2] == (BATCH, K_LEN)
   split = module.apply(params, query, projected, method=module.score)
   np.testing.assert_allclose(split, module.apply(params, query, keys), rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Multiplicative scores with attention_dim (Britz et al. 2017): (W_q q) . (W_k k).
+
+def _shapes(params):
+  return jax.tree.map(jnp.shape, params.get("params", {}))
+
+
+@pytest.mark.parametrize("name", MULTIPLICATIVE)
+def test_projected_parameter_shapes(name):
+  query, keys = _inputs(D_Q, D_K)
+  params = make_score(name, attention_dim=ATTENTION_DIM).init(jax.random.key(0), query, keys)
+  expected = {"W_q": {"kernel": (D_Q, ATTENTION_DIM)}, "W_k": {"kernel": (D_K, ATTENTION_DIM)}}
+  if name == "general":  # its bilinear W_a at the projected width
+    expected["W_a"] = {"kernel": (ATTENTION_DIM, ATTENTION_DIM)}
+  assert _shapes(params) == expected
+
+
+@pytest.mark.parametrize("name", MULTIPLICATIVE)
+def test_unprojected_parameters_unchanged(name):
+  # attention_dim unset (the config's 0): the parameters of Luong et al.'s scores, exactly.
+  d_q, d_k = (D_Q, D_K) if name == "general" else (D, D)
+  query, keys = _inputs(d_q, d_k)
+  module = make_score(name)
+  assert module.options.attention_dim is None
+  params = module.init(jax.random.key(0), query, keys)
+  assert _shapes(params) == ({"W_a": {"kernel": (D_Q, D_K)}} if name == "general" else {})
+  if name == "general":  # the same draw as Luong's general written alone
+    expected = _LuongGeneral().init(jax.random.key(0), query, keys)
+    np.testing.assert_array_equal(params["params"]["W_a"]["kernel"],
+                                  expected["params"]["W_a"]["kernel"])
+
+
+class _LuongGeneral(nn.Module):
+  """q^T W_a k with nothing else: the parameters ``general`` must keep without attention_dim."""
+
+  @nn.compact
+  def __call__(self, query, keys):
+    w_query = nn.Dense(keys.shape[-1], use_bias=False, name="W_a")(query)
+    return jnp.einsum("bqd,bkd->bqk", w_query, keys)
+
+
+def test_projected_scaled_dot_is_dot_over_sqrt_attention_dim():
+  query, keys = _inputs(D_Q, D_K)
+  dot, params = _init("dot", query, keys)
+  scaled = make_score("scaled_dot", attention_dim=ATTENTION_DIM)
+  np.testing.assert_allclose(scaled.apply(params, query, keys),
+                             dot.apply(params, query, keys) / math.sqrt(ATTENTION_DIM),
+                             rtol=1e-6, atol=1e-6)
+
+
+def test_projected_dot_numpy_reference():
+  # Written out without the shared helpers: sum_j (q W_q)_j (k W_k)_j.
+  query, keys = _inputs(D_Q, D_K)
+  module, params = _init("dot", query, keys)
+  w_q, w_k = (_np(params["params"][n]["kernel"]) for n in ("W_q", "W_k"))
+  expected = np.zeros((BATCH, Q_LEN, K_LEN))
+  for b in range(BATCH):
+    for i in range(Q_LEN):
+      for j in range(K_LEN):
+        expected[b, i, j] = sum((_np(query)[b, i] @ w_q[:, c]) * (_np(keys)[b, j] @ w_k[:, c])
+                                for c in range(ATTENTION_DIM))
+  np.testing.assert_allclose(module.apply(params, query, keys), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MULTIPLICATIVE)
+def test_projected_jit_and_vmap_match_eager(name):
+  query, keys = _inputs(D_Q, D_K)
+  module, params = _init(name, query, keys)
+  eager = module.apply(params, query, keys)
+  np.testing.assert_allclose(jax.jit(module.apply)(params, query, keys), eager,
+                             rtol=1e-6, atol=1e-6)
+  # One example at a time ([1, q_len, d] each), vmapped over the batch.
+  one = lambda q, k: module.apply(params, q[None], k[None])[0]  # noqa: E731
+  np.testing.assert_allclose(jax.vmap(one)(query, keys), eager, rtol=1e-6, atol=1e-6)
+
+
+def test_needs_equal_dims_follows_attention_dim():
+  projected = make_score("dot", attention_dim=4).options
+  unprojected = make_score("dot").options
+  for name in ("dot", "scaled_dot"):
+    assert get_score(name).needs_equal_dims(unprojected)
+    assert not get_score(name).needs_equal_dims(projected)
+  assert get_score("cosine").needs_equal_dims(projected)  # cosine has no projection
+  for name in ("general", "additive", "location"):
+    assert not get_score(name).needs_equal_dims(unprojected)
+
+
+def test_projected_scores_grow_with_attention_dim_unless_scaled():
+  # Why the sweep: at init, unscaled dot scores have std ~ sqrt(attention_dim) (Vaswani
+  # et al. 2017, footnote 4); scaled_dot's stay O(1).
+  query, keys = _inputs(D_Q, D_K, q_len=16, k_len=32)
+  stds = {}
+  for name in ("dot", "scaled_dot"):
+    for a in (16, 1024):
+      module = make_score(name, attention_dim=a)
+      params = module.init(jax.random.key(0), query, keys)
+      stds[name, a] = float(jnp.std(module.apply(params, query, keys)))
+  assert stds["dot", 1024] > 4 * stds["dot", 16]
+  assert stds["scaled_dot", 1024] < 2 * stds["scaled_dot", 16]
 
 
 # ---------------------------------------------------------------------------
@@ -254,7 +380,7 @@ def test_location_rejects_keys_longer_than_max_len():
 
 @pytest.mark.parametrize("name", score_names())
 def test_scores_reject_unbatched_inputs(name):
-  query, keys = _inputs(*_dims(name))
+  query, keys = _inputs(*_dims(name, attention_dim=None))
   with pytest.raises(ValueError, match="batch"):
     make_score(name, max_src_len=MAX_LEN).init(jax.random.key(0), query[0], keys[0])
 

@@ -216,15 +216,18 @@ def test_example_validates_alignment():
     Example(("a",), ("b",), ((1, 0),))
 
 
-def test_train_max_src_len_caps_the_train_split_only():
+def test_train_max_src_len_caps_train_and_valid_never_test():
   full = build_task(small_config("toy_translation", max_len=12))
   capped_config = small_config("toy_translation", max_len=12)
   capped_config.train_max_src_len = 6
   capped = build_task(capped_config)
   assert capped.train == tuple(e for e in full.train if len(e.src) <= 6)
   assert 0 < len(capped.train) < len(full.train)
-  # Valid and test keep every length, so models are tested beyond their training lengths.
-  assert capped.valid == full.valid and capped.test == full.test
+  # Model selection (valid) sees the training lengths only.
+  assert capped.valid == tuple(e for e in full.valid if len(e.src) <= 6)
+  assert 0 < len(capped.valid) < len(full.valid)
+  # The test split keeps every length, so models are tested beyond their training lengths.
+  assert capped.test == full.test
   assert max(len(e.src) for e in capped.test) > 6
   assert capped.src_vocab == full.src_vocab and capped.tgt_vocab == full.tgt_vocab
   assert default_data_config("corpus").train_max_src_len == 0  # every task has the field
@@ -245,3 +248,16 @@ def test_oov_symbols_are_left_out_of_both_vocabularies(task):
   assert UNK in data.tgt_vocab.encode(data.test[0].src + ("e", "f"))
   with pytest.raises(ValueError, match="num_oov_symbols"):
     build_task(small_config(task, vocab_size=6, num_oov_symbols=6))
+
+
+def test_toy_translation_max_clauses_reaches_long_sources_and_keeps_the_default_stream():
+  default = build_task(small_config("toy_translation", max_len=20))
+  three = build_task(small_config("toy_translation", max_len=20, max_clauses=3))
+  assert default == three  # the default draws exactly as before the option existed
+  long = build_task(small_config("toy_translation", max_len=60, max_clauses=8))
+  lengths = [len(e.src) for e in long.train]
+  assert max(lengths) > 50 and min(lengths) >= 3
+  for e in long.test:  # the gold alignment still covers every target word
+    assert sorted(t for t, _ in e.alignment) == list(range(len(e.tgt)))
+  with pytest.raises(ValueError, match="max_clauses >= 1"):
+    build_task(small_config("toy_translation", max_clauses=0))

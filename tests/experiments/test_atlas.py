@@ -87,6 +87,9 @@ class Loaded:
     return self.page.inner_text("#vg-tooltip-element")
 
   def screenshot(self, path: pathlib.Path) -> pathlib.Path:
+    # The sticky navigation bar laid out in place: a full-page picture would paint it over the
+    # charts where the last hover scrolled (as experiments/screenshot.py does).
+    self.page.add_style_tag(content="nav { position: static !important; }")
     self.page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 20_000
     if os.environ.get("ATTNLAB_ATLAS_SCREENSHOTS"):

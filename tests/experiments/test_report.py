@@ -1,10 +1,12 @@
 """experiments.report on the tiny sweep that tests/experiments/test_sweep.py runs."""
 
 import csv
+import re
 
 import pytest
 
-from experiments import report
+from attnlab import plots
+from experiments import report, report_tables
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +27,11 @@ def test_csv_has_mean_and_spread_over_seeds_per_length_bucket(written):
     assert 0.0 <= float(r["mean"]) <= 1.0 and float(r["std"]) >= 0.0
   metrics = {r["metric"] for r in rows}
   assert {"exact_match", "bleu", "alignment_error_rate", "attention_entropy"} <= metrics
+  # No beam decodings: no decoding axis. Trained on sources of up to 8 words, tested on up to
+  # 8: every bucket is in range.
+  assert "decoding" not in rows[0]
+  assert {r["regime"] for r in rows if r["bucket"] != "all"} == {"in_range"}
+  assert {r["regime"] for r in rows if r["bucket"] == "all"} == {""}
   # No attention, no alignment: the baseline has no AER rows.
   assert not [r for r in rows if r["variant"] == "none" and r["metric"] == "alignment_error_rate"]
 
@@ -40,7 +47,8 @@ def test_figures(written):
   names = sorted(p.name for p in written["figures"])
   assert names == ["alignment_error_rate_vs_length__train_len-8.png",
                    "attention_grid__train_len-8.png", "bleu_vs_length__train_len-8.png",
-                   "exact_match_vs_length__train_len-8.png"]
+                   "exact_match_vs_length__train_len-8.png",
+                   "learning_curves__train_len-8.png"]
   for path in written["figures"]:
     assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
 
@@ -141,3 +149,88 @@ def test_compare_prints_a_paired_bootstrap_table(tiny_sweep, tmp_path, capsys):
     assert cells[5].startswith("+0.0") and float(cells[7]) > 0.2, line
   with pytest.raises(report.ReportError, match="matches 0 settings"):
     report.write_report(root, tmp_path / "bad", compare=["variant=nope", "variant=none"])
+
+
+# ---------------------------------------------------------------- learning curves
+
+def test_learning_curves_have_a_line_per_variant_pooling_seeds(written):
+  with open(written["learning_curves"], encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  # The sweep's best metric (exact match) and the validation loss, at its one validation step.
+  assert {(r["variant"], r["metric"], r["step"], r["num_seeds"]) for r in rows} == {
+      (v, m, "4", "2") for v in ("none", "additive") for m in ("exact_match", "loss")}
+  assert all(r["train_len"] == "8" and float(r["std"]) >= 0 for r in rows)
+  text = written["markdown"].read_text(encoding="utf-8")
+  assert "[learning_curves__train_len-8.png](learning_curves__train_len-8.png)" in text
+  panels = [(f"validation {m}", {v: ([4], [0.5], [0.1]) for v in ("none", "additive")})
+            for m in ("exact_match", "loss")]
+  fig = plots.learning_curves_figure(panels)
+  assert [[line.get_label() for line in ax.get_lines()] for ax in fig.axes] == [
+      ["none", "additive"]] * 2
+
+
+# ---------------------------------------------------------------- greedy vs beam, one run
+
+@pytest.fixture(scope="module")
+def beam_report(beam_run, tmp_path_factory):
+  workdir, _ = beam_run
+  out = tmp_path_factory.mktemp("beam_report")
+  paths = report.write_report(workdir, out, compare=["decoding=beam2", "decoding=greedy"])
+  with open(paths["csv"], encoding="utf-8") as f:
+    return paths, list(csv.DictReader(f))
+
+
+def test_beam_decodings_are_a_decoding_axis_of_the_same_runs(beam_run, beam_report):
+  _, summary = beam_run
+  paths, rows = beam_report
+  assert {r["decoding"] for r in rows} == {"greedy", "beam2"}
+  for decoding, test in (("greedy", summary["test"]), ("beam2", summary["test_beam"]["2"])):
+    mine = {(r["metric"], r["bucket"]): r for r in rows if r["decoding"] == decoding}
+    assert float(mine["exact_match", "all"]["mean"]) == pytest.approx(test["exact_match"])
+    for bucket, cell in test["bleu_by_length"].items():
+      assert float(mine["bleu", bucket]["mean"]) == pytest.approx(cell["mean"])
+      assert mine["bleu", bucket]["num_examples"] == str(cell["count"])
+      assert mine["bleu", bucket]["low"] != ""  # an interval: the beam's outcomes were read
+  text = paths["markdown"].read_text(encoding="utf-8")
+  assert re.search(r"\| run \| decoding \| 1-4 \(\d+\) \|", text) and "| run | beam2 |" in text
+  assert "**decoding**" in text
+  # One run: its decodings are the figures' lines.
+  assert "exact_match_vs_length__run-run.png" in {p.name for p in paths["figures"]}
+  comparison = paths["comparison"].read_text(encoding="utf-8")
+  assert "A = decoding=beam2 vs B = decoding=greedy" in comparison
+  assert [line for line in comparison.splitlines() if line.startswith("| BLEU | >6 | ")]
+
+
+def test_buckets_beyond_the_training_lengths_are_labelled_extrapolation(beam_report):
+  paths, rows = beam_report  # trained on sources of at most 4 words
+  regimes = {r["bucket"]: r["regime"] for r in rows if r["metric"] == "exact_match"}
+  assert regimes == {"all": "", "1-4": "in_range", "5-6": "extrapolation",
+                     ">6": "extrapolation"}
+  text = paths["markdown"].read_text(encoding="utf-8")
+  assert re.search(r"\| 1-4 \(\d+\) \| 5-6 \(extrapolation, \d+\) \| >6 \(extrapolation, ", text)
+  with open(paths["learning_curves"], encoding="utf-8") as f:
+    steps = [r["step"] for r in csv.DictReader(f) if r["metric"] == "loss"]
+  assert steps == ["2", "4"]
+
+
+def test_the_extrapolation_label_goes_per_cell_when_the_train_length_is_an_axis():
+  cells = [{"train_len": str(n), "metric": "exact_match", "bucket": b, "regime": regime,
+            "mean": 0.5, "std": 0.0, "low": "", "high": "", "num_seeds": 1, "num_examples": 7}
+           for n, b, regime in ((4, "5-8", "extrapolation"), (8, "5-8", "in_range"))]
+  text = report_tables.markdown(["train_len"], cells)
+  assert "| train_len | 5-8 (7) |" in text
+  assert "| 4 | 0.500 ± 0.000 (extrapolation) |" in text and "| 8 | 0.500 ± 0.000 |" in text
+
+
+def test_cost_scalars_become_overall_metrics(written):
+  assert report.cost_scalars({"train_steps_per_second": 12.5, "train_step_memory_bytes": 2**21,
+                              "peak_memory_source": "x"}) == {
+      "train_steps_per_second": 12.5, "train_step_memory_mb": 2.0}
+  assert report.cost_scalars({"train_step_memory_bytes": None}) == {}
+  assert report.cost_scalars(None) == {}
+  with open(written["csv"], encoding="utf-8") as f:
+    speed = [r for r in csv.DictReader(f) if r["metric"] == "train_steps_per_second"]
+  # Every run records its training speed; one row per variant, over all its seeds.
+  assert {r["variant"] for r in speed} == {"none", "additive"}
+  assert all(float(r["mean"]) > 0 and r["bucket"] == "all" for r in speed)
+  assert "train steps/s" in written["markdown"].read_text(encoding="utf-8")

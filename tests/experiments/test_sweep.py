@@ -59,13 +59,16 @@ def _apply(config, overrides):
 
 
 @pytest.mark.parametrize("spec,count", [
-    ("long_sentence.py:small", (1 + len(score_names())) * 2),
-    ("long_sentence.py:small,task=mar_eng", (1 + len(score_names())) * 2),
-    ("long_sentence.py:full", (1 + len(score_names())) * 2),
+    ("long_sentence.py:small", 2 + len(score_names()) - 2),
+    ("long_sentence.py:full", (2 + len(score_names()) - 2) * 2),
+    ("multi30k.py", 2),
     ("long_sentence.py:tiny", 2),
-    ("score_scaling.py:small", 4 * 3),
+    ("score_scaling.py:small", 4 * 4),
     ("score_scaling.py:full", 4 * 4),
     ("alignment.py:small", len(score_names())),
+    ("mechanisms.py:small", 5),
+    ("mechanisms.py:full", 5),
+    ("mechanisms.py:tiny", 2),
 ])
 def test_sweep_files_expand_to_valid_configs(tmp_path, spec, count):
   plan = sweep.plan(str(SWEEPS / spec), tmp_path)
@@ -74,13 +77,27 @@ def test_sweep_files_expand_to_valid_configs(tmp_path, spec, count):
   module = sweep.load_sweep_module(path)
   for trial in plan["trials"]:
     assert trial["workdir"] == str(tmp_path.resolve() / trial["name"])
-    assert trial["command"][1:5] == ["-m", "attnlab.main", "--config", f"{path}:{arg}"]
+    assert trial["command"][1:5] == ["-m", "attnlab.main", "--config",
+                                     f"{path}:{arg}" if arg else path]
     validate(_apply(module.get_config(arg), trial["overrides"]))  # every trial is runnable
   if spec.startswith("long_sentence") and "tiny" not in spec:
     names = [t["name"] for t in plan["trials"]]
     assert names[0].startswith("variant=none,train_len=")
     assert plan["trials"][0]["overrides"]["model.decoder"] == "none"
-    assert {t["labels"]["variant"] for t in plan["trials"]} == {"none", *score_names()}
+    assert {t["labels"]["variant"] for t in plan["trials"]} == {
+        "none", "bahdanau", *(set(score_names()) - {"concat", "additive_normalized"})}
+    config = module.get_config(arg)
+    # Trained short, tested long; every trial stops on its own validation curve.
+    assert config.data.train_max_src_len < config.data.max_len
+    assert max(config.eval.length_boundaries) >= 50
+    assert config.train.early_stopping_patience > 0 and config.eval.test_beam_sizes == (5,)
+  if spec.startswith("score_scaling"):  # the attention width varies, the recurrent one not
+    config = module.get_config(arg)
+    widths = sorted({t["overrides"]["model.attention_dim"] for t in plan["trials"]})
+    assert widths[-1] == (1024 if spec.endswith("small") else 2048)  # Britz et al.'s Mul-1024
+    assert all("model.hidden_dim" not in t["overrides"] for t in plan["trials"])
+    assert config.model.hidden_dim < widths[-1] // 4
+    assert config.train.eval_every == config.train.num_steps // 5  # learning curves
 
 
 def test_trial_command_formats_overrides():

@@ -1,0 +1,124 @@
+"""results.md of ``experiments.report``: its Markdown tables (per metric, settings x length
+buckets, or x a sweep axis; every overall metric), the length regime of a bucket, and the
+closing notes on the decoding axis and the learning curves.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Mapping, Sequence
+
+# (summary key, label): per-length values live under f"{key}_by_length".
+METRICS = (("exact_match", "exact match"), ("bleu", "BLEU"),
+           ("alignment_error_rate", "alignment error rate"))
+OVERALL = METRICS + (("attention_entropy", "attention entropy (nats)"),
+                     ("token_accuracy", "token accuracy"), ("loss", "test loss"),
+                     # A run's cost (summary.json "cost", attnlab.training.cost), where recorded.
+                     ("train_steps_per_second", "train steps/s"),
+                     ("train_step_memory_mb", "train step memory (MB)"))
+
+
+def shortest_length(bucket: str) -> int | None:
+  """The shortest source length of a bucket label (``"5-8"``, ``"9"``, ``">20"``:
+  ``length_buckets.bucket_labels``), None for another label."""
+  first = bucket[1:] if bucket.startswith(">") else bucket.partition("-")[0]
+  if not first.isdigit():
+    return None
+  return int(first) + 1 if bucket.startswith(">") else int(first)
+
+
+def regime(bucket: str, train_length: int) -> str:
+  """``extrapolation`` when every source of ``bucket`` is longer than the longest training
+  source ``train_length`` (``data.train_max_src_len``), else ``in_range``; empty when that
+  is unknown (0: the training kept every length) or for ``all``."""
+  shortest = shortest_length(bucket)
+  if not train_length or shortest is None:
+    return ""
+  return "extrapolation" if shortest > train_length else "in_range"
+
+
+def fmt(row: Mapping, metric: str) -> str:
+  digits = 1 if metric in ("bleu", "train_steps_per_second", "train_step_memory_mb") else 3
+  if row.get("low", "") != "":
+    return f"{row['mean']:.{digits}f} [{row['low']:.{digits}f}, {row['high']:.{digits}f}]"
+  return f"{row['mean']:.{digits}f} ± {row['std']:.{digits}f}"
+
+
+def md_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(row) + " |" for row in body]
+  return "\n".join(lines)
+
+
+def markdown(axes: Sequence[str], table_rows: Sequence[dict], x_axis: str = "length") -> str:
+  """Markdown tables: per metric, settings x length buckets (or x the values of ``x_axis``),
+  then one table of every overall metric."""
+  sections = []
+  names = dict(OVERALL)
+  seeds = sorted({r["num_seeds"] for r in table_rows})
+  over = (f"mean over {'/'.join(map(str, seeds))} seed(s) [95% bootstrap interval over seeds "
+          "and test sentences], else mean ± sample std over seeds")
+  note = f"{over}; in parentheses, test examples per bucket"
+  if any(r["regime"] == "extrapolation" for r in table_rows):
+    note += ("; extrapolation: every source of the bucket is longer than the longest "
+             "training source (data.train_max_src_len)")
+  settings = list(dict.fromkeys(tuple(r[a] for a in axes) for r in table_rows))
+  for metric, label in (METRICS if x_axis == "length" else OVERALL):
+    if x_axis == "length":
+      mine = [r for r in table_rows if r["metric"] == metric and r["bucket"] != "all"]
+      if not mine:
+        continue
+      buckets = list(dict.fromkeys(r["bucket"] for r in mine))
+      counts = {r["bucket"]: r["num_examples"] for r in mine}
+      regimes = {b: {r["regime"] for r in mine if r["bucket"] == b} for b in buckets}
+      # One training length for the bucket's every setting: its header says it; else the
+      # settings' cells do (a train-length axis).
+      shared = {b: regimes[b] == {"extrapolation"} for b in buckets}
+      cell = {(tuple(r[a] for a in axes), r["bucket"]): fmt(r, metric) + (
+          " (extrapolation)" if r["regime"] == "extrapolation" and not shared[r["bucket"]]
+          else "") for r in mine}
+      header = list(axes) + [f"{b} (extrapolation, {counts[b]})" if shared[b]
+                             else f"{b} ({counts[b]})" for b in buckets]
+      body = [list(s) + [cell.get((s, b), "") for b in buckets] for s in settings
+              if any((s, b) in cell for b in buckets)]
+      what = "corpus BLEU" if metric == "bleu" else label
+      sections.append(f"**{what} by source length** ({note})\n\n" + md_table(header, body))
+    else:
+      mine = [r for r in table_rows if r["metric"] == metric and r["bucket"] == "all"]
+      if not mine:
+        continue
+      rest = [a for a in axes if a != x_axis]
+      values = list(dict.fromkeys(r[x_axis] for r in mine))
+      cell = {(tuple(r[a] for a in rest), r[x_axis]): fmt(r, metric)
+              for r in mine}
+      body = [list(s) + [cell.get((s, v), "") for v in values]
+              for s in dict.fromkeys(tuple(r[a] for a in rest) for r in mine)]
+      sections.append(f"**{label}** by {x_axis} ({over})\n\n" +
+                      md_table(rest + [f"{x_axis}={v}" for v in values], body))
+  overall = [r for r in table_rows if r["bucket"] == "all"]
+  metrics = [m for m, _ in OVERALL if any(r["metric"] == m for r in overall)]
+  cell = {(tuple(r[a] for a in axes), r["metric"]): fmt(r, r["metric"])
+          for r in overall}
+  body = [list(s) + [cell.get((s, m), "–") for m in metrics] for s in settings]
+  sections.append(f"**all test examples** ({over})\n\n" +
+                  md_table(list(axes) + [names[m] for m in metrics], body))
+  return "\n\n".join(sections) + "\n"
+
+
+def figures_note(axes: Sequence[str], curve_figs: Sequence[pathlib.Path],
+                 curves_path: pathlib.Path) -> str:
+  """results.md's closing notes: what the decoding axis is, where the learning curves are."""
+  notes = []
+  if "decoding" in axes:
+    notes.append("**decoding**: the same trained models' test set decoded greedily "
+                 "(`greedy`) and with beam search of width k (`beam<k>`; "
+                 "`eval.test_beam_sizes`): compare them with `--compare 'decoding=beam5' "
+                 "--compare 'decoding=greedy'` (plus the other axes' labels).")
+  if curve_figs:
+    links = ", ".join(f"[{p.name}]({p.name})" for p in curve_figs)
+    notes.append(f"**learning curves** (did each variant converge?): the validation "
+                 f"`train.best_metric` and loss against the step, mean over seeds: {links}; "
+                 f"the numbers in [{curves_path.name}]({curves_path.name}).")
+  return "".join(f"\n{n}\n" for n in notes)
+
+

@@ -1,0 +1,52 @@
+"""configs/sweeps/mechanisms.py: every mechanism with the score fixed, on long inputs, and its
+tiny profile run for real through the launcher (accuracy and AER per length, and cost)."""
+
+import json
+import os
+import pathlib
+
+import pytest
+
+from attnlab.attention import mechanism_names
+from experiments import sweep
+
+SWEEPS = pathlib.Path(__file__).resolve().parents[2] / "configs" / "sweeps"
+
+
+def test_the_sweep_compares_every_mechanism_with_the_score_fixed():
+  module = sweep.load_sweep_module(str(SWEEPS / "mechanisms.py"))
+  assert sorted(module.MECHANISMS) == sorted(mechanism_names())
+  assert len(set(module.MECHANISMS)) == len(module.MECHANISMS)
+  for profile in ("small", "full"):
+    assert list(module.get_sweep(profile)["mechanism"]) == list(module.MECHANISMS)
+    config = module.get_config(profile)
+    assert (config.model.decoder, config.model.attention) == ("luong", "general")
+    assert config.model.local_window == 10  # Luong et al.'s D
+    assert config.data.max_len == 50 and config.train.measure_memory
+    assert config.train.eval_every == config.train.num_steps // 5  # learning curves
+  assert module.get_report() == {"line": "mechanism", "x": "length"}
+
+
+@pytest.mark.slow
+def test_tiny_profile_runs_and_reports_accuracy_alignment_and_cost(tmp_path):
+  saved = os.environ.get("JAX_DISABLE_MOST_OPTIMIZATIONS")
+  os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "true"  # trials compile fast, as in conftest
+  try:
+    exit_code = sweep.main(["--sweep", str(SWEEPS / "mechanisms.py:tiny"), "--root",
+                            str(tmp_path), "--max_parallel", "2"])
+  finally:
+    if saved is None:
+      del os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"]
+    else:
+      os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = saved
+  assert exit_code == 0
+  for name in ("local_p", "hard"):
+    summary = json.loads((tmp_path / f"mechanism={name}" / "summary.json").read_text())
+    seed = summary["seeds"][0]["test"]
+    assert set(seed["exact_match_by_length"]) == {"1-4", "5-6", ">6"}
+    assert 0 <= summary["test"]["alignment_error_rate"] <= 1
+    assert "alignment_error_rate_by_length" in seed
+    cost = summary["cost"]
+    assert cost["train_steps_per_second"] > 0 and cost["train_step_memory_bytes"] > 0
+    config = json.loads((tmp_path / f"mechanism={name}" / "config.json").read_text())
+    assert config["model"]["mechanism"] == name

@@ -1,0 +1,86 @@
+"""Early stopping: the stall count, its rebuild from metrics.jsonl, and a run that stops."""
+
+import json
+
+import pytest
+
+from attnlab import training
+from attnlab.config import ConfigError, base_config, validate
+from attnlab.training import early_stopping
+
+
+@pytest.mark.parametrize("values, mode, stalled", [
+    ([], "max", 0),
+    ([0.1, 0.5, 0.4, 0.5], "max", 2),  # a tie is no improvement: the first best counts
+    ([0.1, 0.5, 0.6], "max", 0),
+    ([3.0, 2.0, 2.5, 2.1], "min", 2),
+    ([float("nan"), 0.2, float("nan")], "max", 1),
+    ([float("nan")] * 3, "max", 3),
+])
+def test_stalled_evaluations(values, mode, stalled):
+  assert early_stopping.stalled_evaluations(values, mode) == stalled
+
+
+def test_should_stop_needs_patience_evaluations_past_the_best():
+  assert not early_stopping.should_stop([0.5, 0.4, 0.4], "max", 0)  # off
+  assert not early_stopping.should_stop([0.5, 0.4], "max", 2)
+  assert early_stopping.should_stop([0.5, 0.4, 0.4], "max", 2)
+  assert not early_stopping.should_stop([0.5, 0.4, 0.6], "max", 2)
+  assert not early_stopping.should_stop([0.5], "max", 1)
+
+
+def test_valid_history_averages_seeds_and_stops_at_the_step(tmp_path):
+  for k, values in enumerate([[0.2, 0.4, 0.6], [0.4, 0.6, 0.8]]):
+    d = tmp_path / f"seed_{k}"
+    d.mkdir()
+    lines = [{"step": 10 * (i + 1), "split": split, "exact_match": v}
+             for i, v in enumerate(values) for split in ("train", "valid")]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + "{cut")
+  dirs = [str(tmp_path / "seed_0"), str(tmp_path / "seed_1")]
+  assert early_stopping.valid_history(dirs, "exact_match", 20) == pytest.approx([0.3, 0.5])
+  assert early_stopping.valid_history(dirs, "exact_match", 99) == pytest.approx([0.3, 0.5, 0.7])
+  assert early_stopping.valid_history([str(tmp_path / "none")], "exact_match", 99) == []
+
+
+def _config(patience):
+  c = base_config("reverse")
+  c.data.vocab_size, c.data.min_len, c.data.max_len = 6, 1, 4
+  c.data.num_train, c.data.num_valid, c.data.num_test = 200, 20, 20
+  c.batching.batch_size, c.batching.eval_batch_size, c.batching.num_buckets = 8, 32, 1
+  c.model.emb_dim, c.model.hidden_dim = 8, 16
+  c.train.num_steps = 400
+  c.train.learning_rate = 1e-30  # finite, far too small to change the loss: no improvement
+  c.train.warmup_steps = 0
+  c.train.schedule = "constant"
+  c.train.log_every = c.train.eval_every = c.train.checkpoint_every = 5
+  c.train.best_metric, c.train.best_mode = "loss", "min"
+  c.train.early_stopping_patience = patience
+  c.eval.num_heatmaps = 0
+  return c
+
+
+def test_a_run_stops_after_patience_flat_evaluations_and_a_rerun_is_a_no_op(tmp_path):
+  config = _config(patience=2)
+  summary = training.train_and_evaluate(config, str(tmp_path))
+  # Evaluations at 5, 10, 15: the first is the best, two more without improvement; the test
+  # sees the best checkpoint (the checkpointer's pick among the equal losses).
+  assert summary["stopped_early"] and summary["step"] == summary["best_step"]
+  records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  assert [r["step"] for r in records if r["split"] == "valid"] == [5, 10, 15]
+  assert [r["step"] for r in records if r["split"] == "test"] == [summary["best_step"]]
+  before = (tmp_path / "metrics.jsonl").read_bytes()
+  again = training.train_and_evaluate(config, str(tmp_path))
+  assert again == summary and (tmp_path / "metrics.jsonl").read_bytes() == before
+
+
+def test_without_patience_the_run_trains_every_step(tmp_path):
+  config = _config(patience=0)
+  config.train.num_steps = 15
+  summary = training.train_and_evaluate(config, str(tmp_path))
+  assert not summary["stopped_early"] and summary["step"] == 15
+
+
+def test_negative_patience_is_a_config_error():
+  config = _config(patience=-1)
+  with pytest.raises(ConfigError, match="early_stopping_patience"):
+    validate(config)
