@@ -246,7 +246,7 @@ def model_options(config: ml_collections.ConfigDict, max_src_len: int) -> ModelO
   """
   values = config.model.to_dict()
   values.update(
-      attention_dim=values["attention_dim"] or None,  # 0 = hidden_dim
+      attention_dim=values["attention_dim"] or None,  # 0 -> None: defaults.py says what it means
       max_src_len=values["max_src_len"] or max_src_len, dtype=DTYPES[values["dtype"]],
       coverage_loss_weight=float(config.train.coverage_loss_weight),
       guided_alignment_weight=float(config.train.guided_alignment_weight))

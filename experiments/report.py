@@ -27,7 +27,8 @@ way. Writes to ``--out`` (default ``ROOT/report``):
 * ``learning_curves.csv`` and ``learning_curves[__<axis>-<label>].png``: the validation
   ``train.best_metric`` and loss against the step (each model's metrics.jsonl), mean and
   std over seeds, one line per value of the line axis (``experiments.report_figures``).
-* ``comparison.md`` with ``--compare A --compare B`` (two settings, e.g. ``variant=additive``):
+* ``comparison.md`` with ``--compare A --compare B`` (two settings, e.g. ``variant=additive``;
+  more pairs, ``--compare C --compare D``, add more tests to the file):
   the paired bootstrap test (Koehn 2004, ``attnlab.intervals.paired_bootstrap``) of A against
   B on the same test sentences, per metric, overall and per length bucket; printed too.
 * ``<metric>_vs_length[__<axis>-<label>].png``: metric against source length (bucket mean),
@@ -273,8 +274,9 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
                  compare: Sequence[str] | None = None) -> dict:
   """Writes results.csv, results.md, learning_curves.csv and the figures, and with
   ``compare`` (two settings) comparison.md; returns their paths."""
-  if compare and len(compare) != 2:
-    raise ReportError(f"--compare takes two settings (--compare A --compare B), got {compare}")
+  if compare and len(compare) % 2:
+    raise ReportError("--compare takes settings in pairs (--compare A --compare B [--compare C "
+                      f"--compare D ...]), got {len(compare)}: {compare}")
   trials, defaults = load_trials(root)
   out = pathlib.Path(out) if out else pathlib.Path(root) / "report"
   out.mkdir(parents=True, exist_ok=True)
@@ -304,7 +306,8 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
            "learning_curves": curves_path}
   if compare:
     paths["comparison"] = out / "comparison.md"
-    paths["comparison"].write_text(comparison(axes, groups, *compare), encoding="utf-8")
+    paths["comparison"].write_text("\n".join(comparison(axes, groups, a, b) for a, b in
+                                             zip(compare[::2], compare[1::2])), encoding="utf-8")
   return paths
 
 
@@ -316,8 +319,9 @@ def define_flags(fv: flags.FlagValues) -> None:
                       "get_report, else its first axis).", flag_values=fv)
   flags.DEFINE_string("x", None, "'length' (per-length metrics) or a numeric sweep axis "
                       "(default: the sweep's get_report, else 'length').", flag_values=fv)
-  flags.DEFINE_multi_string("compare", None, "Twice: settings A and B (axis=label[,...]) for "
-                            "a paired bootstrap test of A against B (comparison.md).",
+  flags.DEFINE_multi_string("compare", None, "In pairs: settings A and B (axis=label[,...]) "
+                            "for a paired bootstrap test of A against B (comparison.md); "
+                            "more pairs, more tests.",
                             flag_values=fv)
 
 

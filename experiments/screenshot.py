@@ -1,8 +1,8 @@
 """A screenshot of an atlas page (``report/index.html`` or a run's ``report.html``) in headless
 Chromium, for the README: ``python -m experiments.screenshot --page PAGE --out PNG``.
 
-    python -m experiments.screenshot --page /tmp/sweeps/long/report/index.html \
-        --out docs/atlas/long_sentence.png
+    python -m experiments.screenshot --page docs/long_sentence/index.html \
+        --start '#metrics-vs-source-length' --height 2000 --out docs/atlas/long_sentence.png
 
 Opens the page from disk (Debian's ``chromium``, or ``$ATTNLAB_CHROMIUM``, driven by
 playwright from the ``[test]`` extra), waits until every chart is drawn, hovers a cell of the
@@ -37,6 +37,9 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_integer("width", 1400, "Viewport width in pixels.", flag_values=fv)
   flags.DEFINE_integer("height", 2600, "Height of the picture (0: the whole page).",
                        flag_values=fv)
+  flags.DEFINE_string("start", "", "CSS selector of the element the picture starts at (e.g. "
+                      "'#metrics-vs-source-length'; default: the top of the page).",
+                      flag_values=fv)
 
 
 def chromium_path() -> str | None:
@@ -46,8 +49,10 @@ def chromium_path() -> str | None:
   return next((c for c in candidates if c and os.path.exists(c)), None)
 
 
-def screenshot(page_path: pathlib.Path, out: pathlib.Path, width: int, height: int) -> None:
-  """Loads ``page_path``, hovers the explorer's first cell, writes ``out`` (PNG)."""
+def screenshot(page_path: pathlib.Path, out: pathlib.Path, width: int, height: int,
+               start: str = "") -> None:
+  """Loads ``page_path``, hovers a cell of the attention explorer, writes ``out`` (PNG):
+  ``height`` pixels from the top of the element ``start`` (a CSS selector) or of the page."""
   from playwright.sync_api import sync_playwright  # the [test] extra
   executable = chromium_path()
   if executable is None:
@@ -72,9 +77,15 @@ def screenshot(page_path: pathlib.Path, out: pathlib.Path, width: int, height: i
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.wait_for_selector("#vg-tooltip-element.visible", timeout=5_000)
       out.parent.mkdir(parents=True, exist_ok=True)
+      top = 0
+      if start:
+        element = page.query_selector(start)
+        if element is None:
+          raise RuntimeError(f"--start {start!r}: no such element in {page_path}")
+        top = page.evaluate("e => e.getBoundingClientRect().top + window.scrollY", element)
       if height:
         page.screenshot(path=str(out), full_page=True,
-                        clip={"x": 0, "y": 0, "width": width, "height": height})
+                        clip={"x": 0, "y": top, "width": width, "height": height})
       else:
         page.screenshot(path=str(out), full_page=True)
     finally:
@@ -87,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   if not page_path.is_file():
     _cli.fail(f"--page {fv.page!r} is not a file")
   try:
-    screenshot(page_path, pathlib.Path(fv.out), fv.width, fv.height)
+    screenshot(page_path, pathlib.Path(fv.out), fv.width, fv.height, fv.start)
   except (RuntimeError, ImportError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

@@ -19,10 +19,20 @@ of 10 to 50 words (the grammar rarely goes past 45), a Luong decoder with input 
 ``mechanism`` (``MECHANISMS``, i.e. ``attnlab.attention.mechanism_names()``); seeds vmapped
 in each trial; the train step's memory is measured (``train.measure_memory``) and the
 validation split evaluated five times per run, so metrics.jsonl holds learning curves.
-Profiles: ``small`` (two CPU cores: the whole grid, two trials at a time), ``full`` (GPU /
-TPU: Luong's sizes are out of reach, but a wider model and ten times the steps), ``tiny``
-(seconds, for tests); options ``seeds=N``, ``steps=N``. Hard attention (REINFORCE) and
-monotonic attention learn slower than the soft ones: a short budget favours global.
+Profiles: ``small`` (two CPU cores: the whole grid, two trials at a time, about 15 minutes,
+estimated: the slowest trial, monotonic, used 250 CPU seconds), ``full`` (GPU / TPU:
+Luong's sizes are out of reach, but a wider model, five times the data and twenty times the
+steps), ``tiny`` (seconds, for tests); options ``seeds=N``, ``steps=N``, ``hard=gumbel``
+(the hard trial trains with the straight-through Gumbel-softmax instead of REINFORCE).
+
+Probe, ``small`` profile, seed 0 (test set, 1000 steps): global, local-m, monotonic and hard
+with ``hard=gumbel`` reach exact match 1.0 at every length (AER 0.19, 0.25, 0.36 and 0.22;
+validation exact match 0.97, 0.45, 0.99 and 0.96 at step 400); local-p 0.64 (0.99 up to 15
+words, 0.22 at 26-30, 0 beyond 35; AER 0.31); hard with REINFORCE learns the target
+language, not the alignment (token accuracy 0.36 against 0.12 for the most frequent word,
+exact match 0, AER 0.92). Train steps per second are wall-clock rates: compare them across
+trials run on the same, otherwise idle machine; the memory (XLA's analysis) does not depend
+on the load.
 """
 
 import os
@@ -33,16 +43,18 @@ CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 toy_translation = load_config_file(os.path.join(CONFIGS, "toy_translation.py"))
 
 # The mechanisms compared (attnlab.attention.mechanism_names(), written out: configs are data;
-# tests/experiments/test_sweep.py checks they agree), global first: the ratios' reference.
+# tests/experiments/test_mechanisms_sweep.py checks they agree), global, the reference, first.
 MECHANISMS = ("global", "local_m", "local_p", "monotonic", "hard")
 PROFILES = ("tiny", "small", "full")
-DEFAULTS = dict(profile="small", seeds=0, steps=0)
+DEFAULTS = dict(profile="small", seeds=0, steps=0, hard="reinforce")
 
 
 def _args(arg):
   args = parse_arg(arg, **DEFAULTS)
   if args["profile"] not in PROFILES:
     raise ValueError(f"unknown profile {args['profile']!r}; valid: {', '.join(PROFILES)}")
+  if args["hard"] not in ("reinforce", "gumbel"):
+    raise ValueError(f"unknown hard={args['hard']!r}; valid: reinforce, gumbel")
   return args
 
 
@@ -53,6 +65,7 @@ def get_config(arg=None):
   config.model.decoder = "luong"
   config.model.attention = "general"
   config.model.local_window = 10  # Luong et al.'s D
+  config.model.hard_estimator = args["hard"]  # the hard trial's training estimator
   config.train.measure_memory = True
   if profile == "tiny":
     config.model.local_window = 2  # sources of at most 8 words
@@ -63,22 +76,21 @@ def get_config(arg=None):
     config.data.min_len, config.data.max_len = 10, 50
     config.eval.length_boundaries = (15, 20, 25, 30, 35)
     config.batching.round_to = 5
+    # One padded shape: with vmapped seeds a step runs once per bucket its seeds' batches
+    # fall in, so two buckets would cost more than padding every batch to the longest.
+    config.batching.num_buckets = 1
     config.batching.eval_batch_size = 1000
     config.eval.num_heatmaps = 1
     if profile == "small":
       config.data.vocab_size = 30
       config.data.num_train, config.data.num_valid, config.data.num_test = 20000, 200, 1000
       config.model.emb_dim, config.model.hidden_dim = 32, 48
-      # One padded shape: with vmapped seeds a step runs once per bucket its seeds' batches
-      # fall in, so two buckets would cost more than padding every batch to the longest.
-      config.batching.num_buckets = 1
       config.train.num_steps = 1000
       config.train.learning_rate = 1e-2
       config.train.warmup_steps = 50
     else:
       config.data.num_train, config.data.num_valid, config.data.num_test = 100000, 1000, 5000
       config.model.emb_dim, config.model.hidden_dim = 128, 256
-      config.batching.num_buckets = 6
       config.train.num_steps = 20000
     # Five validation points for the learning curves, five timing windows for the steps per
     # second (the first, which compiles, left out).

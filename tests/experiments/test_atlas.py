@@ -219,3 +219,26 @@ def test_decode_heatmaps_get_an_index_page(browser, date_run, tmp_path):
     image.scroll_into_view_if_needed()
     assert loaded.page.evaluate("(img) => img.complete && img.naturalWidth", image) > 100
   assert "98-03-23" in loaded.page.inner_text("body")
+
+
+def test_the_screenshot_command_photographs_an_atlas_from_a_section(sweep_atlas, tmp_path):
+  """experiments.screenshot, as the README regenerates docs/atlas/*.png with it: a process of
+  its own (its playwright cannot nest in the ``browser`` fixture's, in one thread)."""
+  pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+  if chromium_path() is None:
+    pytest.skip("no Chromium: `apt-get install -y chromium` (.ci/run installs it)")
+  _, index = sweep_atlas
+  out = tmp_path / "shot.png"
+
+  def shoot(*args):
+    return subprocess.run([sys.executable, "-m", "experiments.screenshot", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+  done = shoot("--page", str(index), "--out", str(out), "--start", "#metrics-vs-source-length",
+               "--height", "900")
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+  missing = shoot("--page", str(index), "--out", str(tmp_path / "x.png"), "--start", "#nope")
+  assert missing.returncode == 1 and "no such element" in missing.stderr
+  bad = shoot("--page", str(tmp_path / "missing.html"), "--out", str(out))
+  assert bad.returncode == 2 and bad.stderr.startswith("error: --page")

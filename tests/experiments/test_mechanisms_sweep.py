@@ -25,6 +25,10 @@ def test_the_sweep_compares_every_mechanism_with_the_score_fixed():
     assert config.data.max_len == 50 and config.train.measure_memory
     assert config.train.eval_every == config.train.num_steps // 5  # learning curves
   assert module.get_report() == {"line": "mechanism", "x": "length"}
+  assert module.get_config("small").model.hard_estimator == "reinforce"
+  assert module.get_config("small,hard=gumbel").model.hard_estimator == "gumbel"
+  with pytest.raises(ValueError, match="valid: reinforce, gumbel"):
+    module.get_config("small,hard=argmax")
 
 
 @pytest.mark.slow

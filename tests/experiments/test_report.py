@@ -149,6 +149,16 @@ def test_compare_prints_a_paired_bootstrap_table(tiny_sweep, tmp_path, capsys):
     assert cells[5].startswith("+0.0") and float(cells[7]) > 0.2, line
   with pytest.raises(report.ReportError, match="matches 0 settings"):
     report.write_report(root, tmp_path / "bad", compare=["variant=nope", "variant=none"])
+  # Pairs of settings: one test each, in order.
+  two = report.write_report(root, tmp_path / "two", compare=[
+      "variant=additive", "variant=none", "variant=none", "variant=additive"])
+  headings = [line for line in two["comparison"].read_text(encoding="utf-8").splitlines()
+              if line.startswith("**paired bootstrap")]
+  assert [h.split("**")[1] for h in headings] == [
+      "paired bootstrap: A = variant=additive vs B = variant=none",
+      "paired bootstrap: A = variant=none vs B = variant=additive"]
+  with pytest.raises(report.ReportError, match="in pairs"):
+    report.write_report(root, tmp_path / "odd", compare=["variant=none"] * 3)
 
 
 # ---------------------------------------------------------------- learning curves
