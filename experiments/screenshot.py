@@ -92,8 +92,13 @@ def screenshot(page_path: pathlib.Path, out: pathlib.Path, width: int, height: i
       browser.close()
 
 
+def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
+  """The flags from ``argv`` (None: ``sys.argv[1:]``); bad flags exit 2 with one line."""
+  return _cli.parse(define_flags, argv, __doc__, required=("page", "out"))[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  fv, _ = _cli.parse(define_flags, argv, __doc__, required=("page", "out"))
+  fv = parse_flags(argv)
   page_path = pathlib.Path(fv.page)
   if not page_path.is_file():
     _cli.fail(f"--page {fv.page!r} is not a file")
@@ -107,4 +112,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  _cli.run(main)

@@ -100,8 +100,8 @@ def _documented_commands():
   """Every ``python -m experiments.X ...`` in README.md and docs/**/*.md: (file, module, args)."""
   found = []
   for path in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
-    for match in re.finditer(r"python -m experiments\.(\w+)([^`\n]*)",
-                             path.read_text(encoding="utf-8")):
+    text = re.sub(r"\\\n\s*", " ", path.read_text(encoding="utf-8"))  # join continued lines
+    for match in re.finditer(r"python -m experiments\.(\w+)([^`\n]*)", text):
       args = shlex.split(match.group(2), comments=True)
       if args and args[-1] in (";", ")"):
         args = args[:-1]
