@@ -10,7 +10,6 @@ its ``train.best_metric`` (what picks its best checkpoint) and of the validation
 
 from __future__ import annotations
 
-import json
 import math
 import pathlib
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from attnlab import plots
+from attnlab.atlas.run import read_jsonl
 
 # Axes a learning curve does not depend on: seeds are pooled, decodings share the training.
 POOLED = ("seed", "decoding")
@@ -105,18 +105,7 @@ def figures(axes: Sequence[str], table_rows: Sequence[dict], groups: Mapping[tup
 # ---------------------------------------------------------------- learning curves
 
 def _valid_records(folder: pathlib.Path) -> list[dict]:
-  path = pathlib.Path(folder) / "metrics.jsonl"
-  if not path.exists():
-    return []
-  records = []
-  for text in path.read_text(encoding="utf-8").splitlines():
-    try:
-      record = json.loads(text)
-    except ValueError:  # a torn last line of a run that died mid-write
-      continue
-    if record.get("split") == "valid":
-      records.append(record)
-  return records
+  return [r for r in read_jsonl(pathlib.Path(folder) / "metrics.jsonl") if r.get("split") == "valid"]
 
 
 def _value(record: Mapping, metric: str) -> float:

@@ -17,11 +17,12 @@ resumed run stops where an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 
 import numpy as np
+
+from attnlab.atlas.run import read_jsonl
 
 
 def stalled_evaluations(values: Sequence[float], mode: str) -> int:
@@ -52,19 +53,10 @@ def valid_history(dirs: Sequence[str], metric: str, upto_step: int) -> list[floa
   """
   per_dir = []
   for directory in dirs:
-    values = {}
-    path = os.path.join(directory, "metrics.jsonl")
-    if os.path.isfile(path):
-      with open(path, encoding="utf-8") as f:
-        for line in f:
-          try:
-            record = json.loads(line)
-          except ValueError:
-            continue  # a line cut by a crash
-          if (record.get("split") == "valid" and record.get("step", upto_step + 1) <= upto_step
-              and isinstance(record.get(metric), (int, float))):
-            values[int(record["step"])] = float(record[metric])
-    per_dir.append(values)
+    per_dir.append({int(r["step"]): float(r[metric])
+                    for r in read_jsonl(os.path.join(directory, "metrics.jsonl"))
+                    if r.get("split") == "valid" and r.get("step", upto_step + 1) <= upto_step
+                    and isinstance(r.get(metric), (int, float))})
   if not per_dir:
     return []
   steps = sorted(set.intersection(*(set(v) for v in per_dir)))
