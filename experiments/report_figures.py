@@ -105,7 +105,8 @@ def figures(axes: Sequence[str], table_rows: Sequence[dict], groups: Mapping[tup
 # ---------------------------------------------------------------- learning curves
 
 def _valid_records(folder: pathlib.Path) -> list[dict]:
-  return [r for r in read_jsonl(pathlib.Path(folder) / "metrics.jsonl") if r.get("split") == "valid"]
+  records = read_jsonl(pathlib.Path(folder) / "metrics.jsonl")
+  return [r for r in records if r.get("split") == "valid"]
 
 
 def _value(record: Mapping, metric: str) -> float:
