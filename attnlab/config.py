@@ -105,7 +105,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
     raise ConfigError("train.learning_rate", f"must be a finite number > 0, got {lr!r}")
   _validate_best_metric(config)
+  if "early_stopping_min_delta" in config.train:  # absent from older config.json files
+    _non_negative_number(config, "train.early_stopping_min_delta")
   _validate_length_boundaries(config)
+  _validate_bucket_boundaries(config)
   _validate_test_beam_sizes(config)
   if config.num_seeds > 1 and config.train.steps_per_dispatch > 1:
     raise ConfigError("train.steps_per_dispatch", "multi-seed runs (num_seeds > 1) take one "
@@ -159,11 +162,24 @@ def _validate_best_metric(config: ml_collections.ConfigDict) -> None:
 def _validate_length_boundaries(config: ml_collections.ConfigDict) -> None:
   """Boundaries of the per-length buckets: positive integers, increasing."""
   value = config.eval.length_boundaries
-  if isinstance(value, str) or not isinstance(value, (tuple, list)) or not all(
-      isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in value) or list(
-          value) != sorted(set(value)):
+  if not _increasing_positive_ints(value):
     raise ConfigError("eval.length_boundaries", "must be increasing positive integers, e.g. "
                       f"--config.eval.length_boundaries='(5, 10, 20)', got {value!r}")
+
+
+def _increasing_positive_ints(value) -> bool:
+  return not isinstance(value, str) and isinstance(value, (tuple, list)) and all(
+      isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in value) and list(
+          value) == sorted(set(value))
+
+
+def _validate_bucket_boundaries(config: ml_collections.ConfigDict) -> None:
+  """Explicit padded source lengths: increasing positive integers (empty: quantiles). Whether
+  the largest covers the data is checked when the task is built (``preparation.prepare``)."""
+  value = config.batching.get("bucket_boundaries", ())  # absent from older config.json files
+  if not _increasing_positive_ints(value):
+    raise ConfigError("batching.bucket_boundaries", "must be increasing positive integers, "
+                      f"e.g. --config.batching.bucket_boundaries='(30, 60)', got {value!r}")
 
 
 def _validate_test_beam_sizes(config: ml_collections.ConfigDict) -> None:

@@ -95,6 +95,10 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   c.batching.num_buckets = 4
   # Round padded lengths up to a multiple of this.
   c.batching.round_to = 1
+  # Explicit source-length upper bounds of the padded shapes instead of num_buckets quantiles
+  # (empty = quantiles); the largest must cover the longest source of every split. A
+  # multi-seed run whose training sources all fit one bound takes one call per step.
+  c.batching.bucket_boundaries = ()
 
   # Each model.* key sets the attnlab.options.ModelOptions field of its name; a key that
   # names no field reaches the score and mechanism as an extra option (options.get(name)).
@@ -225,6 +229,8 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   # Early stopping (attnlab.training.early_stopping): end training after this many evaluations
   # in a row without a better validation best_metric; 0 = off (train num_steps steps).
   c.train.early_stopping_patience = 0
+  # An evaluation counts as better only when it beats the best so far by more than this.
+  c.train.early_stopping_min_delta = 0.0
   # Validation metric that picks the best checkpoint, and whether higher is better.
   c.train.best_metric = "exact_match"
   c.train.best_mode = "max"

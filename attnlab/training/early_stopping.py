@@ -1,11 +1,14 @@
 """Early stopping: end training once the validation metric has stopped improving.
 
 ``train.early_stopping_patience = P`` (0 = off) stops a run after P consecutive evaluations
-(every ``train.eval_every`` steps) without a strictly better ``train.best_metric`` (in the
-direction of ``train.best_mode``; the mean over seeds for a multi-seed run, the value that
-also ranks its checkpoints). ``train.num_steps`` stays the cap. Stopping early saves a
-checkpoint at that step, then the run is evaluated on the test split as at the end (with its
-last state), and its summary says ``stopped_early: true`` and the step.
+(every ``train.eval_every`` steps) without a better ``train.best_metric`` (in the direction of
+``train.best_mode``; the mean over seeds for a multi-seed run, the value that also ranks its
+checkpoints), better meaning by more than ``train.early_stopping_min_delta`` (default 0: any
+strict improvement; Keras's ``min_delta``), so a curve that creeps up by a sentence now and
+then on a plateau counts as flat. ``train.num_steps`` stays the cap. Stopping early saves a
+checkpoint at that step, then the run is evaluated on the test split as at the end, with its
+best checkpoint (by ``train.best_metric``), and its summary says ``stopped_early: true`` and
+the step.
 
 This is how a comparison gives each variant the budget it needs (Prechelt 1998): a variant that
 learns fast stops soon, a slow one (the no-attention baseline) trains until its own curve is
@@ -25,24 +28,33 @@ import numpy as np
 from attnlab.atlas.run import read_jsonl
 
 
-def stalled_evaluations(values: Sequence[float], mode: str) -> int:
-  """Evaluations since the best of ``values`` (its first occurrence); 0 when the last is the
-  best, ``len(values)`` when there is none yet.
+def stalled_evaluations(values: Sequence[float], mode: str, min_delta: float = 0.0) -> int:
+  """Evaluations since the last improvement of ``values``; 0 when the last improved,
+  ``len(values)`` when there is none yet.
 
-  values: [num_evaluations] the monitored metric in order; mode: "max" or "min".
+  An evaluation improves when it is better than every earlier one by more than ``min_delta``
+  (in the direction of ``mode``); the first non-NaN value is the first improvement, and a tie
+  never is one. With ``min_delta = 0`` the last improvement is the first occurrence of the best.
+
+  values: [num_evaluations] the monitored metric in order; mode: "max" or "min";
+  min_delta: >= 0, in the metric's units (0.005 exact match: about 1 sentence in 200).
   """
-  if not values:
-    return 0
-  array = np.asarray(values, np.float64)
-  if np.isnan(array).all():
-    return len(values)
-  best = int(np.nanargmax(array) if mode == "max" else np.nanargmin(array))
-  return len(values) - 1 - best
+  sign = 1.0 if mode == "max" else -1.0
+  best, last_improvement = None, -1
+  for i, value in enumerate(np.asarray(values, np.float64)):
+    if np.isnan(value):
+      continue
+    if best is None or sign * (value - best) > min_delta:
+      best, last_improvement = value, i
+  return len(values) - 1 - last_improvement
 
 
-def should_stop(values: Sequence[float], mode: str, patience: int) -> bool:
-  """True when ``patience`` > 0 and the last ``patience`` evaluations brought no improvement."""
-  return patience > 0 and len(values) > patience and stalled_evaluations(values, mode) >= patience
+def should_stop(values: Sequence[float], mode: str, patience: int, min_delta: float = 0.0
+                ) -> bool:
+  """True when ``patience`` > 0 and the last ``patience`` evaluations brought no improvement
+  (of more than ``min_delta``)."""
+  return (patience > 0 and len(values) > patience
+          and stalled_evaluations(values, mode, min_delta) >= patience)
 
 
 def valid_history(dirs: Sequence[str], metric: str, upto_step: int) -> list[float]:

@@ -48,8 +48,12 @@ def prepare(config: ml_collections.ConfigDict) -> Prepared:
     raise DataError(f"config.data ({config.data.task}): {e}") from e
   validate_task(config, task.has_alignment, task.is_text)
   everything = task.train + task.valid + task.test
-  buckets = make_buckets(everything, config.batching.num_buckets,
-                         round_to=config.batching.round_to)
+  boundaries = tuple(config.batching.get("bucket_boundaries", ())) or None
+  try:
+    buckets = make_buckets(everything, config.batching.num_buckets,
+                           round_to=config.batching.round_to, boundaries=boundaries)
+  except ValueError as e:  # explicit boundaries that do not cover the longest source
+    raise ConfigError("batching.bucket_boundaries", str(e)) from None
   max_src_len = max(s for s, _ in buckets)
   max_decode_len = config.eval.max_decode_len or max(t for _, t in buckets)
   model = build_model(config, len(task.src_vocab), len(task.tgt_vocab), max_src_len)

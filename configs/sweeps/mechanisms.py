@@ -16,23 +16,20 @@ aligned worst, AER 0.39, against 0.34 for local-m (general) and 0.36 for local-p
 Here: the toy translation task (its gold alignment is known, so AER is exact) with sources
 of 10 to 50 words (the grammar rarely goes past 45), a Luong decoder with input feeding,
 ``general`` scores (Luong's choice for local-p) and D = 10 (``model.local_window``). Axis:
-``mechanism`` (``MECHANISMS``, i.e. ``attnlab.attention.mechanism_names()``); seeds vmapped
-in each trial; the train step's memory is measured (``train.measure_memory``) and the
-validation split evaluated five times per run, so metrics.jsonl holds learning curves.
-Profiles: ``small`` (two CPU cores: the whole grid, two trials at a time, about 15 minutes,
-estimated: the slowest trial, monotonic, used 250 CPU seconds), ``full`` (GPU / TPU:
-Luong's sizes are out of reach, but a wider model, five times the data and twenty times the
-steps), ``tiny`` (seconds, for tests); options ``seeds=N``, ``steps=N``, ``hard=gumbel``
-(the hard trial trains with the straight-through Gumbel-softmax instead of REINFORCE).
-
-Probe, ``small`` profile, seed 0 (test set, 1000 steps): global, local-m, monotonic and hard
-with ``hard=gumbel`` reach exact match 1.0 at every length (AER 0.19, 0.25, 0.36 and 0.22;
-validation exact match 0.97, 0.45, 0.99 and 0.96 at step 400); local-p 0.64 (0.99 up to 15
-words, 0.22 at 26-30, 0 beyond 35; AER 0.31); hard with REINFORCE learns the target
-language, not the alignment (token accuracy 0.36 against 0.12 for the most frequent word,
-exact match 0, AER 0.92). Train steps per second are wall-clock rates: compare them across
-trials run on the same, otherwise idle machine; the memory (XLA's analysis) does not depend
-on the load.
+``mechanism`` (``MECHANISMS``, i.e. ``attnlab.attention.mechanism_names()``, and
+``hard_gumbel``); seeds vmapped in each trial; the train step's memory is measured
+(``train.measure_memory``). A fair budget: every trial trains until the mean validation loss
+of its seeds has not fallen by more than ``MIN_DELTA`` for ``PATIENCE`` evaluations (every 200
+steps in ``small``), capped at ``train.num_steps``, and is tested with its checkpoint of lowest
+validation loss; metrics.jsonl holds the
+learning curves. Profiles: ``small`` (two CPU cores: the whole grid, two trials at a time),
+``full`` (GPU / TPU: Luong's sizes are out of reach, but a wider model, five times the data and
+ten times the cap), ``tiny`` (seconds, for tests); options ``seeds=N``, ``steps=N`` (N steps,
+no early stopping). Hard attention is trained twice: ``hard`` with REINFORCE (Xu et al. 2015's
+estimator with a moving-average reward baseline) and ``hard_gumbel`` with the straight-through
+Gumbel-softmax (``model.hard_estimator``). Results: docs/mechanisms.md. Train steps per second
+are wall-clock rates: compare them across trials run on the same, otherwise idle machine; the
+memory (XLA's analysis) does not depend on the load.
 """
 
 import os
@@ -46,15 +43,19 @@ toy_translation = load_config_file(os.path.join(CONFIGS, "toy_translation.py"))
 # tests/experiments/test_mechanisms_sweep.py checks they agree), global, the reference, first.
 MECHANISMS = ("global", "local_m", "local_p", "monotonic", "hard")
 PROFILES = ("tiny", "small", "full")
-DEFAULTS = dict(profile="small", seeds=0, steps=0, hard="reinforce")
+# Evaluations without a lower validation loss (by more than MIN_DELTA nats per token, the mean
+# over seeds) before a trial stops; the best checkpoint is the one of lowest validation loss.
+PATIENCE = 4
+MIN_DELTA = 0.005
+DEFAULTS = dict(profile="small", seeds=0, steps=0)
+# The same hard mechanism trained with the other estimator, as its own line in the report.
+ESTIMATORS = {"hard_gumbel": {"model.mechanism": "hard", "model.hard_estimator": "gumbel"}}
 
 
 def _args(arg):
   args = parse_arg(arg, **DEFAULTS)
   if args["profile"] not in PROFILES:
     raise ValueError(f"unknown profile {args['profile']!r}; valid: {', '.join(PROFILES)}")
-  if args["hard"] not in ("reinforce", "gumbel"):
-    raise ValueError(f"unknown hard={args['hard']!r}; valid: reinforce, gumbel")
   return args
 
 
@@ -65,7 +66,7 @@ def get_config(arg=None):
   config.model.decoder = "luong"
   config.model.attention = "general"
   config.model.local_window = 10  # Luong et al.'s D
-  config.model.hard_estimator = args["hard"]  # the hard trial's training estimator
+  config.model.hard_estimator = "reinforce"  # the `hard` trial's; `hard_gumbel` overrides it
   config.train.measure_memory = True
   if profile == "tiny":
     config.model.local_window = 2  # sources of at most 8 words
@@ -85,24 +86,37 @@ def get_config(arg=None):
       config.data.vocab_size = 30
       config.data.num_train, config.data.num_valid, config.data.num_test = 20000, 200, 1000
       config.model.emb_dim, config.model.hidden_dim = 32, 48
-      config.train.num_steps = 1000
+      config.train.num_steps = 3000
       config.train.learning_rate = 1e-2
       config.train.warmup_steps = 50
     else:
       config.data.num_train, config.data.num_valid, config.data.num_test = 100000, 1000, 5000
       config.model.emb_dim, config.model.hidden_dim = 128, 256
-      config.train.num_steps = 20000
-    # Five validation points for the learning curves, five timing windows for the steps per
-    # second (the first, which compiles, left out).
-    config.train.log_every = config.train.eval_every = config.train.num_steps // 5
-    config.train.checkpoint_every = config.train.num_steps
-  return apply_seeds_and_steps(config, args)
+      config.train.num_steps = 30000
+    # A fair budget: each trial trains until its validation loss (mean over seeds) has not
+    # improved for PATIENCE evaluations, capped at num_steps, and is tested with its best
+    # checkpoint; metrics.jsonl holds the learning curves, and every log_every steps a timing
+    # window of the steps per second (the first, which compiles, left out).
+    # Validation loss, not exact match: the no-attention model (and hard attention with
+    # REINFORCE) spends its first thousands of steps at exact match 0 while its loss falls.
+    config.train.best_metric, config.train.best_mode = "loss", "min"
+    config.train.early_stopping_patience = PATIENCE
+    config.train.early_stopping_min_delta = MIN_DELTA
+    config.train.log_every = config.train.eval_every = config.train.checkpoint_every = (
+        config.train.num_steps // 15)
+  config = apply_seeds_and_steps(config, args)
+  if args["steps"]:  # a fixed budget of N steps
+    config.train.early_stopping_patience = 0
+  return config
 
 
 def get_sweep(arg=None):
-  """{axis: {label: overrides}}: one axis, every registered mechanism."""
-  names = ("local_p", "hard") if _args(arg)["profile"] == "tiny" else MECHANISMS
-  return {"mechanism": {name: {"model.mechanism": name} for name in names}}
+  """{axis: {label: overrides}}: one axis, every registered mechanism, and hard attention
+  trained with the straight-through Gumbel-softmax as well as with REINFORCE."""
+  if _args(arg)["profile"] == "tiny":
+    return {"mechanism": {name: {"model.mechanism": name} for name in ("local_p", "hard")}}
+  return {"mechanism": {**{name: {"model.mechanism": name} for name in MECHANISMS},
+                        **ESTIMATORS}}
 
 
 def get_report(arg=None):

@@ -18,17 +18,21 @@ def test_the_sweep_compares_every_mechanism_with_the_score_fixed():
   assert sorted(module.MECHANISMS) == sorted(mechanism_names())
   assert len(set(module.MECHANISMS)) == len(module.MECHANISMS)
   for profile in ("small", "full"):
-    assert list(module.get_sweep(profile)["mechanism"]) == list(module.MECHANISMS)
+    axis = module.get_sweep(profile)["mechanism"]
+    assert list(axis) == [*module.MECHANISMS, "hard_gumbel"]
+    assert axis["hard_gumbel"] == {"model.mechanism": "hard", "model.hard_estimator": "gumbel"}
     config = module.get_config(profile)
     assert (config.model.decoder, config.model.attention) == ("luong", "general")
     assert config.model.local_window == 10  # Luong et al.'s D
     assert config.data.max_len == 50 and config.train.measure_memory
-    assert config.train.eval_every == config.train.num_steps // 5  # learning curves
+    # Each trial stops on its own validation curve; at least 15 evaluations up to the cap.
+    assert config.train.early_stopping_patience > 0 and config.train.best_metric == "loss"
+    assert config.train.eval_every <= config.train.num_steps // 15
   assert module.get_report() == {"line": "mechanism", "x": "length"}
   assert module.get_config("small").model.hard_estimator == "reinforce"
-  assert module.get_config("small,hard=gumbel").model.hard_estimator == "gumbel"
-  with pytest.raises(ValueError, match="valid: reinforce, gumbel"):
-    module.get_config("small,hard=argmax")
+  assert module.get_config("small,steps=50").train.early_stopping_patience == 0
+  with pytest.raises(ValueError, match="unknown"):
+    module.get_config("small,hard=gumbel")
 
 
 @pytest.mark.slow

@@ -67,8 +67,8 @@ def _apply(config, overrides):
     ("score_scaling.py:small", 4 * 4),
     ("score_scaling.py:full", 4 * 4),
     ("alignment.py:small", len(score_names())),
-    ("mechanisms.py:small", 5),
-    ("mechanisms.py:full", 5),
+    ("mechanisms.py:small", 6),  # and hard attention trained with Gumbel-softmax
+    ("mechanisms.py:full", 6),
     ("mechanisms.py:tiny", 2),
 ])
 def test_sweep_files_expand_to_valid_configs(tmp_path, spec, count):
@@ -90,6 +90,10 @@ def test_sweep_files_expand_to_valid_configs(tmp_path, spec, count):
     assert plan["trials"][0]["overrides"]["model.decoder"] == "none"
     assert {t["labels"]["variant"] for t in plan["trials"]} == {
         "none", "bahdanau", *(set(score_names()) - {"concat", "additive_normalized"})}
+    for trial in plan["trials"]:  # training in one padded shape: one call per step
+      config = _apply(module.get_config(arg), trial["overrides"])
+      assert config.batching.bucket_boundaries == (config.data.train_max_src_len,
+                                                   config.data.max_len)
     config = module.get_config(arg)
     # Trained short, tested long; every trial stops on its own validation curve.
     assert config.data.train_max_src_len < config.data.max_len

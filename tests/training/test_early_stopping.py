@@ -21,6 +21,19 @@ def test_stalled_evaluations(values, mode, stalled):
   assert early_stopping.stalled_evaluations(values, mode) == stalled
 
 
+@pytest.mark.parametrize("values, mode, min_delta, stalled", [
+    ([0.5, 0.6, 0.603, 0.604, 0.604], "max", 0.005, 3),  # creeping up: no real improvement
+    ([0.5, 0.6, 0.603, 0.604, 0.605], "max", 0.0, 0),
+    ([0.5, 0.6, 0.603, 0.607], "max", 0.005, 0),  # beats the best (0.6) by more than 0.005
+    ([1.0, 0.95, 0.949, 0.90], "min", 0.01, 0),
+    ([1.0, 0.995, 0.991], "min", 0.01, 2),
+    ([float("nan"), 0.2, 0.201], "max", 0.01, 1),
+])
+def test_an_improvement_must_exceed_min_delta(values, mode, min_delta, stalled):
+  assert early_stopping.stalled_evaluations(values, mode, min_delta) == stalled
+  assert early_stopping.should_stop(values, mode, 2, min_delta) == (stalled >= 2)
+
+
 def test_should_stop_needs_patience_evaluations_past_the_best():
   assert not early_stopping.should_stop([0.5, 0.4, 0.4], "max", 0)  # off
   assert not early_stopping.should_stop([0.5, 0.4], "max", 2)
@@ -80,7 +93,22 @@ def test_without_patience_the_run_trains_every_step(tmp_path):
   assert not summary["stopped_early"] and summary["step"] == 15
 
 
+def test_improvements_smaller_than_min_delta_do_not_keep_a_run_going(tmp_path):
+  config = _config(patience=2)
+  config.train.learning_rate = 1e-2  # the loss falls at every evaluation, by less than 100
+  config.train.early_stopping_min_delta = 100.0
+  summary = training.train_and_evaluate(config, str(tmp_path))
+  assert summary["stopped_early"] and summary["step"] == 15
+
+
 def test_negative_patience_is_a_config_error():
   config = _config(patience=-1)
   with pytest.raises(ConfigError, match="early_stopping_patience"):
+    validate(config)
+
+
+def test_negative_min_delta_is_a_config_error():
+  config = _config(patience=2)
+  config.train.early_stopping_min_delta = -0.01
+  with pytest.raises(ConfigError, match="early_stopping_min_delta"):
     validate(config)
