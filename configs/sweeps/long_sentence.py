@@ -19,10 +19,11 @@ seeds take one call per training step.
 A fair budget: every trial trains until its validation loss (the mean over the seeds, every
 ``eval_every`` steps) has not fallen by more than ``MIN_DELTA`` for ``PATIENCE`` evaluations
 (``train.early_stopping_patience``, ``train.early_stopping_min_delta``), capped at
-``train.num_steps``, and is tested with its checkpoint of lowest validation loss. Attention variants stop early; the no-attention baseline trains until its own
-learning curve is flat. The report's learning curves show where each stopped. The learning
-rate, 0.003, is one at which the baseline's three seeds all leave their plateau (at 0.01 one of
-them stayed on it for 6,000 steps, and dot / general oscillated).
+``train.num_steps``, and is tested with its checkpoint of lowest validation loss. Attention
+variants stop early; the no-attention baseline trains until its own learning curve is flat or
+the cap (in ``small`` it reaches the cap). The report's learning curves show where each
+stopped. The learning rate, 0.003, is one at which the baseline's three seeds all leave their
+plateau (at 0.01 one of them stayed on it for 6,000 steps, and dot / general oscillated).
 
 Axis ``variant``: ``none`` (``model.decoder=none``: RNNencdec), ``bahdanau`` (the paper's
 RNNsearch: Bahdanau decoder, additive score), and each score function of ``SCORES`` in a Luong
