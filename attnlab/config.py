@@ -8,6 +8,7 @@ makes ``config.model`` one ``attnlab.options.ModelOptions`` value, here and nowh
 
 from __future__ import annotations
 
+import math
 import os
 
 import jax.numpy as jnp
@@ -33,20 +34,96 @@ class ConfigError(ValueError):
     self.key = key
 
 
-def _one_of(config, key: str, valid) -> None:
+ABSENT = object()  # _value of a key a config lacks (a config.json from before it existed)
+
+
+def _value(config, key: str):
+  """The value at the dotted ``key``, or ``ABSENT``."""
   value = config
   for part in key.split("."):
+    if part not in value:
+      return ABSENT
     value = value[part]
+  return value
+
+
+def _one_of(config, key: str, valid) -> None:
+  value = _value(config, key)
   if value not in valid:
     raise ConfigError(key, f"unknown value {value!r}; valid choices: {', '.join(sorted(valid))}")
 
 
-def _positive(config, key: str, allow_zero: bool = False) -> None:
-  value = config
-  for part in key.split("."):
-    value = value[part]
-  if not isinstance(value, int) or value < (0 if allow_zero else 1):
-    raise ConfigError(key, f"must be an integer >= {0 if allow_zero else 1}, got {value!r}")
+def _integer(config, key: str, low: int) -> None:
+  value = _value(config, key)
+  if value is ABSENT:
+    return
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise ConfigError(key, f"must be an integer >= {low}, got {value!r}")
+
+
+# The integer options (counts, sizes, intervals, seeds) and the least value each takes.
+INTEGER_MINIMUMS = {
+    **dict.fromkeys(("num_seeds", "model.emb_dim", "model.hidden_dim", "model.encoder_layers",
+                     "model.decoder_layers", "model.num_heads", "model.local_window",
+                     "batching.batch_size", "batching.eval_batch_size", "batching.num_buckets",
+                     "batching.round_to", "train.num_steps", "train.log_every",
+                     "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
+                     "eval.beam_size", "train.steps_per_dispatch"), 1),
+    **dict.fromkeys(("seed", "data.train_max_src_len", "model.attention_dim",
+                     "model.max_src_len", "model.encoder_self_attention_layers",
+                     "train.warmup_steps", "eval.max_decode_len", "eval.num_heatmaps",
+                     "eval.max_examples", "parallel.num_devices", "parallel.num_processes",
+                     "train.early_stopping_patience"), 0),
+    "parallel.process_id": -1,  # -1: automatic
+}
+
+# The real-valued options and the interval each must lie in (a finite number, never True or
+# False): '[' / ']' include the bound, '(' / ')' leave it out. A config.json written before
+# an option existed may lack it.
+REAL_RANGES = {
+    "train.learning_rate": "(0, inf)",
+    "train.grad_clip": "[0, inf)",  # 0: no clipping
+    "train.weight_decay": "[0, inf)",
+    "train.label_smoothing": "[0, 1)",  # 1 would leave no mass on the reference token
+    "train.coverage_loss_weight": "[0, inf)",
+    "train.guided_alignment_weight": "[0, inf)",
+    "train.early_stopping_min_delta": "[0, inf)",
+    "model.dropout_rate": "[0, 1)",
+    "model.hard_temperature": "(0, inf)",
+    "model.hard_entropy_weight": "[0, inf)",
+    "model.hard_baseline_decay": "[0, 1)",
+    "model.monotonic_noise": "[0, inf)",
+    "model.monotonic_bias": "(-inf, inf)",
+    "model.cosine_temperature": "(0, inf)",
+    "eval.length_penalty": "[0, inf)",
+    "eval.coverage_penalty": "[0, inf)",
+}
+
+
+def in_interval(value: float, interval: str) -> bool:
+  """Whether ``value`` lies in ``interval``, written as ``"[0, 1)"`` (``inf`` for no bound)."""
+  low, high = (float(bound) for bound in interval[1:-1].split(","))
+  above = low <= value if interval[0] == "[" else low < value
+  below = value <= high if interval[-1] == "]" else value < high
+  return above and below
+
+
+def _describe(interval: str) -> str:
+  """``"[0, inf)"`` -> ``">= 0"``, ``"(0, inf)"`` -> ``"> 0"``, else ``"in [0, 1)"``."""
+  low, high = (bound.strip() for bound in interval[1:-1].split(","))
+  if high == "inf" and low != "-inf":
+    return (">= " if interval[0] == "[" else "> ") + low
+  return "" if low == "-inf" and high == "inf" else f"in {interval}"
+
+
+def _real(config, key: str, interval: str) -> None:
+  value = _value(config, key)
+  if value is ABSENT:
+    return
+  if (isinstance(value, bool) or not isinstance(value, (int, float))
+      or not math.isfinite(value) or not in_interval(value, interval)):
+    raise ConfigError(key, f"must be a finite number {_describe(interval)}".rstrip()
+                      + f", got {value!r}")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -64,30 +141,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "train.on_nonfinite", ("skip", "stop"))
   _one_of(config, "eval.on_long_input", ("error", "truncate"))
   _one_of(config, "model.dtype", DTYPES)
-  for key in ("num_seeds", "model.emb_dim", "model.hidden_dim", "model.encoder_layers",
-              "model.decoder_layers", "model.num_heads", "model.local_window",
-              "batching.batch_size", "batching.eval_batch_size", "batching.num_buckets",
-              "batching.round_to", "train.num_steps", "train.log_every", "train.eval_every",
-              "train.checkpoint_every", "train.keep_checkpoints", "eval.beam_size",
-              "train.steps_per_dispatch"):
-    _positive(config, key)
-  for key in ("data.train_max_src_len", "model.attention_dim", "model.max_src_len",
-              "model.encoder_self_attention_layers", "train.warmup_steps", "eval.max_decode_len",
-              "eval.num_heatmaps", "eval.max_examples", "parallel.num_devices",
-              "train.early_stopping_patience"):
-    _positive(config, key, allow_zero=True)
-  if not 0.0 <= config.model.dropout_rate < 1.0:
-    raise ConfigError("model.dropout_rate", f"must be in [0, 1), got {config.model.dropout_rate}")
-  if not config.model.hard_temperature > 0:
-    raise ConfigError("model.hard_temperature", f"must be > 0, got {config.model.hard_temperature}")
-  if not config.model.hard_entropy_weight >= 0:
-    raise ConfigError("model.hard_entropy_weight",
-                      f"must be >= 0, got {config.model.hard_entropy_weight}")
-  if not 0.0 <= config.model.hard_baseline_decay < 1.0:
-    raise ConfigError("model.hard_baseline_decay",
-                      f"must be in [0, 1), got {config.model.hard_baseline_decay}")
-  if not config.model.monotonic_noise >= 0:
-    raise ConfigError("model.monotonic_noise", f"must be >= 0, got {config.model.monotonic_noise}")
+  for key, low in INTEGER_MINIMUMS.items():
+    _integer(config, key, low)
+  for key, interval in REAL_RANGES.items():
+    _real(config, key, interval)
   if not isinstance(config.model.location_bias, bool):
     raise ConfigError("model.location_bias",
                       f"must be True or False, got {config.model.location_bias!r}")
@@ -95,18 +152,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not isinstance(config.model.get("cosine_learn_temperature", True), bool):
     raise ConfigError("model.cosine_learn_temperature", "must be True or False, got "
                       f"{config.model.cosine_learn_temperature!r}")
-  tau = config.model.get("cosine_temperature", 10.0)
-  if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau < float("inf"):
-    raise ConfigError("model.cosine_temperature", f"must be a finite number > 0, got {tau!r}")
   if not isinstance(config.train.get("measure_memory", False), bool):
     raise ConfigError("train.measure_memory",
                       f"must be True or False, got {config.train.measure_memory!r}")
-  lr = config.train.learning_rate
-  if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
-    raise ConfigError("train.learning_rate", f"must be a finite number > 0, got {lr!r}")
   _validate_best_metric(config)
-  if "early_stopping_min_delta" in config.train:  # absent from older config.json files
-    _non_negative_number(config, "train.early_stopping_min_delta")
   _validate_length_boundaries(config)
   _validate_bucket_boundaries(config)
   _validate_test_beam_sizes(config)
@@ -125,8 +174,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.model.encoder_self_attention_layers and enc_width % config.model.num_heads:
     raise ConfigError("model.num_heads", f"must divide the encoder output width {enc_width}")
   if config.model.decoder_self_attention and config.model.hidden_dim % config.model.num_heads:
-    raise ConfigError("model.num_heads",
-                      f"must divide hidden_dim={config.model.hidden_dim} for decoder self-attention")
+    raise ConfigError("model.num_heads", f"must divide hidden_dim={config.model.hidden_dim} "
+                      "for decoder self-attention")
   if config.data.task == "corpus":
     path = config.data.get("path", "")
     if not path:
@@ -134,14 +183,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
                         "line-aligned files: --config.data.path=FILE_OR_DIR")
     if not os.path.exists(path):
       raise ConfigError("data.path", f"no such file or folder: {path!r}")
-
-
-def _non_negative_number(config, key: str) -> float:
-  section, name = key.split(".")
-  value = config[section][name]
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-    raise ConfigError(key, f"must be a number >= 0, got {value!r}")
-  return value
 
 
 # Metrics ``train.best_metric`` can rank checkpoints by (what evaluation reports), each with
@@ -208,7 +249,7 @@ def _validate_coverage_and_alignment(config: ml_collections.ConfigDict) -> None:
                       "has none: use decoder='bahdanau' or 'luong'")
   for key in ("train.coverage_loss_weight", "train.guided_alignment_weight",
               "eval.coverage_penalty"):
-    if _non_negative_number(config, key) > 0 and no_attention:
+    if _value(config, key) > 0 and no_attention:  # a number >= 0 (REAL_RANGES)
       raise ConfigError(key, "needs attention weights, and decoder='none' has none: set it "
                         "to 0 or use decoder='bahdanau' or 'luong'")
   if config.eval.coverage_penalty > 0 and config.eval.beam_size == 1:

@@ -1,9 +1,18 @@
 """Config validation: every bad value fails before anything is built, naming its key."""
 
+import math
+import pathlib
+import sys
+
+import ml_collections
 import pytest
 
 from attnlab import config as config_lib
 from attnlab.attention import score_names
+from attnlab.data import TASKS
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from test_main import CONFIGS, run_main  # noqa: E402
 
 
 def _config(**changes):
@@ -31,7 +40,7 @@ def test_base_config_is_valid():
     ("data.task", "nope", "toy_translation"),
     ("model.hidden_dim", 0, ">= 1"),
     ("batching.batch_size", -3, ">= 1"),
-    ("model.dropout_rate", 1.5, "[0, 1)"),
+    ("model.dropout_rate", 1.5, "in [0, 1)"),
     ("train.learning_rate", 0.0, "> 0"),
     ("num_seeds", 0, ">= 1"),
     ("data.train_max_src_len", -1, ">= 0"),
@@ -154,3 +163,110 @@ def test_multiseed_refuses_what_it_does_not_support(key, value):
   config = _config(num_seeds=2, **{key: value})
   with pytest.raises(config_lib.ConfigError, match=key.replace(".", r"\.")):
     config_lib.validate(config)
+
+
+def numeric_options() -> dict:
+  """Every numeric option of every task's base config, key -> default, but ``data.*`` (each
+  task checks its own data fields when it builds its data)."""
+  options = {}
+
+  def walk(node, prefix):
+    for key, value in node.items():
+      if isinstance(value, dict):
+        walk(value, f"{prefix}{key}.")
+      elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        options[prefix + key] = value
+
+  for task in TASKS:
+    walk(config_lib.base_config(task).to_dict(), "")
+  return {k: v for k, v in sorted(options.items()) if not k.startswith("data.")}
+
+
+def _from_json(key, value):
+  """The base config with ``key`` set to ``value`` as a config.json could hold it (no
+  ConfigDict type checks: True where a number belongs, a float where an integer does)."""
+  values = config_lib.base_config("date").to_dict()
+  *parents, leaf = key.split(".")
+  node = values
+  for part in parents:
+    node = node[part]
+  node[leaf] = value
+  return ml_collections.ConfigDict(values)
+
+
+@pytest.mark.parametrize("key", list(numeric_options()))
+def test_every_numeric_option_refuses_non_finite_and_out_of_range_values(key):
+  default = numeric_options()[key]
+  config_lib.validate(_from_json(key, default))
+  if isinstance(default, int):
+    bad = [-2, True, 1.5, float("nan"), "1"]
+  else:
+    bad = [float("nan"), float("inf"), -float("inf"), True, "0.1", None]
+  for value in bad:
+    with pytest.raises(config_lib.ConfigError) as e:
+      config_lib.validate(_from_json(key, value))
+    assert e.value.key == key, (value, str(e.value))
+    assert "must be" in str(e.value) and repr(value) in str(e.value)
+
+
+# (key, values out of its range, values at or inside its edges)
+RANGES = [
+    ("train.learning_rate", [0.0, -1e-3], [1e-9, 10.0]),
+    ("train.grad_clip", [-1.0, -1e-9], [0.0, 1e6]),  # 0: no clipping
+    ("train.weight_decay", [-1e-4], [0.0, 0.1]),
+    ("train.label_smoothing", [1.0, 1.5, -0.1], [0.0, 0.999]),
+    ("train.coverage_loss_weight", [-0.5], [0.0, 2.0]),
+    ("train.guided_alignment_weight", [-1.0], [0.0, 2.0]),
+    ("train.early_stopping_min_delta", [-0.01], [0.0, 0.5]),
+    ("model.dropout_rate", [1.0, -0.1], [0.0, 0.9]),
+    ("model.hard_temperature", [0.0, -1.0], [1e-3, 5.0]),
+    ("model.hard_entropy_weight", [-0.01], [0.0, 1.0]),
+    ("model.hard_baseline_decay", [1.0, -0.5], [0.0, 0.99]),
+    ("model.monotonic_noise", [-1.0], [0.0, 2.0]),
+    ("model.monotonic_bias", [], [-4.0, 0.0, 3.0]),
+    ("model.cosine_temperature", [0.0, -10.0], [0.5, 30.0]),
+    ("eval.length_penalty", [-0.6], [0.0, 1.0]),
+    ("train.num_steps", [0, -5], [1, 10**9]),
+    ("train.warmup_steps", [-1], [0, 5000]),
+    ("train.keep_checkpoints", [0], [1]),
+    ("train.early_stopping_patience", [-1], [0, 3]),
+    ("seed", [-1], [0, 2**31]),
+    ("parallel.process_id", [-2], [-1, 0, 3]),
+]
+
+
+@pytest.mark.parametrize("key,bad,good", RANGES, ids=[r[0] for r in RANGES])
+def test_numeric_ranges(key, bad, good):
+  for value in good:
+    config_lib.validate(_from_json(key, value))
+  for value in bad:
+    with pytest.raises(config_lib.ConfigError, match=f"config.{key}: must be") as e:
+      config_lib.validate(_from_json(key, value))
+    assert e.value.key == key
+
+
+def test_every_real_option_has_a_range_test():
+  tested = {key for key, _, _ in RANGES}
+  assert set(config_lib.REAL_RANGES) - {"eval.coverage_penalty"} <= tested  # coverage: above
+  assert set(numeric_options()) <= set(config_lib.REAL_RANGES) | set(config_lib.INTEGER_MINIMUMS)
+
+
+def test_a_config_json_from_before_an_option_existed_still_validates():
+  values = config_lib.base_config("date").to_dict()
+  del values["train"]["early_stopping_min_delta"], values["model"]["cosine_temperature"]
+  config_lib.validate(ml_collections.ConfigDict(values))
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("train.label_smoothing=1.0", "config.train.label_smoothing: must be a finite number in "
+                                  "[0, 1), got 1.0"),
+    ("train.weight_decay=nan", "config.train.weight_decay: must be a finite number >= 0, "
+                               "got nan"),
+    ("train.grad_clip=-1", "config.train.grad_clip: must be a finite number >= 0, got -1.0"),
+])
+def test_bad_numbers_on_the_command_line_are_one_line_and_exit_2(tmp_path, override, needle):
+  proc = run_main("--config", f"{CONFIGS / 'date.py'}:quick", "--workdir", str(tmp_path / "w"),
+                  f"--config.{override}", check=False)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+  assert proc.stderr.strip() == f"error: {needle}"
+  assert not (tmp_path / "w" / "checkpoints").exists()
