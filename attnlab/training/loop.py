@@ -200,9 +200,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if start_step >= config.train.num_steps:
       logging.warning("training already complete at step %d", start_step)
     best = ckpt.best_step()
-    if stepper.step < config.train.num_steps and best not in (None, stepper.step):
-      # Stopped early: the test sees the best checkpoint, as validation chose it.
-      logging.warning("stopped early at step %d; evaluating the best checkpoint, step %d",
+    if best not in (None, stepper.step):
+      # Every run, stopped early or not, is tested with the checkpoint validation chose
+      # (``train.best_metric``; with vmapped seeds, their mean).
+      logging.warning("trained to step %d; testing the best checkpoint, step %d",
                       stepper.step, best)
       stepper.state = ckpt.restore(best, stepper.state)
     return _finish(config, workdir, prepared, stepper, writers, ckpt, dirs, start_time)
@@ -323,7 +324,9 @@ def _finish(config, workdir: str, prepared: Prepared, stepper, writers, ckpt, di
       logging.info("test, beam %d: %s", beam_size, scalars(beam_metrics))
     if beams:
       per_model[-1]["test_beam"] = {str(k): m for k, (m, _) in beams.items()}
-  summary = stepper.summary(per_model, {"step": stepper.step, "best_step": ckpt.best_step(),
+  summary = stepper.summary(per_model, {"step": ckpt.latest_step() or stepper.step,
+                                        "best_step": ckpt.best_step(),
+                                        "tested_step": stepper.step,
                                         "stopped_early": stopped_early(ckpt, config),
                                         "wall_time_s": time.time() - start_time})
   if "seeds" in summary and "test_beam" in per_model[0]:  # as "test" / "test_std": over seeds

@@ -77,7 +77,8 @@ def test_a_run_stops_after_patience_flat_evaluations_and_a_rerun_is_a_no_op(tmp_
   summary = training.train_and_evaluate(config, str(tmp_path))
   # Evaluations at 5, 10, 15: the first is the best, two more without improvement; the test
   # sees the best checkpoint (the checkpointer's pick among the equal losses).
-  assert summary["stopped_early"] and summary["step"] == summary["best_step"]
+  assert summary["stopped_early"] and summary["step"] == 15
+  assert summary["tested_step"] == summary["best_step"]
   records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
   assert [r["step"] for r in records if r["split"] == "valid"] == [5, 10, 15]
   assert [r["step"] for r in records if r["split"] == "test"] == [summary["best_step"]]
@@ -91,6 +92,21 @@ def test_without_patience_the_run_trains_every_step(tmp_path):
   config.train.num_steps = 15
   summary = training.train_and_evaluate(config, str(tmp_path))
   assert not summary["stopped_early"] and summary["step"] == 15
+
+
+def test_a_run_that_trains_every_step_is_tested_at_its_best_checkpoint(tmp_path):
+  config = _config(patience=0)
+  config.train.num_steps = 15
+  # Far too large a learning rate: the validation loss is lowest at the first evaluation and
+  # grows after it, so the best checkpoint is step 5's, not the last step's.
+  config.train.learning_rate = 3.0
+  summary = training.train_and_evaluate(config, str(tmp_path))
+  records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  valid = {r["step"]: r["loss"] for r in records if r["split"] == "valid"}
+  assert valid[5] < min(valid[10], valid[15])
+  assert not summary["stopped_early"] and summary["step"] == 15
+  assert summary["best_step"] == summary["tested_step"] == 5
+  assert [r["step"] for r in records if r["split"] == "test"] == [5]
 
 
 def test_improvements_smaller_than_min_delta_do_not_keep_a_run_going(tmp_path):
