@@ -21,7 +21,10 @@ of the teacher-forced attention, as the corpus metric) where they apply.
 Test outcomes (``WORKDIR/test_outcomes.jsonl``, or ``WORKDIR/seed_<k>/`` per seed of a
 multi-seed run, written with the final test metrics): one object per test sentence, in test-set
 order: ``index``, ``src_length``, ``tgt_length``, ``length_bucket`` (its label in the summary's
-``*_by_length``), ``exact_match`` (0 or 1), and the sufficient statistics of the corpus
+``*_by_length``), ``exact_match`` (0 or 1), ``first_error`` (the 1-based output position where
+the decoding first differs from the reference, null when exact) and ``forced_correct`` (per
+target position, EOS last: 1 where the teacher-forced argmax is the reference token;
+``attnlab.position_metrics``), and the sufficient statistics of the corpus
 metrics: ``bleu_stats`` (text tasks; sacrebleu's [hyp_len, ref_len, matching 1..4-grams,
 total 1..4-grams], ``metrics.bleu_statistics``) and ``alignment_counts`` (tasks that know the
 true alignment; [|A∩S|, |A∩P|, |A|, |S|], ``metrics.alignment_counts``). Corpus BLEU and AER of
@@ -184,6 +187,9 @@ def outcome_row(record: dict, index: int) -> dict:
       "index": index, "src_length": len(example.src), "tgt_length": len(example.tgt),
       "length_bucket": record["length_bucket"], "exact_match": int(record["exact_match"]),
   }
+  if "first_error" in record:  # where the output first goes wrong (position_metrics)
+    row["first_error"] = record["first_error"]
+    row["forced_correct"] = [int(x) for x in record["forced_correct"]]
   for key in ("bleu_stats", "alignment_counts"):
     if key in record:
       row[key] = [int(x) for x in record[key]]

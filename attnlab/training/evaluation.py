@@ -12,7 +12,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from attnlab import decoding, export, length_buckets, metrics as metrics_lib, parallel, plots
+from attnlab import (decoding, export, length_buckets, metrics as metrics_lib, parallel, plots,
+                     position_metrics)
 from attnlab.data import TaskData, eval_batches
 from attnlab.data.tasks import Example
 from attnlab.training.preparation import Prepared
@@ -64,11 +65,17 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
   or no 3- and 4-grams, so smoothing and the brevity penalty weigh on it far more than on
   a long one, and the mean falls with length even where corpus BLEU does not.
 
+  Per target position (``position_metrics``; buckets with the same boundaries, EOS step
+  included): ``token_accuracy_by_position`` {label: {"count", "mean"}}, teacher-forced; and
+  ``first_error_by_position`` {"none": exact sentences, label: sentences first wrong there}.
+
   The alignment error rate scores the argmax link of each real target token of the
   teacher-forced attention (not the EOS step, which no gold link can match).
 
   A record holds the ``example``, its ``prediction`` (ids, EOS included), ``decode_attention``
   [len(prediction), src_len], teacher-forced ``forced_attention`` [tgt_len + 1, src_len],
+  ``forced_correct`` [tgt_len + 1] (the teacher-forced argmax was the reference token),
+  ``first_error`` (``position_metrics.first_error`` of the decoding, None when exact),
   ``oovs``, the decoder's ``score`` and ``log_prob``, ``exact_match``, ``length_bucket`` (the
   label of its source length's bucket) and, for text tasks, ``sentence_bleu`` and
   ``bleu_stats`` (``metrics.bleu_statistics``, [10]); with a true alignment,
@@ -100,6 +107,7 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
           "decode_attention": decoded.attention[row, :length, :batch["src_lengths"][row]],
           "forced_attention": out["attention"][row, :batch["tgt_lengths"][row],
                                                :batch["src_lengths"][row]],
+          "forced_correct": out["token_correct"][row, :batch["tgt_lengths"][row]].tolist(),
           "oovs": copy_oovs(task, examples[index], prepared.model),
           "score": float(decoded.scores[row]),
           "log_prob": float(decoded.log_probs[row]),
@@ -111,8 +119,10 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
   predictions = [r["prediction"] for r in records]
   correct = np.array([metrics_lib.strip_special(p) == ref
                       for p, ref in zip(predictions, references)], float)
-  for record, match in zip(records, correct):
+  for record, match, prediction, reference in zip(records, correct, predictions, references):
     record["exact_match"] = bool(match)
+    record["first_error"] = position_metrics.first_error(
+        metrics_lib.strip_special(prediction), reference)
   src_lengths = np.array([len(r["example"].src) for r in records])
   boundaries = length_boundaries(config, src_lengths)
   for record, label in zip(records, length_buckets.bucket_of(src_lengths, boundaries)):
@@ -133,6 +143,13 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
           correct),
       "num_examples": len(records),
   }
+  # Where outputs go wrong (attention vs the decoder's length extrapolation), by target
+  # position in the source-length buckets' boundaries: teacher-forced accuracy, first errors.
+  positions = length_boundaries(config, np.array([len(r["forced_correct"]) for r in records]))
+  result["token_accuracy_by_position"] = position_metrics.accuracy_by_position(
+      [r["forced_correct"] for r in records], positions)
+  result["first_error_by_position"] = position_metrics.first_errors_by_position(
+      [r["first_error"] for r in records], positions)
   if prepared.model.decoder != "none":
     result["attention_entropy"] = sums["entropy_sum"] / max(sums["entropy_rows"], 1)
   if task.is_text:

@@ -186,15 +186,18 @@ def sharded_train_step(mesh: jax.sharding.Mesh, steps: int = 1, label_smoothing:
 
 @jax.jit
 def eval_step(state: TrainState, batch: dict) -> dict:
-  """Teacher-forced sums over one batch: loss, tokens, correct tokens, entropy."""
+  """Teacher-forced sums over one batch: loss, tokens, correct tokens, entropy; and per
+  position, ``token_correct`` [batch, tgt_len] (argmax == target, False at padding) and
+  ``attention`` [batch, tgt_len, src_len]."""
   logits, attention = forward(state, state.params, batch, True)
   mask = target_mask(batch)
   loss_sum, count = metrics_lib.sequence_cross_entropy(logits, batch["tgt_out"], mask)
   correct, _ = metrics_lib.token_correct(logits, batch["tgt_out"], mask)
   src_mask = jnp.arange(batch["src"].shape[1])[None, :] < batch["src_lengths"][:, None]
   entropy, rows = metrics_lib.attention_entropy(attention, mask, src_mask)
+  token_correct = (jnp.argmax(logits, axis=-1) == batch["tgt_out"]) & mask  # [batch, tgt_len]
   return {"loss_sum": loss_sum, "tokens": count, "correct": correct, "entropy_sum": entropy,
-          "entropy_rows": rows, "attention": attention}
+          "entropy_rows": rows, "attention": attention, "token_correct": token_correct}
 
 
 def new_state(model, train_config: ml_collections.ConfigDict, seed: int,
