@@ -159,6 +159,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_length_boundaries(config)
   _validate_bucket_boundaries(config)
   _validate_test_beam_sizes(config)
+  _validate_test_at_steps(config)
   if config.num_seeds > 1 and config.train.steps_per_dispatch > 1:
     raise ConfigError("train.steps_per_dispatch", "multi-seed runs (num_seeds > 1) take one "
                       "step per dispatch: set it to 1, or run the seeds separately")
@@ -237,6 +238,16 @@ def _validate_test_beam_sizes(config: ml_collections.ConfigDict) -> None:
   if 1 in value and config.eval.coverage_penalty > 0:
     raise ConfigError("eval.test_beam_sizes", "1 (greedy) cannot apply eval.coverage_penalty "
                       "(it re-ranks beam hypotheses): list beam sizes > 1 or set the penalty to 0")
+
+
+def _validate_test_at_steps(config: ml_collections.ConfigDict) -> None:
+  """Steps of the matched-step test evaluations: distinct positive integers."""
+  value = config.eval.get("test_at_steps", ())  # absent from older workdirs' config.json
+  if isinstance(value, str) or not isinstance(value, (tuple, list)) or not all(
+      isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in value) or len(
+          set(value)) != len(value):
+    raise ConfigError("eval.test_at_steps", "must be distinct positive integers, e.g. "
+                      f"--config.eval.test_at_steps='(1000, 2000)', got {value!r}")
 
 
 def _validate_coverage_and_alignment(config: ml_collections.ConfigDict) -> None:

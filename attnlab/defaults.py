@@ -269,6 +269,10 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   # metrics as "test"}; test_outcomes_beam5.jsonl), so one run gives greedy and beam per
   # length bucket (experiments.report's `decoding` axis). 1 = greedy. () = none.
   c.eval.test_beam_sizes = ()
+  # Training steps at which the test split is evaluated too (eval.beam_size's decoding), beside
+  # the final test of the best checkpoint: metrics.jsonl records of split "test_at_step" and
+  # test_outcomes_step<k>.jsonl, so variants compare at matched amounts of training. () = none.
+  c.eval.test_at_steps = ()
   # Source-length bucket boundaries for per-length metrics (empty = automatic).
   c.eval.length_boundaries = ()
   # Number of test examples whose attention heatmaps are written to the workdir.

@@ -9,6 +9,10 @@ the log-line prefix and the folder under the workdir its outputs go to), ``summa
 ``lower_train_step()`` (its train program on the largest batch shape, for its memory) and
 ``cost`` (summary.json's ``cost``, which the loop records: ``attnlab.training.cost``).
 
+With ``eval.test_at_steps``, the test split is also evaluated at those training steps
+(``writer.TEST_AT_STEP`` records, ``test_outcomes_step<k>.jsonl``), so variants that stop at
+different steps can still be compared after equal amounts of training.
+
 Running the same command again resumes from the latest checkpoint (a finished run is a no-op
 that says so). The data order is a pure function of (seed, step) and dropout keys are
 ``fold_in(rng, step)``, so a resumed run sees what an uninterrupted one would.
@@ -36,16 +40,19 @@ from attnlab.training.multiseed import MultiSeedStepper, mean_and_std
 from attnlab.training.preparation import Prepared, data_parallel_mesh, init_state, prepare
 from attnlab.training.signals import Interrupted, check_finite, stop_on_signals
 from attnlab.training.steps import TrainState, make_schedule, sharded_train_step
-from attnlab.training.writer import MetricWriter
+from attnlab.training.writer import TEST_AT_STEP, MetricWriter
 
 Array = jax.Array
 
 
-def dispatch_group(batches: TrainBatches, step: int, tc: ml_collections.ConfigDict) -> list[dict]:
+def dispatch_group(batches: TrainBatches, step: int, tc: ml_collections.ConfigDict,
+                   test_at_steps: tuple[int, ...] = ()) -> list[dict]:
   """Host batches of the next dispatch: up to ``tc.steps_per_dispatch`` consecutive steps from
-  ``step`` whose batches share one shape, never past the next log/eval/checkpoint step."""
+  ``step`` whose batches share one shape, never past the next log/eval/checkpoint step or
+  ``test_at_steps`` step."""
   following = [tc.num_steps] + [(step // every + 1) * every
                                 for every in (tc.log_every, tc.eval_every, tc.checkpoint_every)]
+  following += [s for s in test_at_steps if s > step]
   count = min(tc.steps_per_dispatch, min(following) - step)
   group = []
   for s in range(step, step + count):
@@ -95,7 +102,8 @@ class SingleModelStepper:
     return int(self.state.step)
 
   def advance(self, step: int) -> tuple[int, dict]:
-    group = dispatch_group(self.batches, step, self.config.train)
+    group = dispatch_group(self.batches, step, self.config.train,
+                           tuple(self.config.eval.get("test_at_steps", ())))
     self.state, metrics = run_group(self.state, group, self.rng, self.mesh, self.config.train)
     return step + len(group), metrics
 
@@ -153,12 +161,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _write_run_files(config: ml_collections.ConfigDict, workdir: str, prepared: Prepared):
   """config.json, vocab.json and run.json: what eval and decode rebuild the run from."""
-  task = prepared.task
   workdir_lib.write_json(os.path.join(workdir, "config.json"), config.to_dict())
-  workdir_lib.write_json(os.path.join(workdir, "vocab.json"),
-                         {"src": list(task.src_vocab.tokens), "tgt": list(task.tgt_vocab.tokens),
-                          "src_tokenizer": task.src_tokenizer.to_dict(),
-                          "tgt_tokenizer": task.tgt_tokenizer.to_dict()})
+  workdir_lib.write_vocab(workdir, prepared.task)  # with its checksum (read_vocab checks it)
   workdir_lib.write_json(os.path.join(workdir, "run.json"), prepared.shapes())
 
 
@@ -231,6 +235,7 @@ def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received
   timer = TrainTimer(step)
   patience = tc.get("early_stopping_patience", 0)
   min_delta = tc.get("early_stopping_min_delta", 0.0)  # .get: older workdirs' config.json
+  test_steps = set(config.eval.get("test_at_steps", ()))
   while step < tc.num_steps and not early_stopping.should_stop(history, tc.best_mode, patience,
                                                                min_delta):
     done, raw = stepper.advance(step)
@@ -241,7 +246,8 @@ def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received
     log_now = done % tc.log_every == 0 or is_last
     eval_now = done % tc.eval_every == 0 or is_last
     save_now = done % tc.checkpoint_every == 0 or is_last
-    if log_now or eval_now or save_now or received:
+    test_now = done in test_steps
+    if log_now or eval_now or save_now or test_now or received:
       timer.stop(done, raw)  # a window of training alone: what follows is not timed
       for state, seen in zip(stepper.states(), reported):
         check_finite(state, config, seen)
@@ -249,13 +255,16 @@ def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received
       ckpt.save(done, stepper.state)
       raise Interrupted(done, received[0])
     valid_metrics = []
-    if log_now or eval_now:
+    if log_now or eval_now or test_now:
       for i, state in enumerate(stepper.states()):
         records = None
         if log_now:
           train_scalars = stepper.train_metrics(raw, i)
           train_scalars["learning_rate"] = float(make_schedule(tc)(done))
           writers[i].write(done, "train", train_scalars)
+        if test_now and task.test:  # matched-step comparisons (module doc)
+          test_result, test_records = evaluate(state, prepared, task.test, config)
+          writers[i].write(done, TEST_AT_STEP, test_result, test_records)
         if eval_now:
           result, records = evaluate(state, prepared, valid, config)
           writers[i].write(done, "valid", result, records)
@@ -280,7 +289,7 @@ def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received
         save_now = True
     if save_now:
       ckpt.save(done, stepper.state, mean_and_std(valid_metrics)[0] if valid_metrics else None)
-    if log_now or eval_now or save_now:
+    if log_now or eval_now or save_now or test_now:
       timer.start(done)
   stepper.cost = cost_summary(timer, memory)
 

@@ -17,6 +17,9 @@ from attnlab import export, plots, summaries
 from attnlab.data import TaskData
 from attnlab.training.evaluation import heatmap_parts, prediction_text, scalars
 
+# The split of the test evaluations at fixed training steps (``eval.test_at_steps``).
+TEST_AT_STEP = "test_at_step"
+
 
 class MetricWriter:
   """metrics.jsonl plus TensorBoard summaries, written by process 0 only.
@@ -33,7 +36,8 @@ class MetricWriter:
   HParams dashboard then compares a sweep's trials: ``tensorboard --logdir ROOT``).
   With ``test`` records, ``test_outcomes.jsonl`` beside metrics.jsonl: one line per test
   sentence with its length and the sufficient statistics of its metrics
-  (``attnlab.export.outcome_row``), from which ``experiments.report`` draws intervals.
+  (``attnlab.export.outcome_row``), from which ``experiments.report`` draws intervals; with
+  ``test_at_step`` records (``eval.test_at_steps``), ``test_outcomes_step<step>.jsonl``.
 
   resume_step: records after this step (written by a run that died after its
   last checkpoint) are dropped, so a resumed run's file reads like an
@@ -82,8 +86,9 @@ class MetricWriter:
       self.tb.add_scalar(f"{split}/{key}", value, step)
     if records and self.task is not None:
       self._write_examples(step, split, records)
-    if split == "test" and records:
-      export.write_jsonl(os.path.join(self.directory, "test_outcomes.jsonl"),
+    if split in ("test", TEST_AT_STEP) and records:
+      name = "test_outcomes.jsonl" if split == "test" else f"test_outcomes_step{step}.jsonl"
+      export.write_jsonl(os.path.join(self.directory, name),
                          [export.outcome_row(r, i) for i, r in enumerate(records)])
     if split == "test" and self.hparams is not None:
       for summary in summaries.hparams_summaries(self.hparams, [f"test/{k}" for k in values]):
