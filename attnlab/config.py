@@ -88,6 +88,7 @@ REAL_RANGES = {
     "train.coverage_loss_weight": "[0, inf)",
     "train.guided_alignment_weight": "[0, inf)",
     "train.early_stopping_min_delta": "[0, inf)",
+    "train.early_stopping_min_relative_delta": "[0, 1)",
     "model.dropout_rate": "[0, 1)",
     "model.hard_temperature": "(0, inf)",
     "model.hard_entropy_weight": "[0, inf)",

@@ -218,6 +218,7 @@ RANGES = [
     ("train.coverage_loss_weight", [-0.5], [0.0, 2.0]),
     ("train.guided_alignment_weight", [-1.0], [0.0, 2.0]),
     ("train.early_stopping_min_delta", [-0.01], [0.0, 0.5]),
+    ("train.early_stopping_min_relative_delta", [-0.01, 1.0], [0.0, 0.05]),
     ("model.dropout_rate", [1.0, -0.1], [0.0, 0.9]),
     ("model.hard_temperature", [0.0, -1.0], [1e-3, 5.0]),
     ("model.hard_entropy_weight", [-0.01], [0.0, 1.0]),

@@ -4,8 +4,11 @@
 (every ``train.eval_every`` steps) without a better ``train.best_metric`` (in the direction of
 ``train.best_mode``; the mean over seeds for a multi-seed run, the value that also ranks its
 checkpoints), better meaning by more than ``train.early_stopping_min_delta`` (default 0: any
-strict improvement; Keras's ``min_delta``), so a curve that creeps up by a sentence now and
-then on a plateau counts as flat. ``train.num_steps`` stays the cap. Stopping early saves a
+strict improvement; Keras's ``min_delta``) and by more than
+``train.early_stopping_min_relative_delta`` times the best so far (default 0), so a curve that
+creeps up by a sentence now and then on a plateau counts as flat. The relative criterion holds
+at every scale: an absolute 0.005 nats is more than a converged loss of 0.003 can fall, while
+5% of the best says "stopped improving" at 0.3 and at 0.003 alike. ``train.num_steps`` stays the cap. Stopping early saves a
 checkpoint at that step, then the run is evaluated on the test split as at the end, with its
 best checkpoint (by ``train.best_metric``), and its summary says ``stopped_early: true`` and
 the step.
@@ -28,7 +31,8 @@ import numpy as np
 from attnlab.atlas.run import read_jsonl
 
 
-def stalled_evaluations(values: Sequence[float], mode: str, min_delta: float = 0.0) -> int:
+def stalled_evaluations(values: Sequence[float], mode: str, min_delta: float = 0.0,
+                        min_relative_delta: float = 0.0) -> int:
   """Evaluations since the last improvement of ``values``; 0 when the last improved,
   ``len(values)`` when there is none yet.
 
@@ -37,24 +41,25 @@ def stalled_evaluations(values: Sequence[float], mode: str, min_delta: float = 0
   never is one. With ``min_delta = 0`` the last improvement is the first occurrence of the best.
 
   values: [num_evaluations] the monitored metric in order; mode: "max" or "min";
-  min_delta: >= 0, in the metric's units (0.005 exact match: about 1 sentence in 200).
+  min_delta: >= 0, in the metric's units (0.005 exact match: about 1 sentence in 200);
+  min_relative_delta: >= 0, a fraction of ``|best|``; an improvement must exceed both.
   """
   sign = 1.0 if mode == "max" else -1.0
   best, last_improvement = None, -1
   for i, value in enumerate(np.asarray(values, np.float64)):
     if np.isnan(value):
       continue
-    if best is None or sign * (value - best) > min_delta:
+    if best is None or sign * (value - best) > max(min_delta, min_relative_delta * abs(best)):
       best, last_improvement = value, i
   return len(values) - 1 - last_improvement
 
 
-def should_stop(values: Sequence[float], mode: str, patience: int, min_delta: float = 0.0
-                ) -> bool:
+def should_stop(values: Sequence[float], mode: str, patience: int, min_delta: float = 0.0,
+                min_relative_delta: float = 0.0) -> bool:
   """True when ``patience`` > 0 and the last ``patience`` evaluations brought no improvement
-  (of more than ``min_delta``)."""
+  (of more than ``min_delta`` and ``min_relative_delta`` of the best)."""
   return (patience > 0 and len(values) > patience
-          and stalled_evaluations(values, mode, min_delta) >= patience)
+          and stalled_evaluations(values, mode, min_delta, min_relative_delta) >= patience)
 
 
 def valid_history(dirs: Sequence[str], metric: str, upto_step: int) -> list[float]:

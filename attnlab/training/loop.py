@@ -234,10 +234,12 @@ def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received
   memory = train_step_memory(stepper) if tc.get("measure_memory", False) else None
   timer = TrainTimer(step)
   patience = tc.get("early_stopping_patience", 0)
-  min_delta = tc.get("early_stopping_min_delta", 0.0)  # .get: older workdirs' config.json
+  # .get: older workdirs' config.json
+  deltas = (tc.get("early_stopping_min_delta", 0.0),
+            tc.get("early_stopping_min_relative_delta", 0.0))
   test_steps = set(config.eval.get("test_at_steps", ()))
   while step < tc.num_steps and not early_stopping.should_stop(history, tc.best_mode, patience,
-                                                               min_delta):
+                                                               *deltas):
     done, raw = stepper.advance(step)
     if progress is not None:
       progress.update(done - step)
@@ -283,7 +285,7 @@ def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received
             print(line, flush=True)
     if valid_metrics:
       history.append(mean_and_std(valid_metrics)[0].get(tc.best_metric, float("nan")))
-      if early_stopping.should_stop(history, tc.best_mode, patience, min_delta):
+      if early_stopping.should_stop(history, tc.best_mode, patience, *deltas):
         logging.warning("stopping early at step %d: validation %s has not improved for %d "
                         "evaluations", done, tc.best_metric, patience)
         save_now = True

@@ -34,6 +34,19 @@ def test_an_improvement_must_exceed_min_delta(values, mode, min_delta, stalled):
   assert early_stopping.should_stop(values, mode, 2, min_delta) == (stalled >= 2)
 
 
+@pytest.mark.parametrize("values, stalled", [
+    ([0.0073, 0.0035, 0.0010, 0.00024], 0),  # a converging loss improves by > 5% each time
+    ([0.1500, 0.1499, 0.1480, 0.1460], 3),  # creeping by < 5% of 0.15 is flat
+    ([0.2, 0.15, 0.149, 0.14], 0),  # 0.15 -> 0.14 is 6.7%: an improvement
+])
+def test_a_relative_min_delta_scales_with_the_best(values, stalled):
+  assert early_stopping.stalled_evaluations(values, "min", 0.0, 0.05) == stalled
+  # An absolute 0.005 nats calls the last fall of the converging loss (0.0010 -> 0.00024,
+  # 76%) flat.
+  assert early_stopping.stalled_evaluations([0.0073, 0.0035, 0.0010, 0.00024], "min",
+                                            0.005) == 1
+
+
 def test_should_stop_needs_patience_evaluations_past_the_best():
   assert not early_stopping.should_stop([0.5, 0.4, 0.4], "max", 0)  # off
   assert not early_stopping.should_stop([0.5, 0.4], "max", 2)
