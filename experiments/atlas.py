@@ -52,7 +52,9 @@ def _cell(row: Mapping) -> str:
   if interval:
     return f"{row['mean']:.{digits}f} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
   std = row.get("std")
-  return f"{row['mean']:.{digits}f}" + (f" ± {std:.{digits}f}" if isinstance(std, float) else "")
+  one_seed = row.get("num_seeds") == 1  # a spread of one value is no uncertainty: no "± 0"
+  return f"{row['mean']:.{digits}f}" + (f" ± {std:.{digits}f}" if isinstance(std, float)
+                                        and not one_seed else "")
 
 
 def _suffix(setting: Mapping[str, str]) -> str:
@@ -207,7 +209,9 @@ def write_atlas(root: str | os.PathLike, out: str | os.PathLike | None = None,
       f"{len(trials)} finished trial(s) under {root.resolve()}; axes: {', '.join(axes)}; "
       f"lines: {line}."))
   page.section("Results", "Mean over seeds; in brackets the 95% interval where the report "
-               "has one, else ± sample std over seeds. Click a column header to sort.")
+               "has one (results.csv's interval: t over seeds, about a new training seed on "
+               "this test set; with one seed, a bootstrap over its test sentences), else ± "
+               "sample std over seeds. Click a column header to sort.")
   results_tables(page, axes, rows)
   points = metric_points(axes, rows, line, x_axis)
   if points:

@@ -8,29 +8,41 @@ way. Writes to ``--out`` (default ``ROOT/report``):
 
 * ``results.csv``: one row per (setting, metric, source-length bucket or ``all``): mean and
   standard deviation over seeds (``ddof=1``; 0 with one seed), number of seeds, examples, and
-  for exact match, BLEU and alignment error rate a 95% interval (``low``, ``high``) where the
-  runs wrote their ``test_outcomes.jsonl``: a bootstrap pooling the seeds with test-set
-  sampling (``attnlab.intervals.two_level_interval``). BLEU per bucket is the corpus BLEU of
-  the bucket's sentences (runs older than that, which stored a mean sentence BLEU there, have
-  no BLEU-by-length rows).
+  a 95% interval (``low``, ``high``) with how it was made (``interval``): with two or more
+  seeds the Student t interval over the per-seed values (``t``; ``attnlab.intervals``: about
+  a new training seed on this test set), for every metric but the training cost; with one
+  seed, for exact match, BLEU and alignment error rate where the run wrote its
+  ``test_outcomes.jsonl``, the bootstrap over its test sentences (``sentence bootstrap``: seed
+  variation not measured), else none. BLEU per bucket is the corpus BLEU of the bucket's
+  sentences (runs older than that, which stored a mean sentence BLEU there, have no
+  BLEU-by-length rows).
   Per bucket, its ``regime``: ``extrapolation`` when the trial trained on shorter sources
   only (``data.train_max_src_len`` below the bucket's shortest length), else ``in_range``
   (empty without a training cap, and for ``all``).
 * ``results.md``: the same as Markdown tables, ``mean [low, high]`` per cell where there is an
-  interval, else ``mean ± std``; a bucket's header has its number of test sentences and says
-  ``extrapolation`` where every setting extrapolates there (else the cells that do say it).
+  interval, else ``mean ± std`` (``mean`` alone with one seed); a bucket's header has its
+  number of test sentences and says ``extrapolation`` where every setting extrapolates there
+  (else the cells that do say it).
 * A ``decoding`` axis (``greedy``, ``beam5``, ...) when trials decoded their test set with
   extra beam sizes (``eval.test_beam_sizes``, ``summary["test_beam"]``): each trial's runs
   once per decoding, from one training; ``--compare 'decoding=beam5' --compare
   'decoding=greedy'`` (plus the other axes) tests beam against greedy on the same sentences.
-  Trials without them have their one decoding, and no such axis when none has any.
+  Trials without them have their one decoding, and no such axis when none has any. Being the
+  same trained models, they are compared paired by seed.
 * ``learning_curves.csv`` and ``learning_curves[__<axis>-<label>].png``: the validation
   ``train.best_metric`` and loss against the step (each model's metrics.jsonl), mean and
   std over seeds, one line per value of the line axis (``experiments.report_figures``).
-* ``comparison.md`` with ``--compare A --compare B`` (two settings, e.g. ``variant=additive``;
-  more pairs, ``--compare C --compare D``, add more tests to the file):
-  the paired bootstrap test (Koehn 2004, ``attnlab.intervals.paired_bootstrap``) of A against
-  B on the same test sentences, per metric, overall and per length bucket; printed too.
+* ``comparison.md`` and ``comparison.csv`` with ``--compare A --compare B`` (two settings,
+  e.g. ``variant=additive``; more pairs, ``--compare C --compare D``, add more tests to the
+  file): A against B on the same test sentences, per metric, overall and per length bucket
+  (``experiments.outcomes``, ``attnlab.comparisons``): the difference, its 95% interval, the
+  two-sided p and its Holm-adjusted p over every test on the page (the family), paired by
+  seed when A and B are the same trained models (two decodings), Welch's t otherwise, a
+  permutation test over the test sentences with one seed; then one sentence per metric that
+  claims a difference only where the adjusted p is below 0.05. ``bucket=<label>`` in both
+  specs (``variant=additive,bucket=11-20`` against ``variant=additive,bucket=41-50``) tests
+  those buckets against each other instead: one model at two test lengths, paired by seed.
+  Printed too.
 * ``<metric>_vs_length[__<axis>-<label>].png``: metric against source length (bucket mean),
   one line per value of the line axis (``--line``, default ``variant``), a ±std band over
   seeds; one figure per value of the other axes (``attnlab.plots.metric_vs_length_figure``),
@@ -188,10 +200,17 @@ def _stats(values: Sequence[float]) -> tuple[float, float]:
   return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
 
 
+def _interval(runs: Sequence[dict], metric: str, bucket: str, values: Sequence[float]) -> dict:
+  if metric in report_tables.COSTS:  # one measurement per trial, not a test metric per seed
+    return {"low": "", "high": "", "interval": ""}
+  return outcomes.interval(runs, metric, bucket, values)
+
+
 def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
   """The CSV rows: per setting, metric and bucket (or "all"), mean and std over seeds, and
-  the 95% interval pooling seeds and test sentences where the runs' outcomes allow it; a
-  bucket's ``regime`` (``regime``) by the setting's longest training source."""
+  the 95% interval (``outcomes.interval``: t over the seeds, or with one seed the sentence
+  bootstrap where its outcomes allow it; none for the training cost); a bucket's ``regime``
+  (``regime``) by the setting's longest training source."""
   out, old_bleu = [], False
   for key, runs in groups.items():
     setting = dict(zip(axes, key))
@@ -201,7 +220,7 @@ def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
         mean, std = _stats(values)
         out.append({**setting, "metric": metric, "bucket": "all", "regime": "",
                     "mean_length": "", "mean": mean, "std": std,
-                    **outcomes.interval(runs, metric, "all"),
+                    **_interval(runs, metric, "all", values),
                     "num_seeds": len(values),
                     "num_examples": runs[0]["test"].get("num_examples", "")})
       by_length = [r["test"].get(f"{metric}_by_length") for r in runs]
@@ -214,12 +233,13 @@ def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
         cells = [b[bucket] for b in by_length if bucket in b]
         if len(cells) != len(runs):
           continue
-        mean, std = _stats([c["mean"] for c in cells])
+        values = [c["mean"] for c in cells]
+        mean, std = _stats(values)
         train_length = runs[0].get("train_max_src_len") or 0
         out.append({**setting, "metric": metric, "bucket": bucket,
                     "regime": report_tables.regime(bucket, train_length),
                     "mean_length": float(np.mean([c["mean_length"] for c in cells])),
-                    "mean": mean, "std": std, **outcomes.interval(runs, metric, bucket),
+                    "mean": mean, "std": std, **_interval(runs, metric, bucket, values),
                     "num_seeds": len(cells), "num_examples": cells[0]["count"]})
   if old_bleu:
     print("BLEU by length left out for runs written before it was the corpus BLEU of each "
@@ -227,29 +247,37 @@ def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
   return out
 
 
-def _select(axes: Sequence[str], groups: Mapping[tuple, list[dict]], spec: str) -> tuple:
-  """The one setting of ``groups`` that ``spec`` ("axis=label[,axis=label...]") names."""
+def _select(axes: Sequence[str], groups: Mapping[tuple, list[dict]],
+            spec: str) -> tuple[tuple, str | None]:
+  """The one setting of ``groups`` that ``spec`` ("axis=label[,axis=label...]", optionally
+  with ``bucket=<length bucket>``) names, and that bucket (None without one)."""
   wanted = _labels_from_name(spec)
-  if not wanted or not set(wanted) <= set(axes):
+  bucket = wanted.pop("bucket", None) if wanted and "bucket" not in axes else None
+  if wanted is None or not (wanted or bucket) or not set(wanted) <= set(axes):
     raise ReportError(f"--compare {spec!r}: give axis=label pairs of the axes "
-                      f"{', '.join(axes)}, comma-separated")
+                      f"{', '.join(axes)} (and optionally bucket=<length bucket>), "
+                      "comma-separated")
   found = [k for k in groups if all(dict(zip(axes, k))[a] == v for a, v in wanted.items())]
   if len(found) != 1:
     settings = "; ".join(report_figures.title(dict(zip(axes, k))) for k in groups)
     raise ReportError(f"--compare {spec!r} matches {len(found)} settings, not 1: {settings}")
-  return found[0]
+  return found[0], bucket
 
 
-def comparison(axes: Sequence[str], groups: Mapping[tuple, list[dict]], a: str, b: str) -> str:
-  """Markdown: the paired bootstrap test (Koehn 2004) of setting ``a`` against ``b`` on the
-  same test sentences, per metric with test outcomes, overall and per length bucket."""
-  runs_a, runs_b = groups[_select(axes, groups, a)], groups[_select(axes, groups, b)]
-  body = outcomes.paired_rows(runs_a, runs_b, METRICS)
-  if not body:
+def comparison(axes: Sequence[str], groups: Mapping[tuple, list[dict]], a: str,
+               b: str) -> list[dict]:
+  """The tests of setting ``a`` against ``b`` (``outcomes.compare_settings``), per metric with
+  test outcomes, overall and per length bucket (or the two buckets the specs name); not yet
+  adjusted for multiplicity."""
+  (key_a, bucket_a), (key_b, bucket_b) = _select(axes, groups, a), _select(axes, groups, b)
+  if (bucket_a is None) != (bucket_b is None):
+    raise ReportError(f"--compare {a!r} {b!r}: give bucket= in both settings or in neither")
+  found = outcomes.compare_settings(groups[key_a], groups[key_b], METRICS,
+                                    (bucket_a, bucket_b) if bucket_a else None)
+  if not found:
     raise ReportError(f"--compare {a!r} {b!r}: no test outcomes (test_outcomes.jsonl) of both "
-                      "on the same test sentences")
-  return (f"**paired bootstrap: A = {a} vs B = {b}** ({outcomes.PAIRED_NOTE})\n\n"
-          + report_tables.md_table(outcomes.PAIRED_HEADER, body) + "\n")
+                      "on the same test sentences" + (" in those buckets" if bucket_a else ""))
+  return found
 
 
 def _write_csv(path: pathlib.Path, fields: Sequence[str], table: Sequence[dict]) -> None:
@@ -273,7 +301,7 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
                  line: str | None = None, x_axis: str | None = None,
                  compare: Sequence[str] | None = None) -> dict:
   """Writes results.csv, results.md, learning_curves.csv and the figures, and with
-  ``compare`` (two settings) comparison.md; returns their paths."""
+  ``compare`` (settings in pairs) comparison.md and comparison.csv; returns their paths."""
   if compare and len(compare) % 2:
     raise ReportError("--compare takes settings in pairs (--compare A --compare B [--compare C "
                       f"--compare D ...]), got {len(compare)}: {compare}")
@@ -290,8 +318,8 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
   table_rows = rows(axes, groups)
   csv_path = out / "results.csv"
   _write_csv(csv_path, list(axes) + ["metric", "bucket", "regime", "mean_length", "mean",
-                                     "std", "low", "high", "num_seeds", "num_examples"],
-             table_rows)
+                                     "std", "low", "high", "interval", "num_seeds",
+                                     "num_examples"], table_rows)
   curve_axes, curves = report_figures.curve_rows(trials)
   curves_path = out / "learning_curves.csv"
   _write_csv(curves_path, curve_axes + list(report_figures.CURVE_FIELDS), curves)
@@ -305,9 +333,12 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
   paths = {"csv": csv_path, "markdown": md_path, "figures": figs + curve_figs,
            "learning_curves": curves_path}
   if compare:
+    text, csv_rows = outcomes.comparison_page([(a, b, comparison(axes, groups, a, b))
+                                      for a, b in zip(compare[::2], compare[1::2])])
     paths["comparison"] = out / "comparison.md"
-    paths["comparison"].write_text("\n".join(comparison(axes, groups, a, b) for a, b in
-                                             zip(compare[::2], compare[1::2])), encoding="utf-8")
+    paths["comparison"].write_text(text, encoding="utf-8")
+    paths["comparison_csv"] = out / "comparison.csv"
+    _write_csv(paths["comparison_csv"], outcomes.COMPARISON_FIELDS, csv_rows)
   return paths
 
 
@@ -319,8 +350,9 @@ def define_flags(fv: flags.FlagValues) -> None:
                       "get_report, else its first axis).", flag_values=fv)
   flags.DEFINE_string("x", None, "'length' (per-length metrics) or a numeric sweep axis "
                       "(default: the sweep's get_report, else 'length').", flag_values=fv)
-  flags.DEFINE_multi_string("compare", None, "In pairs: settings A and B (axis=label[,...]) "
-                            "for a paired bootstrap test of A against B (comparison.md); "
+  flags.DEFINE_multi_string("compare", None, "In pairs: settings A and B (axis=label[,...], "
+                            "optionally bucket=<length bucket> in both) to test A against B "
+                            "(comparison.md, comparison.csv; Holm-adjusted over the page); "
                             "more pairs, more tests.",
                             flag_values=fv)
 

@@ -16,6 +16,14 @@ OVERALL = METRICS + (("attention_entropy", "attention entropy (nats)"),
                      # A run's cost (summary.json "cost", attnlab.training.cost), where recorded.
                      ("train_steps_per_second", "train steps/s"),
                      ("train_step_memory_mb", "train step memory (MB)"))
+# The training cost: measured once per trial, not a test metric of each seed: no interval.
+COSTS = ("train_steps_per_second", "train_step_memory_mb")
+# How each interval in results.csv (its "interval" field) was made, for the tables' notes.
+INTERVAL_NOTES = {
+    "t": "95% t interval over seeds (seeds - 1 df): where the mean of a new training seed on "
+         "this test set lies; test-set sampling not included",
+    "sentence bootstrap": "with one seed, a 95% bootstrap interval over its test sentences "
+                          "(seed variation not measured)"}
 
 
 def shortest_length(bucket: str) -> int | None:
@@ -38,10 +46,24 @@ def regime(bucket: str, train_length: int) -> str:
 
 
 def fmt(row: Mapping, metric: str) -> str:
-  digits = 1 if metric in ("bleu", "train_steps_per_second", "train_step_memory_mb") else 3
+  """``mean [low, high]`` with an interval, else ``mean ± std`` over seeds; one seed without
+  an interval: the mean alone (a spread of one value is no uncertainty, never "± 0")."""
+  digits = 1 if metric in ("bleu",) + COSTS else 3
   if row.get("low", "") != "":
     return f"{row['mean']:.{digits}f} [{row['low']:.{digits}f}, {row['high']:.{digits}f}]"
+  if int(row.get("num_seeds") or 0) == 1:
+    return f"{row['mean']:.{digits}f}"
   return f"{row['mean']:.{digits}f} ± {row['std']:.{digits}f}"
+
+
+def intervals_note(table_rows: Sequence[Mapping]) -> str:
+  """What the cells of ``table_rows`` show: the mean over its seed counts, how the intervals
+  were made (``INTERVAL_NOTES``), and what the rest show."""
+  seeds = sorted({int(r["num_seeds"]) for r in table_rows})
+  methods = [m for m in INTERVAL_NOTES if any(r.get("interval") == m for r in table_rows)]
+  rest = "mean ± sample std over seeds (the mean alone with one seed) where there is none"
+  return (f"mean over {'/'.join(map(str, seeds))} seed(s)"
+          + "".join(f" [{INTERVAL_NOTES[m]}]" for m in methods) + "; " + rest)
 
 
 def md_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
@@ -55,9 +77,7 @@ def markdown(axes: Sequence[str], table_rows: Sequence[dict], x_axis: str = "len
   then one table of every overall metric."""
   sections = []
   names = dict(OVERALL)
-  seeds = sorted({r["num_seeds"] for r in table_rows})
-  over = (f"mean over {'/'.join(map(str, seeds))} seed(s) [95% bootstrap interval over seeds "
-          "and test sentences], else mean ± sample std over seeds")
+  over = intervals_note(table_rows)
   note = f"{over}; in parentheses, test examples per bucket"
   if any(r["regime"] == "extrapolation" for r in table_rows):
     note += ("; extrapolation: every source of the bucket is longer than the longest "

@@ -78,7 +78,8 @@ def test_no_module_uses_another_modules_private_names():
 FLOORS = [
     {"attnlab", "attnlab.data", "attnlab.options", "attnlab.losses", "attnlab.parallel",
      "attnlab.checkpointing", "attnlab.summaries"},
-    {"attnlab.attention", "attnlab.metrics", "attnlab.intervals", "attnlab.defaults"},
+    {"attnlab.attention", "attnlab.metrics", "attnlab.intervals", "attnlab.comparisons",
+     "attnlab.defaults"},
     {"attnlab.models", "attnlab.length_buckets", "attnlab.export", "attnlab.plots",
      "attnlab.atlas"},
     {"attnlab.decoding", "attnlab.config"},

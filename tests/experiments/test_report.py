@@ -5,7 +5,9 @@ import re
 
 import pytest
 
-from attnlab import plots
+from statsmodels.stats.multitest import multipletests
+
+from attnlab import intervals, plots
 from experiments import report, report_tables
 
 
@@ -109,56 +111,101 @@ def test_a_bad_line_axis_is_one_line_and_exit_2(tiny_sweep, tmp_path, capsys):
 
 # ---------------------------------------------------------------- intervals and --compare
 
-def test_intervals_pool_seeds_and_test_sentences_from_the_outcomes(tiny_sweep, written):
+def test_intervals_are_t_intervals_over_the_seeds(tiny_sweep, written):
   root, _, _ = tiny_sweep
   seed_dirs = sorted((root / "variant=additive,train_len=8").glob("seed_*"))
   assert len(seed_dirs) == 2  # one outcomes file per vmapped seed
   assert all((d / "test_outcomes.jsonl").exists() for d in seed_dirs)
   with open(written["csv"], encoding="utf-8") as f:
     rows = list(csv.DictReader(f))
-  for metric in ("exact_match", "bleu", "alignment_error_rate"):
+  for metric in ("exact_match", "bleu", "alignment_error_rate", "attention_entropy", "loss"):
     mine = [r for r in rows if r["metric"] == metric and r["variant"] == "additive"]
-    assert mine and all(r["low"] != "" for r in mine), metric
-    for r in mine:
-      assert float(r["low"]) <= float(r["high"])
-  entropy = [r for r in rows if r["metric"] == "attention_entropy"]
-  assert entropy and all(r["low"] == "" for r in entropy)  # no sentence outcomes: no interval
+    assert mine and all(r["interval"] == "t" for r in mine), metric
+    for r in mine:  # the t interval of the 2 per-seed values, 1 degree of freedom
+      values = [float(r["mean"]) - float(r["std"]) / 2 ** 0.5,
+                float(r["mean"]) + float(r["std"]) / 2 ** 0.5]
+      expected = intervals.values_interval(values)
+      assert float(r["low"]) == pytest.approx(expected.low, abs=1e-9)
+      assert float(r["high"]) == pytest.approx(expected.high, abs=1e-9)
+  # The training cost is one measurement per trial: no interval.
+  speed = [r for r in rows if r["metric"] == "train_steps_per_second"]
+  assert speed and all(r["low"] == r["interval"] == "" for r in speed)
   text = written["markdown"].read_text(encoding="utf-8")
-  assert "**corpus BLEU by source length**" in text and "95% bootstrap interval" in text
+  assert "**corpus BLEU by source length**" in text
+  assert "95% t interval over seeds (seeds - 1 df): where the mean of a new training seed" in text
+  assert "bootstrap" not in text  # every setting has 2 seeds
   cell = text[text.index("| additive | 8 |"):].splitlines()[0].split(" | ")[2]
   assert cell.count("[") == 1 and cell.endswith("]"), cell  # e.g. 0.000 [0.000, 0.000]
 
 
-def test_compare_prints_a_paired_bootstrap_table(tiny_sweep, tmp_path, capsys):
+def test_compare_tests_a_against_b_with_holm_over_the_page(tiny_sweep, tmp_path, capsys):
   root, _, _ = tiny_sweep
   argv = ["--root", str(root), "--out", str(tmp_path), "--compare", "variant=additive",
           "--compare", "variant=none"]
   assert report.main(argv) == 0
   text = (tmp_path / "comparison.md").read_text(encoding="utf-8")
   assert text in capsys.readouterr().out
-  assert "**paired bootstrap: A = variant=additive vs B = variant=none**" in text
+  assert "**A = variant=additive vs B = variant=none** (A and B are separate trainings: " \
+      "Welch's t" in text
   lines = [line for line in text.splitlines() if line.startswith("| exact match | ")]
   assert lines[0].startswith("| exact match | all | ")
+  assert "| Welch t over 2 seeds |" in lines[0]
   assert [line for line in text.splitlines() if line.startswith("| BLEU | all | ")]
-  # Against itself: no difference, nowhere near significance (each side's 2 seeds are
-  # resampled on their own, so the resampled difference varies around 0).
+  with open(tmp_path / "comparison.csv", encoding="utf-8") as f:
+    tests = list(csv.DictReader(f))
+  family = len(tests)
+  assert family > 3 and {t["family_size"] for t in tests} == {str(family)}
+  assert f"| p (Holm, {family}) |" in text and f"all {family} comparisons on this page" in text
+  raw = [float(t["p"]) for t in tests]
+  assert [float(t["p_holm"]) for t in tests] == pytest.approx(
+      multipletests(raw, method="holm")[1])
+  assert all(0 < p <= 1 for p in raw)
+  # One sentence per metric over all test sentences, from the adjusted p.
+  said = [line for line in text.splitlines() if line.startswith("- ")]
+  overall = [t for t in tests if t["bucket_a"] == "all"]
+  assert said[:len(overall)] == [f"- {t['finding']}" for t in overall]
+  for t in tests:
+    claims = " beats " in t["finding"]
+    assert claims == (float(t["p_holm"]) < 0.05), t["finding"]
+    assert claims or " are indistinguishable on " in t["finding"] and " at 2 seeds (" in \
+        t["finding"]
+  # Against itself: the same trained models, paired by seed; no difference at all.
   same = report.write_report(root, tmp_path / "same",
                              compare=["variant=additive", "variant=additive"])
-  for line in same["comparison"].read_text(encoding="utf-8").splitlines()[4:]:
-    cells = line.strip("| ").split(" | ")
-    assert cells[5].startswith("+0.0") and float(cells[7]) > 0.2, line
+  same_text = same["comparison"].read_text(encoding="utf-8")
+  assert "(A and B are the same trained models" in same_text
+  with open(same["comparison_csv"], encoding="utf-8") as f:
+    for t in csv.DictReader(f):
+      assert t["test"] == "paired t over 2 seeds" and float(t["difference"]) == 0.0
+      assert float(t["p"]) == 1.0 and "indistinguishable" in t["finding"]
   with pytest.raises(report.ReportError, match="matches 0 settings"):
     report.write_report(root, tmp_path / "bad", compare=["variant=nope", "variant=none"])
-  # Pairs of settings: one test each, in order.
+  # Pairs of settings: one table each, in order, one family.
   two = report.write_report(root, tmp_path / "two", compare=[
       "variant=additive", "variant=none", "variant=none", "variant=additive"])
-  headings = [line for line in two["comparison"].read_text(encoding="utf-8").splitlines()
-              if line.startswith("**paired bootstrap")]
-  assert [h.split("**")[1] for h in headings] == [
-      "paired bootstrap: A = variant=additive vs B = variant=none",
-      "paired bootstrap: A = variant=none vs B = variant=additive"]
+  headings = [line.split("**")[1] for line in two["comparison"].read_text(
+      encoding="utf-8").splitlines() if line.startswith("**A = ")]
+  assert headings == ["A = variant=additive vs B = variant=none",
+                      "A = variant=none vs B = variant=additive"]
+  with open(two["comparison_csv"], encoding="utf-8") as f:
+    assert {t["family_size"] for t in csv.DictReader(f)} == {str(2 * family)}
   with pytest.raises(report.ReportError, match="in pairs"):
     report.write_report(root, tmp_path / "odd", compare=["variant=none"] * 3)
+
+
+def test_compare_one_model_at_two_test_lengths_pairs_by_seed(tiny_sweep, tmp_path):
+  root, _, _ = tiny_sweep
+  paths = report.write_report(root, tmp_path, compare=[
+      "variant=additive,bucket=1-4", "variant=additive,bucket=>6"])
+  with open(paths["comparison_csv"], encoding="utf-8") as f:
+    tests = list(csv.DictReader(f))
+  assert [(t["metric"], t["bucket_a"], t["bucket_b"]) for t in tests] == [
+      (m, "1-4", ">6") for m in ("exact_match", "bleu", "alignment_error_rate")]
+  assert {t["test"] for t in tests} == {"paired t over 2 seeds"}
+  assert "| exact match | 1-4 vs >6 |" in paths["comparison"].read_text(encoding="utf-8")
+  with pytest.raises(report.ReportError, match="both settings or in neither"):
+    report.write_report(root, tmp_path / "one", compare=["variant=additive,bucket=1-4",
+                                                        "variant=none"])
 
 
 # ---------------------------------------------------------------- learning curves
@@ -207,8 +254,16 @@ def test_beam_decodings_are_a_decoding_axis_of_the_same_runs(beam_run, beam_repo
   # One run: its decodings are the figures' lines.
   assert "exact_match_vs_length__run-run.png" in {p.name for p in paths["figures"]}
   comparison = paths["comparison"].read_text(encoding="utf-8")
-  assert "A = decoding=beam2 vs B = decoding=greedy" in comparison
+  assert "A = decoding=beam2 vs B = decoding=greedy** (A and B are the same trained models" \
+      in comparison
   assert [line for line in comparison.splitlines() if line.startswith("| BLEU | >6 | ")]
+  # One seed: the permutation test over the test sentences, and the sentence bootstrap.
+  assert "| permutation over test sentences, 1 seed a side (seed variation not measured) |" \
+      in comparison
+  assert {r["interval"] for r in rows if r["low"] != ""} == {"sentence bootstrap"}
+  assert "with one seed, a 95% bootstrap interval over its test sentences" in text
+  cells = [line for line in text.splitlines() if line.startswith("| run | ")]
+  assert cells and not [line for line in cells if " ± 0" in line]  # one seed: never "± 0.000"
 
 
 def test_buckets_beyond_the_training_lengths_are_labelled_extrapolation(beam_report):
@@ -229,7 +284,8 @@ def test_the_extrapolation_label_goes_per_cell_when_the_train_length_is_an_axis(
            for n, b, regime in ((4, "5-8", "extrapolation"), (8, "5-8", "in_range"))]
   text = report_tables.markdown(["train_len"], cells)
   assert "| train_len | 5-8 (7) |" in text
-  assert "| 4 | 0.500 ± 0.000 (extrapolation) |" in text and "| 8 | 0.500 ± 0.000 |" in text
+  # One seed and no interval: the mean alone, never "± 0.000".
+  assert "| 4 | 0.500 (extrapolation) |" in text and "| 8 | 0.500 |" in text
 
 
 def test_cost_scalars_become_overall_metrics(written):
