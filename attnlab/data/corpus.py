@@ -30,12 +30,14 @@ from attnlab.data.text import TOKENIZERS, build_tokenizer, tokenize
 from attnlab.data.vocab import Vocab
 
 __all__ = [
-    "BAD_LINE_POLICIES", "corpus_defaults", "corpus_task", "filter_by_length", "read_aligned",
-    "read_lines", "read_parallel", "split_file",
+    "BAD_LINE_POLICIES", "LONG_HELD_OUT_POLICIES", "corpus_defaults", "corpus_task",
+    "filter_by_length", "limit_length", "read_aligned", "read_lines", "read_parallel",
+    "split_file",
     "tokenize",  # the `punctuation` tokenizer's function, importable from here as before
 ]
 
 BAD_LINE_POLICIES = ("error", "skip")
+LONG_HELD_OUT_POLICIES = ("skip", "truncate")
 # How many line numbers of skipped lines a warning names.
 _REPORTED_BAD_LINES = 5
 # How many file names a "not found in folder" error lists.
@@ -246,6 +248,12 @@ def corpus_defaults(c) -> None:
   # A line without a tab or with an empty side (a folder: blank in one file only): 'error'
   # (raise, naming the file and line) or 'skip' (warn and drop).
   c.on_bad_line = "error"
+  # No pair of any split has more source or target tokens than this (None: no limit): one
+  # huge line would set its split's padded shapes (a 250,000-word test line asks for terabytes).
+  # Longer training pairs are dropped, as max_src_len / max_tgt_len drop theirs; longer valid
+  # and test pairs are dropped ('skip') or cut to the limit ('truncate'). Counted, said once.
+  c.length_limit = 400
+  c.on_long_held_out = "skip"
 
 
 def filter_by_length(examples, max_src_len: int | None, max_tgt_len: int | None) -> list[Example]:
@@ -253,6 +261,22 @@ def filter_by_length(examples, max_src_len: int | None, max_tgt_len: int | None)
   return [e for e in examples
           if (max_src_len is None or len(e.src) <= max_src_len)
           and (max_tgt_len is None or len(e.tgt) <= max_tgt_len)]
+
+
+def limit_length(examples, limit: int | None, policy: str, what: str) -> tuple[Example, ...]:
+  """`examples` with at most `limit` tokens a side (None: all as they are): longer pairs are
+  dropped ('skip') or cut to `limit` tokens a side ('truncate'), and one warning says how many
+  (`what` names the split)."""
+  too_long = [e for e in examples if limit is not None and max(len(e.src), len(e.tgt)) > limit]
+  if not too_long:
+    return tuple(examples)
+  longest = max(max(len(e.src), len(e.tgt)) for e in too_long)
+  warnings.warn(f"{what}: {'dropped' if policy == 'skip' else 'truncated'} {len(too_long)} "
+                f"pair(s) over data.length_limit={limit} tokens a side (the longest: {longest})",
+                stacklevel=3)
+  if policy == "skip":
+    return tuple(e for e in examples if max(len(e.src), len(e.tgt)) <= limit)
+  return tuple(Example(e.src[:limit], e.tgt[:limit]) for e in examples)
 
 
 def _read_folder(data_config) -> tuple[str, list[list[Pair] | None], tuple[str, str]]:
@@ -315,7 +339,7 @@ def corpus_task(data_config) -> TaskData:
   3. Each side gets its tokenizer (`tokenizer`, `src_lang` / `tgt_lang`, `lowercase`;
      sentencepiece learns `vocab_size` pieces from the training pairs only).
   4. Training pairs longer than `max_src_len` / `max_tgt_len` tokens are dropped; valid and test
-     keep every pair.
+     keep every pair up to `length_limit` tokens a side (longer: `on_long_held_out`).
   5. Vocabularies come from the train split only (`min_freq`, `max_vocab_size`), so valid/test
      tokens unseen in train (or rarer than `min_freq`) become <unk>.
   """
@@ -328,6 +352,13 @@ def corpus_task(data_config) -> TaskData:
   name = data_config.get("tokenizer", "punctuation")
   if name not in TOKENIZERS:
     raise ValueError(f"unknown data.tokenizer {name!r}; valid: {', '.join(sorted(TOKENIZERS))}")
+  # .get: a config.json from before these fields existed had no limit.
+  limit, policy = data_config.get("length_limit"), data_config.get("on_long_held_out", "skip")
+  if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+    raise ValueError(f"data.length_limit must be an integer >= 1 or None, got {limit!r}")
+  if policy not in LONG_HELD_OUT_POLICIES:
+    raise ValueError(f"data.on_long_held_out must be one of {LONG_HELD_OUT_POLICIES}, got "
+                     f"{policy!r}")
   if os.path.isdir(path):
     where, splits, langs = _read_folder(data_config)
   else:
@@ -345,15 +376,15 @@ def corpus_task(data_config) -> TaskData:
                                 seed=data_config.seed)
                 for side, lang in enumerate(langs)]
 
-  def tokenized(pairs):
+  def tokenized(pairs, split, policy="skip"):
     examples = [Example(tokenizers[0].tokenize(s), tokenizers[1].tokenize(t)) for s, t in pairs]
     kept = [e for e in examples if e.src]
     if len(kept) < len(examples):
       warnings.warn(f"{where}: dropped {len(examples) - len(kept)} pair(s) whose source has no "
                     "tokens", stacklevel=3)
-    return tuple(kept)
+    return limit_length(kept, limit, policy, f"{os.fspath(path)}: {split}")
 
-  all_train = tokenized(train)
+  all_train = tokenized(train, "train")
   train_examples = tuple(filter_by_length(all_train, data_config.max_src_len,
                                           data_config.max_tgt_len))
   if not train_examples:
@@ -362,7 +393,8 @@ def corpus_task(data_config) -> TaskData:
                      f"max_tgt_len={data_config.max_tgt_len}")
   min_freq, max_size = int(data_config.min_freq), data_config.max_vocab_size
   return TaskData(
-      "corpus", train_examples, tokenized(valid), tokenized(test),
+      "corpus", train_examples, tokenized(valid, "valid", policy),
+      tokenized(test, "test", policy),
       src_vocab=Vocab.build((e.src for e in train_examples), min_freq=min_freq,
                             max_size=max_size),
       tgt_vocab=Vocab.build((e.tgt for e in train_examples), min_freq=min_freq,

@@ -345,6 +345,62 @@ def test_folder_length_filter_spares_valid_and_test(split_folder):
   assert max(len(e.src) for e in data.test) == 8
 
 
+def test_length_limit_drops_long_training_pairs_and_skips_or_truncates_held_out(split_folder):
+  # Moses tokens: i % 3 == 0 -> 6, 1 -> 7, 2 -> 8 (de and en alike).
+  with pytest.warns(UserWarning) as caught:
+    data = build_task(folder_config(split_folder, length_limit=7, max_src_len=None,
+                                    max_tgt_len=None))
+  said = sorted(str(w.message).split(": ", 1)[1] for w in caught)
+  assert said == [  # each split once: counted, the policy named, the longest given
+      "test: dropped 2 pair(s) over data.length_limit=7 tokens a side (the longest: 8)",
+      "train: dropped 10 pair(s) over data.length_limit=7 tokens a side (the longest: 8)",
+      "valid: dropped 1 pair(s) over data.length_limit=7 tokens a side (the longest: 8)"]
+  assert (len(data.train), len(data.valid), len(data.test)) == (20, 4, 3)
+  assert max(len(e.src) for e in data.train + data.valid + data.test) == 7
+  with pytest.warns(UserWarning, match=r"test: truncated 2 pair\(s\) over data.length_limit=7"):
+    cut = build_task(folder_config(split_folder, length_limit=7, on_long_held_out="truncate"))
+  assert (len(cut.valid), len(cut.test)) == (5, 5)
+  full = build_task(folder_config(split_folder)).test
+  assert [(e.src, e.tgt) for e in cut.test] == [(e.src[:7], e.tgt[:7]) for e in full]
+  assert build_task(folder_config(split_folder, length_limit=None)).test == build_task(
+      folder_config(split_folder)).test  # under the limit: nothing said, nothing changed
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("length_limit", 0, "data.length_limit must be an integer >= 1 or None"),
+    ("on_long_held_out", "error", "data.on_long_held_out must be one of ('skip', 'truncate')"),
+])
+def test_length_limit_fields_are_checked(split_folder, field, value, needle):
+  with pytest.raises(ValueError, match=re.escape(needle)):
+    build_task(folder_config(split_folder, **{field: value}))
+
+
+def test_a_huge_held_out_line_is_dropped_and_said_once_not_an_out_of_memory(tmp_path):
+  """Issue 22: a 250,000-word test line sized every padded shape; training died with an
+  out-of-memory error (raised where the train step is first waited on, training/cost.py)."""
+  import json
+  import sys
+  sys.path.insert(0, str(REPO / "tests"))
+  from test_main import CONFIGS, run_main
+  folder = tmp_path / "corpus"
+  folder.mkdir()
+  for stem, lines in (("train", range(0, 40)), ("valid", range(40, 46)),
+                      ("test", range(46, 52))):
+    src, tgt = [de(i) for i in lines], [en(i) for i in lines]
+    if stem == "test":
+      src[2] = " ".join(["hund"] * 250_000)
+    write_pair(folder, stem, src, tgt)
+  proc = run_main("--config", f"{CONFIGS / 'multi30k.py'}:quick", "--workdir",
+                  str(tmp_path / "w"), f"--config.data.path={folder}",
+                  "--config.data.splits=('train', 'valid', 'test')", "--config.data.min_freq=1",
+                  "--config.data.tokenizer=whitespace")
+  said = "test: dropped 1 pair(s) over data.length_limit=400 tokens a side (the longest: 250000)"
+  assert proc.stderr.count(said) == 1, proc.stderr
+  summary = json.loads((tmp_path / "w" / "summary.json").read_text())
+  assert summary["test"]["num_examples"] == 5
+  assert json.loads((tmp_path / "w" / "run.json").read_text())["max_src_len"] <= 400
+
+
 def test_folder_draws_a_split_without_file_from_train(split_folder):
   data = build_task(folder_config(split_folder, splits=("train", "", "test_2016"),
                                   num_valid=6))
