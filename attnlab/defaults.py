@@ -63,9 +63,10 @@ def load_config_file(path: str | os.PathLike):
 
 def apply_seeds_and_steps(config: ml_collections.ConfigDict, args: dict):
   """The sweep-config arguments every sweep shares: ``seeds=N`` (vmapped seeds per trial;
-  default 2 / 3 / 5 for the tiny / small / full profile) and ``steps=N`` (train N steps,
+  default 2 for the tiny profile, 10 for small and full: the seed is the unit of replication,
+  and ``attnlab.intervals``' seed-level intervals need about that many to have power) and ``steps=N`` (train N steps,
   evaluating and checkpointing once, at the end)."""
-  config.num_seeds = args["seeds"] or {"tiny": 2, "small": 3, "full": 5}[args["profile"]]
+  config.num_seeds = args["seeds"] or {"tiny": 2, "small": 10, "full": 10}[args["profile"]]
   if args["steps"]:
     config.train.num_steps = args["steps"]
     config.train.log_every = config.train.eval_every = args["steps"]

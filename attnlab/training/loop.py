@@ -11,7 +11,8 @@ the log-line prefix and the folder under the workdir its outputs go to), ``summa
 
 With ``eval.test_at_steps``, the test split is also evaluated at those training steps
 (``writer.TEST_AT_STEP`` records, ``test_outcomes_step<k>.jsonl``), so variants that stop at
-different steps can still be compared after equal amounts of training.
+different steps can still be compared after equal amounts of training; early stopping then
+never ends a run before the last of those steps.
 
 Running the same command again resumes from the latest checkpoint (a finished run is a no-op
 that says so). The data order is a pure function of (seed, step) and dropout keys are
@@ -238,8 +239,10 @@ def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received
   deltas = (tc.get("early_stopping_min_delta", 0.0),
             tc.get("early_stopping_min_relative_delta", 0.0))
   test_steps = set(config.eval.get("test_at_steps", ()))
-  while step < tc.num_steps and not early_stopping.should_stop(history, tc.best_mode, patience,
-                                                               *deltas):
+  # Early stopping waits for the last matched-step test, so every run has every such point.
+  stop_from = max(test_steps, default=0)
+  while step < tc.num_steps and not (step >= stop_from and early_stopping.should_stop(
+      history, tc.best_mode, patience, *deltas)):
     done, raw = stepper.advance(step)
     if progress is not None:
       progress.update(done - step)
@@ -285,7 +288,8 @@ def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received
             print(line, flush=True)
     if valid_metrics:
       history.append(mean_and_std(valid_metrics)[0].get(tc.best_metric, float("nan")))
-      if early_stopping.should_stop(history, tc.best_mode, patience, *deltas):
+      if done >= stop_from and early_stopping.should_stop(history, tc.best_mode, patience,
+                                                          *deltas):
         logging.warning("stopping early at step %d: validation %s has not improved for %d "
                         "evaluations", done, tc.best_metric, patience)
         save_now = True

@@ -1,6 +1,7 @@
-"""Long-sentence degradation (Bahdanau et al. 2015, Fig. 2): every attention variant against a
-no-attention encoder-decoder, trained on sources of at most 30 words and tested on every length
-up to 60, on toy translation (its gold alignment gives AER too).
+"""Long-sentence degradation (Bahdanau et al. 2015, Fig. 2): attention against a no-attention
+encoder-decoder, each trained on sources of at most 30 and of at most 50 words (RNNsearch-30 /
+-50, RNNencdec-30 / -50) and tested on every length up to 70, on toy translation (its gold
+alignment gives AER too).
 
     python -m experiments.sweep --sweep configs/sweeps/long_sentence.py:small \
         --root /tmp/sweeps/long --max_parallel 2
@@ -8,29 +9,39 @@ up to 60, on toy translation (its gold alignment gives AER too).
 
 Bahdanau et al. trained RNNencdec and RNNsearch on sentences of at most 30 or 50 words and
 plotted test BLEU against length (their Fig. 2: RNNencdec falls as sentences grow, RNNsearch-50
-holds, even past 50 words). Here every model trains on sources of at most 30 words
-(``data.train_max_src_len``, axis ``train_len``; validation, which stops training and ranks
-checkpoints, is cut the same way) and is tested on 3 to 60: the 31-60 buckets are
-extrapolation, labelled so in the report. The test split is evaluated greedily and with beam 5
-(``eval.test_beam_sizes``), so the report has a ``decoding`` axis. Batches are padded to the
-training length or the longest test length (``batching.bucket_boundaries``), so the vmapped
+holds, even past 50 words). Axis ``train_len`` is the longest training source
+(``data.train_max_src_len``; validation, which stops training and ranks checkpoints, is cut the
+same way); the test split runs to ``data.max_len`` words, and buckets past the training length
+are extrapolation, labelled so in the report. The test split is evaluated greedily and with
+beam 5 (``eval.test_beam_sizes``), so the report has a ``decoding`` axis. Batches are padded to
+the training length or the longest test length (``batching.bucket_boundaries``), so the vmapped
 seeds take one call per training step.
 
-A fair budget: every trial trains until its validation loss (the mean over the seeds, every
-``eval_every`` steps) has not fallen by more than ``MIN_DELTA`` for ``PATIENCE`` evaluations
-(``train.early_stopping_patience``, ``train.early_stopping_min_delta``), capped at
-``train.num_steps``, and is tested with its checkpoint of lowest validation loss. Attention
-variants stop early; the no-attention baseline trains until its own learning curve is flat or
-the cap (in ``small`` it reaches the cap). The report's learning curves show where each
-stopped. The learning rate, 0.003, is one at which the baseline's three seeds all leave their
-plateau (at 0.01 one of them stayed on it for 6,000 steps, and dot / general oscillated).
+Controlled comparisons (what a reviewer of the earlier version found confounded):
+- Parameters: ``none_matched`` is RNNencdec widened (``hidden_dim`` ``MATCHED_HIDDEN``) to
+  RNNsearch's parameter count within 5% (tests/experiments/test_sweep.py counts them), beside
+  the same-width ``none``.
+- Training length: every trial is also tested at the matched steps ``TEST_AT_STEPS``
+  (``eval.test_at_steps``), besides its own best checkpoint, so the amount of training and the
+  variant are separable; early stopping never ends a trial before the last of them.
+- Convergence: early stopping on validation loss (the mean over the seeds, every ``eval_every``
+  steps) after ``PATIENCE`` evaluations that did not lower it by more than
+  ``MIN_RELATIVE_DELTA`` of its best (``train.early_stopping_min_relative_delta``: a criterion
+  that means "stopped improving" at a converged loss of 0.003 as at 0.3), capped at
+  ``train.num_steps``; every trial is tested with its checkpoint of lowest validation loss,
+  stopped early or not. The report's learning curves show where each stopped.
+- Output length: a model trained on sources of at most 30 words never decoded past its longest
+  training target, so its failures on long sentences mix attention with the decoder's length
+  extrapolation. Every evaluation also reports teacher-forced token accuracy by target position
+  and the position of the first error of greedy decoding (``attnlab.position_metrics``).
 
-Axis ``variant``: ``none`` (``model.decoder=none``: RNNencdec), ``bahdanau`` (the paper's
-RNNsearch: Bahdanau decoder, additive score), and each score function of ``SCORES`` in a Luong
-decoder (every registered score but ``concat`` and ``additive_normalized``, forms of additive
-that the alignment sweep compares); axis ``train_len``. Seeds run side by side in each trial
-(``num_seeds``, vmapped). Profiles: ``small`` (the 2-core CPU: train_len 30), ``full`` (GPU /
-TPU: a wider model, train_len 30 and 50, tested up to 80), ``tiny`` (seconds, for tests);
+Axis ``variant``: ``none`` (``model.decoder=none``: RNNencdec), ``none_matched``, ``bahdanau``
+(the paper's RNNsearch: Bahdanau decoder, additive score) and Luong decoders with the scores of
+``SCORES`` (``small``: ``general`` and ``scaled_dot``, the two the earlier study ranked apart;
+``full``: every registered score but ``concat`` and ``additive_normalized``, forms of additive
+that the alignment sweep compares). Seeds run side by side in each trial (``num_seeds``,
+vmapped; 10 by default, the seed being the unit of replication). Profiles: ``small`` (the 2-core
+CPU), ``full`` (GPU / TPU: a wider model, tested up to 80), ``tiny`` (seconds, for tests);
 options ``seeds=N``, ``steps=N`` (N steps, no early stopping). Results: docs/long_sentence.md.
 """
 
@@ -45,12 +56,19 @@ toy_translation = load_config_file(os.path.join(CONFIGS, "toy_translation.py"))
 # attnlab.attention.score_names() but concat and additive_normalized, two forms of additive
 # that configs/sweeps/alignment.py compares (tests/experiments/test_sweep.py checks this).
 SCORES = ("dot", "scaled_dot", "general", "additive", "location", "cosine")
+SMALL_SCORES = ("general", "scaled_dot")
 PROFILES = ("tiny", "small", "full")
 DEFAULTS = dict(profile="small", seeds=0, steps=0)
-# Evaluations without a lower validation loss (by more than MIN_DELTA nats per token, the mean
-# over seeds) before a trial stops; the best checkpoint is the one of lowest validation loss.
+# Evaluations without a lower validation loss (by more than MIN_RELATIVE_DELTA of the best, the
+# mean over seeds) before a trial stops; the best checkpoint is the one of lowest validation loss.
 PATIENCE = 4
-MIN_DELTA = 0.005
+MIN_RELATIVE_DELTA = 0.05
+# Matched training steps at which every trial is also tested (small profile; full: x2.5).
+TEST_AT_STEPS = (1000, 2000)
+# RNNencdec's hidden size with RNNsearch's parameter count, within 5% (small: 118,028 against
+# 120,292; full: 1,848,396 against 1,857,316); tests/experiments/test_sweep.py counts them.
+MATCHED_HIDDEN = 84
+MATCHED_HIDDEN_FULL = 340
 
 
 def _args(arg):
@@ -63,7 +81,7 @@ def _args(arg):
 def train_lengths(arg=None) -> tuple[int, ...]:
   """The training regimes: the longest training (and validation) source, per profile
   (RNNsearch-30 and -50 in the paper)."""
-  return {"tiny": (8,), "small": (30,), "full": (30, 50)}[_args(arg)["profile"]]
+  return {"tiny": (8,), "small": (30, 50), "full": (30, 50)}[_args(arg)["profile"]]
 
 
 def get_config(arg=None):
@@ -81,13 +99,14 @@ def get_config(arg=None):
     # REINFORCE) spends its first thousands of steps at exact match 0 while its loss falls.
     config.train.best_metric, config.train.best_mode = "loss", "min"
     config.train.early_stopping_patience = PATIENCE
-    config.train.early_stopping_min_delta = MIN_DELTA
+    config.train.early_stopping_min_relative_delta = MIN_RELATIVE_DELTA
     config.eval.test_beam_sizes = (5,)
     config.data.vocab_size = 30
     if profile == "small":
-      config.data.max_len, config.data.max_clauses = 60, 8
-      config.data.num_train, config.data.num_valid, config.data.num_test = 40000, 600, 1200
-      config.eval.length_boundaries = (10, 20, 30, 40, 50)
+      config.data.max_len, config.data.max_clauses = 70, 9
+      config.data.num_train, config.data.num_valid, config.data.num_test = 40000, 600, 1400
+      config.eval.length_boundaries = (10, 20, 30, 40, 50, 60)
+      config.eval.test_at_steps = TEST_AT_STEPS
       config.model.emb_dim, config.model.hidden_dim = 32, 64
       config.train.num_steps = 10000
       config.train.learning_rate = 3e-3
@@ -96,6 +115,7 @@ def get_config(arg=None):
       config.data.max_len, config.data.max_clauses = 80, 10
       config.data.num_train, config.data.num_valid, config.data.num_test = 200000, 1000, 5000
       config.eval.length_boundaries = (10, 20, 30, 40, 50, 60, 70)
+      config.eval.test_at_steps = tuple(int(2.5 * s) for s in TEST_AT_STEPS)
       config.model.emb_dim, config.model.hidden_dim = 128, 256
       config.train.num_steps = 30000
       config.train.learning_rate = 3e-3
@@ -112,6 +132,7 @@ def get_config(arg=None):
   config = apply_seeds_and_steps(config, args)
   if args["steps"]:
     config.train.early_stopping_patience = 0
+    config.eval.test_at_steps = ()
   return config
 
 
@@ -126,12 +147,17 @@ def _regime(arg, train_len: int) -> dict:
 
 def get_sweep(arg=None):
   """{axis: {label: overrides}}: variant x train_len (experiments/sweep.py)."""
+  profile = _args(arg)["profile"]
   variants = {"none": {"model.decoder": "none"}}
-  if _args(arg)["profile"] == "tiny":
+  if profile == "tiny":
     variants["additive"] = {"model.attention": "additive"}
   else:
+    variants["none_matched"] = {
+        "model.decoder": "none",
+        "model.hidden_dim": MATCHED_HIDDEN if profile == "small" else MATCHED_HIDDEN_FULL}
     variants["bahdanau"] = {"model.decoder": "bahdanau", "model.attention": "additive"}
-    variants.update({name: {"model.attention": name} for name in SCORES})
+    scores = SMALL_SCORES if profile == "small" else SCORES
+    variants.update({name: {"model.attention": name} for name in scores})
   return {
       "variant": variants,
       "train_len": {str(n): _regime(arg, n) for n in train_lengths(arg)},

@@ -5,6 +5,7 @@ import os
 import pathlib
 import sys
 
+import jax
 import pytest
 
 from attnlab.attention import score_names
@@ -60,8 +61,8 @@ def _apply(config, overrides):
 
 
 @pytest.mark.parametrize("spec,count", [
-    ("long_sentence.py:small", 2 + len(score_names()) - 2),
-    ("long_sentence.py:full", (2 + len(score_names()) - 2) * 2),
+    ("long_sentence.py:small", 5 * 2),
+    ("long_sentence.py:full", (3 + len(score_names()) - 2) * 2),
     ("multi30k.py", 2),
     ("long_sentence.py:tiny", 2),
     ("score_scaling.py:small", 4 * 4),
@@ -88,8 +89,11 @@ def test_sweep_files_expand_to_valid_configs(tmp_path, spec, count):
     names = [t["name"] for t in plan["trials"]]
     assert names[0].startswith("variant=none,train_len=")
     assert plan["trials"][0]["overrides"]["model.decoder"] == "none"
+    scores = ({"general", "scaled_dot"} if spec.endswith("small")
+              else set(score_names()) - {"concat", "additive_normalized"})
     assert {t["labels"]["variant"] for t in plan["trials"]} == {
-        "none", "bahdanau", *(set(score_names()) - {"concat", "additive_normalized"})}
+        "none", "none_matched", "bahdanau", *scores}
+    assert {t["labels"]["train_len"] for t in plan["trials"]} == {"30", "50"}  # RNNsearch-30/50
     for trial in plan["trials"]:  # training in one padded shape: one call per step
       config = _apply(module.get_config(arg), trial["overrides"])
       assert config.batching.bucket_boundaries == (config.data.train_max_src_len,
@@ -99,6 +103,8 @@ def test_sweep_files_expand_to_valid_configs(tmp_path, spec, count):
     assert config.data.train_max_src_len < config.data.max_len
     assert max(config.eval.length_boundaries) >= 50
     assert config.train.early_stopping_patience > 0 and config.eval.test_beam_sizes == (5,)
+    assert config.train.early_stopping_min_relative_delta > 0 and config.eval.test_at_steps
+    assert config.num_seeds >= 10
   if spec.startswith("score_scaling"):  # the attention width varies, the recurrent one not
     config = module.get_config(arg)
     widths = sorted({t["overrides"]["model.attention_dim"] for t in plan["trials"]})
@@ -106,6 +112,23 @@ def test_sweep_files_expand_to_valid_configs(tmp_path, spec, count):
     assert all("model.hidden_dim" not in t["overrides"] for t in plan["trials"])
     assert config.model.hidden_dim < widths[-1] // 4
     assert config.train.eval_every == config.train.num_steps // 5  # learning curves
+
+
+@pytest.mark.parametrize("profile", ["small", "full"])
+def test_the_wider_no_attention_baseline_matches_rnnsearchs_parameters(profile):
+  from attnlab.training.preparation import init_state, prepare
+  module = sweep.load_sweep_module(str(SWEEPS / "long_sentence.py"))
+  variants = module.get_sweep(profile)["variant"]
+
+  def parameters(variant):
+    config = _apply(module.get_config(profile), variants[variant])
+    config.data.num_train, config.data.num_valid, config.data.num_test = 500, 50, 50
+    state = init_state(config, prepare(config))
+    return sum(leaf.size for leaf in jax.tree.leaves(state.params))
+
+  matched, rnnsearch = parameters("none_matched"), parameters("bahdanau")
+  assert abs(matched / rnnsearch - 1) <= 0.05
+  assert parameters("none") < 0.7 * rnnsearch  # the same-width baseline is much smaller
 
 
 def test_trial_command_formats_overrides():
