@@ -19,6 +19,8 @@ import os
 import pathlib
 from collections.abc import Sequence
 
+import simplejson
+
 from attnlab import summaries
 
 # Sorts a table.sortable by the clicked header's column: numbers by value (a cell's data-sort,
@@ -115,9 +117,13 @@ def vega_bundle() -> str:
   return bundle
 
 
-def _script_json(value) -> str:
-  """Strict JSON (non-finite floats as null) safe inside a <script> block: no '</' closes it."""
-  return summaries.dumps(value, separators=(",", ":")).replace("</", "<\\/")
+def script_json(value) -> str:
+  """``value`` as strict JSON (non-finite floats as null) to embed in an HTML page: every
+  page's JSON goes through here. ``<``, ``>``, ``&`` (and U+2028 / U+2029) are written as
+  ``\\u003c``-style escapes (simplejson's ``JSONEncoderForHTML``), so no text in the data
+  (``</script>``, ``<!--<script>``, which would hold the block open) can end or change the
+  ``<script>`` element around it; ``json.loads`` gives ``value`` back unchanged."""
+  return summaries.dumps(value, separators=(",", ":"), cls=simplejson.JSONEncoderForHTML)
 
 
 def esc(text) -> str:
@@ -190,7 +196,7 @@ class Page:
     if self.specs:
       scripts = (f'<script type="module">{vega_bundle()}</script>\n'
                  f'<script type="application/json" id="atlas-specs">'
-                 f"{_script_json(self.specs)}</script>\n"
+                 f"{script_json(self.specs)}</script>\n"
                  f'<script type="module">{_EMBED_JS}</script>\n')
     ready = "" if self.specs else ' data-atlas-ready="0"'
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

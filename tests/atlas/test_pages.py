@@ -72,6 +72,31 @@ def test_a_page_is_one_self_contained_file(tmp_path):
   assert '<a href="#tables">Tables</a>' in html
 
 
+HOSTILE = ["<!--<script>", "</script><script>alert(1)</script>", "a & b > c", "-->",
+           "line\u2028sep\u2029", "<![CDATA[", "\\u003c", "ok"]
+
+
+def test_embedded_json_has_no_markup_and_parses_back_to_the_original():
+  value = {"words": HOSTILE, "nested": {"<key>": [1.5, None, "</SCRIPT >"]}}
+  text = page.script_json(value)
+  assert json.loads(text) == value
+  assert not set(text) & set("<>&\u2028\u2029"), text
+
+
+def test_markup_in_chart_data_cannot_stop_the_charts(tmp_path):
+  """Issue 22: ``<!--<script>`` in a spec's data opened a script-data escape, so the block's
+  ``</script>`` no longer closed it and the charts never drew."""
+  p = page.Page("hostile")
+  spec = charts.metric_curves(curve_points(), x_title="length", series_title="variant")
+  spec["title"] = " ".join(HOSTILE)
+  p.chart(spec, "m")
+  html = p.write(tmp_path / "x.html").read_text(encoding="utf-8")
+  block = re.search(r'<script type="application/json" id="atlas-specs">(.*?)</script>', html,
+                    re.DOTALL).group(1)
+  assert "<" not in block and ">" not in block and "&" not in block
+  assert json.loads(block) == {"chart-m": json.loads(json.dumps(spec))}
+
+
 def test_a_page_without_charts_carries_no_libraries():
   html = page.Page("plain").html()
   assert "vegaEmbed" not in html and 'data-atlas-ready="0"' in html and len(html) < 10_000

@@ -121,3 +121,32 @@ def test_write_run_page_writes_examples_and_the_page(task, tmp_path):
   assert len(lines) == len(contents["examples"]) + 2  # one example a line
   html = (tmp_path / "report.html").read_text()
   assert 'id="chart-explorer"' in html and "Test examples" in html
+
+
+def test_markup_in_corpus_text_leaves_the_run_pages_json_parseable(tmp_path):
+  """Issue 22: ``<!--<script>`` in corpus text, through the real entry point: report.html's
+  JSON block holds no ``<`` (it would open a script-data escape and keep the charts from
+  drawing) and still parses to the corpus's words."""
+  import re
+  import sys
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+  from test_main import run_main
+  folder = tmp_path / "corpus"
+  folder.mkdir()
+  for stem, count in (("train", 40), ("valid", 6), ("test", 6)):
+    words = [f"w{i % 7} <!--<script> a&b w{i % 5}" for i in range(count)]
+    (folder / f"{stem}.de").write_text("".join(f"{w}\n" for w in words), encoding="utf-8")
+    (folder / f"{stem}.en").write_text("".join(f"{w} </script>\n" for w in words),
+                                       encoding="utf-8")
+  workdir = tmp_path / "w"
+  run_main("--config", f"{CONFIGS / 'multi30k.py'}:quick", "--workdir", str(workdir),
+           f"--config.data.path={folder}", "--config.data.splits=('train', 'valid', 'test')",
+           "--config.data.min_freq=1", "--config.data.tokenizer=whitespace")
+  html = (workdir / "report.html").read_text(encoding="utf-8")
+  block = re.search(r'<script type="application/json" id="atlas-specs">(.*?)</script>', html,
+                    re.DOTALL).group(1)
+  assert "<" not in block and ">" not in block and "&" not in block
+  specs = json.loads(block)
+  text = json.dumps(specs, ensure_ascii=False)
+  assert "<!--<script>" in text and "a&b" in text and "</script>" in text
+  assert html.count("</script>") == html.count("<script")
