@@ -34,12 +34,12 @@ DESIGN_NOTE = {
     True: "A and B are the same trained models (two decodings, or two length buckets): paired "
           "t on the per-seed differences, seed k of A against seed k of B",
     False: "A and B are separate trainings: Welch's t on the per-seed metrics"}
-COMPARISON_NOTE = (
-    "A, B: mean over seeds; A - B and its 95% interval; p two-sided, about a new training seed "
-    "on this test set; a side with one seed: permutation test over the test sentences "
-    f"({comparisons.N_PERMUTATIONS} rearrangements, p = (c + 1) / (R + 1)) with a bootstrap "
-    "interval, seed variation not measured; p (Holm): Holm-Bonferroni-adjusted over all {n} "
-    "comparisons on this page")
+COMPARISON_NOTE = ("A, B: mean over seeds; A - B and its 95% interval; p two-sided, about a "
+                   "new training seed on this test set{one_seed}; p (Holm): Holm-Bonferroni-"
+                   "adjusted over all {n} comparisons on this page")
+ONE_SEED_NOTE = ("; a side with one seed: a permutation test over the test sentences "
+                 f"({comparisons.N_PERMUTATIONS} rearrangements, p = (c + 1) / (R + 1), "
+                 "doubled) with a bootstrap interval, seed variation not measured")
 
 
 def decoding(beam_size: int) -> str:
@@ -158,7 +158,9 @@ def comparison_rows(found: Sequence[dict]) -> list[list[str]]:
 def finding(test: dict, a: str, b: str) -> str:
   """The sentence that reports one test (``comparisons.describe``): a difference only where
   its Holm-adjusted p is below 0.05, else "indistinguishable at n seeds"."""
-  label = test["label"] + ("" if _bucket(test) == "all" else f" (bucket {_bucket(test)})")
+  same = test["bucket_a"] == test["bucket_b"]  # else the names say the buckets
+  label = test["label"] + ("" if not same or test["bucket_a"] == "all"
+                           else f" (bucket {test['bucket_a']})")
   return comparisons.describe(test["result"], a, b, label,
                               digits=1 if test["metric"] == "bleu" else 3)
 
@@ -187,7 +189,9 @@ def comparison_page(tested: Sequence[tuple[str, str, list[dict]]]) -> tuple[str,
   family = sum(len(found) for _, _, found in tested)
   sections, csv_rows = [], []
   for a, b, found in tested:
-    note = DESIGN_NOTE[found[0]["paired"]] + "; " + COMPARISON_NOTE.format(n=family)
+    one_seed = any(t["result"].test == comparisons.SENTENCES for t in found)
+    note = DESIGN_NOTE[found[0]["paired"]] + "; " + COMPARISON_NOTE.format(
+        n=family, one_seed=ONE_SEED_NOTE if one_seed else "")
     first = {(t["bucket_a"], t["bucket_b"]) for t in found[:1]}
     said = [finding(t, a, b) for t in found
             if (t["bucket_a"], t["bucket_b"]) in first

@@ -371,8 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   print(paths["markdown"].read_text(encoding="utf-8"))
   if "comparison" in paths:
     print(paths["comparison"].read_text(encoding="utf-8"))
-  for key in ("csv", "markdown", "learning_curves"):
-    print(paths[key])
+  for key in ("csv", "markdown", "learning_curves", "comparison_csv"):
+    if key in paths:
+      print(paths[key])
   for path in paths["figures"]:
     print(path)
   from experiments import atlas  # the HTML atlas (index.html), built on this module's readers
