@@ -37,13 +37,14 @@ def read_json(path: str | os.PathLike) -> dict | None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-  """The records of a metrics.jsonl (a torn or missing file gives what could be read)."""
+  """The records of a metrics.jsonl (a torn or missing file gives what could be read; a
+  line that is not JSON, or not UTF-8, is left out)."""
   records = []
   try:
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:  # decoded line by line: bad bytes fail one line only
       for line in f:
         try:
-          records.append(json.loads(line))
+          records.append(json.loads(line.decode("utf-8")))
         except ValueError:
           continue
   except OSError:

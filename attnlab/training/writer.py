@@ -58,9 +58,11 @@ class MetricWriter:
     from tensorboardX import SummaryWriter  # imported here: only process 0 writes
     path = os.path.join(workdir, "metrics.jsonl")
     if os.path.exists(path):
-      with open(path, encoding="utf-8") as f:
+      # Bytes, not text: a line that is not UTF-8 (torn mid-character, or garbled) is a line
+      # step_of cannot read, dropped as a torn line is, never a UnicodeDecodeError.
+      with open(path, "rb") as f:
         kept = [line for line in f if step_of(line) <= resume_step]
-      with open(path + ".tmp", "w", encoding="utf-8") as f:
+      with open(path + ".tmp", "wb") as f:
         f.writelines(kept)
       os.replace(path + ".tmp", path)
     self.jsonl = open(path, "a", encoding="utf-8")
@@ -115,12 +117,15 @@ class MetricWriter:
       self.tb.close()
 
 
-def step_of(line: str) -> int:
-  """The step of a metrics.jsonl line, for dropping what a resumed run writes again: a torn
-  last line (a crash mid-write) and the final test record (written once training is done,
-  so a run that stopped before its summary evaluates again) count as later than any step."""
+def step_of(line: str | bytes) -> int:
+  """The step of a metrics.jsonl line, for dropping what a resumed run writes again: a line
+  that is not a JSON record (torn by a crash mid-write, or bytes that are not UTF-8) and the
+  final test record (written once training is done, so a run that stopped before its summary
+  evaluates again) count as later than any step."""
   try:
-    record = json.loads(line)
+    # UTF-8 alone (json.loads would guess UTF-16 from some bytes); UnicodeDecodeError is a
+    # ValueError.
+    record = json.loads(line.decode("utf-8") if isinstance(line, bytes) else line)
     return sys.maxsize if record.get("split") == "test" else int(record["step"])
   except (ValueError, KeyError, TypeError, AttributeError):
     return sys.maxsize
