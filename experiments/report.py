@@ -49,6 +49,13 @@ way. Writes to ``--out`` (default ``ROOT/report``):
   a dashed line at the longest training source where its runs share one.
   With ``--x AXIS`` the x axis is that (numeric) sweep axis instead, on a log2 scale, for
   every overall metric (attention entropy and test loss too).
+* A ``checkpoint`` axis (``best``, ``step<k>``) when trials were also tested at matched
+  training steps (``eval.test_at_steps``; ``experiments.report_positions.with_checkpoints``):
+  every table and figure then compares the variants after equal training as well as each at
+  its best checkpoint.
+* ``positions.csv``, a section of results.md and ``<metric>_vs_position[...].png``: per
+  setting, teacher-forced token accuracy by target position and the share of sentences first
+  wrong at each position (``experiments.report_positions``), where the runs wrote them.
 * ``attention_grid[__<axis>-<label>].png``: the longest test example's decoding attention
   under every variant (seed ``seed`` of each; ``attnlab.plots.attention_grid_figure``).
 
@@ -72,7 +79,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import flags
 
-from experiments import _cli, outcomes, report_figures, report_tables
+from experiments import _cli, outcomes, report_figures, report_positions, report_tables
 
 # Re-exported: what the report's tables and figures show (experiments.atlas reads them here).
 METRICS, OVERALL = report_tables.METRICS, report_tables.OVERALL
@@ -143,7 +150,7 @@ def load_trials(root: str | os.PathLike) -> tuple[list[dict], dict]:
   if not trials:
     raise ReportError(f"no finished trials (summary.json) under {root}: --root takes a sweep's "
                       "root (experiments.sweep --root) or a single run's workdir")
-  return with_decodings(trials), defaults
+  return with_decodings(report_positions.with_checkpoints(trials)), defaults
 
 
 def cost_scalars(cost: Mapping | None) -> dict:
@@ -326,12 +333,19 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
   figs = report_figures.figures(axes, table_rows, groups, out, line,
                                 METRICS if x_axis == "length" else OVERALL, x_axis)
   curve_figs = report_figures.learning_curve_figures(curve_axes, curves, out, line)
+  position_rows = report_positions.rows(axes, groups)
+  position_figs = report_positions.figures(axes, position_rows, out, line)
   md_path = out / "results.md"
   md_path.write_text(report_tables.markdown(axes, table_rows, x_axis)
+                     + report_positions.markdown(axes, position_rows)
                      + report_tables.figures_note(axes, curve_figs, curves_path),
                      encoding="utf-8")
-  paths = {"csv": csv_path, "markdown": md_path, "figures": figs + curve_figs,
+  paths = {"csv": csv_path, "markdown": md_path, "figures": figs + curve_figs + position_figs,
            "learning_curves": curves_path}
+  if position_rows:
+    paths["positions"] = out / "positions.csv"
+    _write_csv(paths["positions"], list(axes) + list(report_positions.POSITION_FIELDS),
+               position_rows)
   if compare:
     text, csv_rows = outcomes.comparison_page([(a, b, comparison(axes, groups, a, b))
                                       for a, b in zip(compare[::2], compare[1::2])])
@@ -371,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   print(paths["markdown"].read_text(encoding="utf-8"))
   if "comparison" in paths:
     print(paths["comparison"].read_text(encoding="utf-8"))
-  for key in ("csv", "markdown", "learning_curves", "comparison_csv"):
+  for key in ("csv", "markdown", "learning_curves", "positions", "comparison_csv"):
     if key in paths:
       print(paths[key])
   for path in paths["figures"]:

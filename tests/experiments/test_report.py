@@ -50,7 +50,9 @@ def test_figures(written):
   assert names == ["alignment_error_rate_vs_length__train_len-8.png",
                    "attention_grid__train_len-8.png", "bleu_vs_length__train_len-8.png",
                    "exact_match_vs_length__train_len-8.png",
-                   "learning_curves__train_len-8.png"]
+                   "first_error_share_vs_position__train_len-8.png",
+                   "learning_curves__train_len-8.png",
+                   "token_accuracy_vs_position__train_len-8.png"]
   for path in written["figures"]:
     assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
 
@@ -75,7 +77,8 @@ def test_a_single_runs_workdir_gives_a_one_row_report(tiny_sweep, tmp_path, caps
   assert len(overall) == 1
   assert overall[0]["run"] == "variant=additive,train_len=8" and overall[0]["num_seeds"] == "2"
   text = (tmp_path / "results.md").read_text(encoding="utf-8")
-  table = text[text.index("**all test examples**"):].splitlines()
+  table = text[text.index("**all test examples**"):text.index("## Where outputs go wrong")]
+  table = table.splitlines()
   assert [line for line in table if line.startswith("| variant=")] == [
       line for line in table if line.startswith("| variant=additive,train_len=8 |")]
   assert len([line for line in table if line.startswith("| variant=")]) == 1
