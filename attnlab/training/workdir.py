@@ -1,7 +1,8 @@
 """The workdir: what it holds, and the workdir as a resource.
 
     workdir/config.json        the resolved config (eval and decode read it back)
-    workdir/vocab.json         source and target vocabularies (and the tokenizer, if it has state)
+    workdir/vocab.json         source and target vocabularies (and the tokenizer, if it has
+                               state), with the SHA-256 of its content (``write_vocab``)
     workdir/run.json           shapes decode needs without the dataset: longest source, ...
     workdir/checkpoints/       orbax checkpoints (latest few + best on validation)
     workdir/metrics.jsonl      one strict-JSON object per logged step and split
@@ -18,12 +19,16 @@ Every JSON file is strict JSON: non-finite floats are ``null`` (``summaries.dump
   holder's PID and host. The kernel drops the lock when its holder dies, even by ``kill -9``.
 * ``check_same_model(config, path)``: the config describes the model whose checkpoints the
   workdir holds (its ``config.json``); differing keys are named.
+* ``read_vocab(path)``: the run's vocab.json, refused when it no longer matches the checksum
+  recorded when it was written (an edited or damaged file would map ids to other tokens):
+  the one check eval and decode share (eval also compares it with the config's data).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -189,12 +194,46 @@ def finished_summary(config: ml_collections.ConfigDict, path: str) -> dict | Non
   return summary if step >= config.train.num_steps <= max(steps) else None
 
 
-def check_same_vocab(task: TaskData, path: str) -> None:
-  """The vocabularies built from the config are the run's (its vocab.json): the same ids."""
+VOCAB_CHECKSUM = "sha256"  # the vocab.json key of the checksum of the rest of the file
+
+
+def vocab_checksum(vocab: dict) -> str:
+  """SHA-256 (hex) of a vocab.json object without its checksum, as JSON with sorted keys."""
+  content = {k: v for k, v in vocab.items() if k != VOCAB_CHECKSUM}
+  text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+  return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_vocab(path: str, task: TaskData) -> None:
+  """``path/vocab.json``: the task's vocabularies and tokenizers, and their checksum."""
+  vocab = {"src": list(task.src_vocab.tokens), "tgt": list(task.tgt_vocab.tokens),
+           "src_tokenizer": task.src_tokenizer.to_dict(),
+           "tgt_tokenizer": task.tgt_tokenizer.to_dict()}
+  vocab = json.loads(summaries.dumps(vocab))  # as it will be read back
+  write_json(os.path.join(path, "vocab.json"), {**vocab, VOCAB_CHECKSUM: vocab_checksum(vocab)})
+
+
+def read_vocab(path: str) -> dict:
+  """``path/vocab.json``; WorkdirError when it is missing, damaged, or differs from the
+  checksum recorded with it (a workdir written before checksums were recorded: unchecked)."""
   vocab_path = os.path.join(path, "vocab.json")
-  if not os.path.isfile(vocab_path):
+  vocab = read_json(vocab_path)
+  if not isinstance(vocab, dict) or not {"src", "tgt"} <= set(vocab):
+    raise WorkdirError(f"{vocab_path} is damaged: it holds no src and tgt vocabularies")
+  recorded = vocab.get(VOCAB_CHECKSUM)
+  if recorded is not None and recorded != vocab_checksum(vocab):
+    raise WorkdirError(f"{vocab_path} was changed after training (its content no longer "
+                       "matches the checksum recorded with it): the model's ids would map to "
+                       "other tokens; restore the run's own vocab.json")
+  return vocab
+
+
+def check_same_vocab(task: TaskData, path: str) -> None:
+  """The vocabularies built from the config are the run's (its vocab.json, checked by
+  ``read_vocab``): the same ids."""
+  if not os.path.isfile(os.path.join(path, "vocab.json")):
     return
-  saved = read_json(vocab_path)
+  saved = read_vocab(path)
   for side, vocab in (("src", task.src_vocab), ("tgt", task.tgt_vocab)):
     if list(vocab.tokens) != saved.get(side):
       raise WorkdirError(

@@ -1,12 +1,14 @@
-"""attnlab.training.workdir: usable workdirs, the exclusive lock, and the same-model check."""
+"""attnlab.training.workdir: usable workdirs, the exclusive lock, the same-model check, and
+vocab.json's checksum."""
 
 import json
 import os
 
 import pytest
 
-from attnlab.training import workdir
 from attnlab.config import base_config
+from attnlab.data import SPECIALS, TaskData, Vocab
+from attnlab.training import workdir
 
 
 def test_check_rejects_files_and_files_as_parents(tmp_path):
@@ -53,3 +55,35 @@ def test_same_model_check_names_the_differing_keys(tmp_path):
   with pytest.raises(workdir.WorkdirError,
                      match=r"model.hidden_dim \(64 in the workdir, 7 now\).*num_seeds"):
     workdir.check_same_model(other, str(tmp_path))
+
+
+def _task(tgt=("a", "b", "c")):
+  return TaskData("toy", (), (), (), Vocab(SPECIALS + ("x", "y")), Vocab(SPECIALS + tgt),
+                  is_text=True, has_alignment=False)
+
+
+def test_vocab_is_written_with_its_checksum_and_read_back(tmp_path):
+  workdir.write_vocab(str(tmp_path), _task())
+  vocab = workdir.read_vocab(str(tmp_path))
+  assert vocab["tgt"][-3:] == ["a", "b", "c"] and len(vocab[workdir.VOCAB_CHECKSUM]) == 64
+  workdir.check_same_vocab(_task(), str(tmp_path))
+  with pytest.raises(workdir.WorkdirError, match="another tgt vocabulary"):
+    workdir.check_same_vocab(_task(("a", "c", "b")), str(tmp_path))
+
+
+def test_an_edited_vocab_is_refused_and_an_old_one_without_checksum_still_reads(tmp_path):
+  workdir.write_vocab(str(tmp_path), _task())
+  path = tmp_path / "vocab.json"
+  vocab = json.loads(path.read_text())
+  vocab["tgt"][-1], vocab["tgt"][-2] = vocab["tgt"][-2], vocab["tgt"][-1]  # still valid JSON
+  path.write_text(json.dumps(vocab))
+  with pytest.raises(workdir.WorkdirError, match="was changed after training"):
+    workdir.read_vocab(str(tmp_path))
+  with pytest.raises(workdir.WorkdirError, match="was changed after training"):
+    workdir.check_same_vocab(_task(), str(tmp_path))  # eval's check reads it the same way
+  del vocab[workdir.VOCAB_CHECKSUM]  # a workdir from before checksums: nothing to check
+  path.write_text(json.dumps(vocab))
+  assert workdir.read_vocab(str(tmp_path))["tgt"][-1] == "b"
+  path.write_text(json.dumps(["not", "a", "vocabulary"]))
+  with pytest.raises(workdir.WorkdirError, match="is damaged"):
+    workdir.read_vocab(str(tmp_path))
