@@ -10,13 +10,16 @@ raises instead of producing a file other tools cannot read. Numpy and JAX scalar
 are written as numbers and lists.
 
 TensorBoard: pure helpers the run's ``MetricWriter`` (``attnlab.training.writer``) feeds to
-tensorboardX: the config as hparams (`flatten_hparams`, `hparams_summaries`), per-length-bucket
-scalars (`bucket_scalars`), example translations as a markdown table (`examples_markdown`),
-figures as image arrays (`figure_to_array`) and optimizer steps per second (`StepRate`).
+tensorboardX: the config as hparams (`flatten_hparams`, `session_hparams`,
+`hparams_summaries`), per-length-bucket scalars (`bucket_scalars`), example translations as a
+markdown table (`examples_markdown`), figures as image arrays (`figure_to_array`) and
+optimizer steps per second (`StepRate`).
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -72,20 +75,58 @@ def flatten_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, HP
   return flat
 
 
-def hparams_summaries(hparams: Mapping[str, HParam], metric_tags: Sequence[str]) -> list:
-  """TensorBoard's HParams-plugin summaries of one run (tensorboardX protos).
+def hparams_summaries(hparams: Mapping[str, HParam]) -> list:
+  """TensorBoard's HParams-plugin summaries of one run: [session start, session end].
 
   Args:
-    hparams: {name: value} of this run (`flatten_hparams`).
-    metric_tags: scalar tags of this run shown as its metrics in the HParams dashboard
-      (e.g. ``test/exact_match``); the run writes their values as ordinary scalars.
+    hparams: {name: value} of this run (`flatten_hparams`): strings and bools as such, ints
+      and floats as numbers (``google.protobuf.Value`` has one number type, a double, and the
+      plugin's one numeric type is ``DATA_TYPE_FLOAT64``: an int is exact, as ``4``, not
+      ``4.000001``).
 
   Returns:
-    [experiment, session start, session end] ``Summary`` protos, to add to the run's own
-    event file (so every trial of a sweep is one session under ``tensorboard --logdir ROOT``).
+    ``Summary`` protos (tensorboardX's) to add to the run's own event file. No experiment
+    summary: given none, TensorBoard builds the experiment from every session under
+    ``--logdir`` (each hparam's type, domain and whether it ``differs`` across the sessions;
+    the sessions' scalars as metrics), so a sweep's trials compare in one table. An
+    experiment summary written by each run (as ``tensorboardX.summary.hparams`` does) holds
+    that run's names only, with no domain and ``differs`` false, and TensorBoard takes the
+    first one it finds for the whole logdir.
   """
-  from tensorboardX.summary import hparams as hparams_protos  # only process 0 writes
-  return list(hparams_protos(dict(hparams), {tag: 0.0 for tag in metric_tags}))
+  # only process 0 writes: tensorboardX is imported there alone
+  from tensorboardX.proto import api_pb2, plugin_hparams_pb2, summary_pb2
+  start = plugin_hparams_pb2.SessionStartInfo()
+  for name, value in hparams.items():
+    if isinstance(value, str):
+      start.hparams[name].string_value = value
+    elif isinstance(value, bool):  # before int: a bool is an int
+      start.hparams[name].bool_value = value
+    else:
+      start.hparams[name].number_value = value
+  end = plugin_hparams_pb2.SessionEndInfo(status=api_pb2.Status.Value("STATUS_SUCCESS"))
+
+  def summary(tag: str, data) -> summary_pb2.Summary:
+    content = data.SerializeToString()
+    plugin = summary_pb2.SummaryMetadata.PluginData(plugin_name="hparams", content=content)
+    metadata = summary_pb2.SummaryMetadata(plugin_data=plugin)
+    return summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, metadata=metadata)])
+
+  return [summary("_hparams_/session_start_info",
+                  plugin_hparams_pb2.HParamsPluginData(session_start_info=start, version=0)),
+          summary("_hparams_/session_end_info",
+                  plugin_hparams_pb2.HParamsPluginData(session_end_info=end, version=0))]
+
+
+def session_hparams(hparams: Mapping[str, HParam], directory: str) -> dict[str, HParam]:
+  """The hparams of the session written in ``directory``: ``hparams``, with ``seed`` the
+  seed's own where ``directory`` is one seed's of a vmapped run (``seed_<k>``, ``seed <= k <
+  seed + num_seeds``: the layout of ``attnlab.training.multiseed``), so each seed's session
+  says which seed it is."""
+  match = re.fullmatch(r"seed_(\d+)", os.path.basename(os.path.normpath(directory)))
+  first, count = hparams.get("seed", 0), hparams.get("num_seeds", 1)
+  if match and count > 1 and first <= int(match.group(1)) < first + count:
+    return {**hparams, "seed": int(match.group(1))}
+  return dict(hparams)
 
 
 # ---------------------------------------------------------------- scalars

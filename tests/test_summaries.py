@@ -4,6 +4,8 @@ import importlib.util
 import json
 import math
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -142,9 +144,8 @@ def test_tensorboard_holds_hparams_text_images_rates_and_length_buckets(tmp_path
       content["_hparams_/session_start_info"]).session_start_info
   assert start.hparams["model.attention"].string_value == config.model.attention
   assert start.hparams["train.num_steps"].number_value == 4
-  experiment = plugin_data_pb2.HParamsPluginData.FromString(
-      content["_hparams_/experiment"]).experiment
-  metric_tags = {m.name.tag for m in experiment.metric_infos}
+  assert "_hparams_/experiment" not in content  # TensorBoard builds it over the logdir
+  metric_tags = {m.name.tag for m in tensorboard_experiment(tmp_path).metric_infos}
   assert {"test/exact_match", "test/loss"} <= metric_tags
   assert events.Scalars("test/exact_match")[-1].value == pytest.approx(
       summary["test"]["exact_match"])
@@ -152,3 +153,81 @@ def test_tensorboard_holds_hparams_text_images_rates_and_length_buckets(tmp_path
   # metrics.jsonl carries the rate too.
   records = [strict_loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert all(r["steps_per_second"] > 0 for r in records if r["split"] == "train")
+
+
+def tensorboard_experiment(logdir):
+  """The HParams experiment TensorBoard's own plugin serves for ``tensorboard --logdir``."""
+  from tensorboard import context  # pylint: disable=import-outside-toplevel
+  from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+  from tensorboard.plugins import base_plugin
+  from tensorboard.plugins.hparams import backend_context
+  mux = plugin_event_multiplexer.EventMultiplexer()
+  mux.AddRunsFromDirectory(str(logdir))
+  mux.Reload()
+  backend = backend_context.Context(base_plugin.TBContext(
+      logdir=str(logdir), multiplexer=mux,
+      data_provider=data_provider.MultiplexerDataProvider(mux, str(logdir))))
+  request = context.RequestContext()
+  return backend.experiment_from_metadata(
+      request, "", True, backend.hparams_metadata(request, ""),
+      backend.hparams_from_data_provider(request, "", None))
+
+
+def session_starts(logdir):
+  """{run: SessionStartInfo} of every hparams session under ``logdir``."""
+  from tensorboard.backend.event_processing import plugin_event_multiplexer
+  from tensorboard.plugins.hparams import metadata
+  mux = plugin_event_multiplexer.EventMultiplexer()
+  mux.AddRunsFromDirectory(str(logdir))
+  mux.Reload()
+  return {run: metadata.parse_session_start_info_plugin_data(tags[metadata.SESSION_START_INFO_TAG])
+          for run, tags in mux.PluginRunToTagToContent("hparams").items()}
+
+
+def test_hparams_table_compares_a_sweeps_trials(tmp_path):
+  """Two trials differing in model.decoder and model.hidden_dim: TensorBoard's experiment over
+  the logdir says which hparams differ, with every value in the domain; ints stay exact."""
+  pytest.importorskip("tensorboard")
+  for name, decoder, hidden in (("luong", "luong", 32), ("bahdanau", "bahdanau", 64)):
+    config = date_quick_config(num_steps=4)
+    config.model.decoder, config.model.hidden_dim = decoder, hidden
+    (tmp_path / name).mkdir()
+    writer = training.MetricWriter(str(tmp_path / name), config=config)
+    writer.write(4, "test", {"loss": 1.0, "exact_match": 0.5}, records=[])
+    writer.close()
+  infos = {h.name: h for h in tensorboard_experiment(tmp_path).hparam_infos}
+  decoder = infos["model.decoder"]
+  assert decoder.differs
+  assert {v.string_value for v in decoder.domain_discrete.values} == {"luong", "bahdanau"}
+  hidden = infos["model.hidden_dim"]
+  assert hidden.differs
+  assert (hidden.domain_interval.min_value, hidden.domain_interval.max_value) == (32, 64)
+  assert not infos["train.num_steps"].differs and not infos["seed"].differs
+  for start in session_starts(tmp_path).values():
+    assert start.hparams["model.hidden_dim"].number_value in (32, 64)
+    assert start.hparams["eval.num_heatmaps"].HasField("number_value")
+    assert start.hparams["train.num_steps"].number_value == 4  # an int, exactly
+
+
+def test_session_hparams_give_a_vmapped_seed_its_own_seed():
+  flat = {"seed": 3, "num_seeds": 2, "model.decoder": "luong"}
+  assert summaries.session_hparams(flat, "/runs/a/seed_4")["seed"] == 4
+  assert summaries.session_hparams(flat, "/runs/a/seed_4/")["seed"] == 4
+  assert summaries.session_hparams(flat, "/runs/seed_9") == flat  # a run named seed_9
+  assert summaries.session_hparams({**flat, "num_seeds": 1}, "/runs/seed_9")["seed"] == 3
+
+
+@pytest.mark.slow
+def test_vmapped_seeds_are_sessions_with_their_own_seeds(tmp_path):
+  """Through ``python -m attnlab.main``: a two-seed run from seed 3 is two HParams sessions,
+  seed 3 and seed 4, and TensorBoard sees the seed differ."""
+  pytest.importorskip("tensorboard")
+  subprocess.run([sys.executable, "-m", "attnlab.main", "--config",
+                  str(REPO / "configs" / "date.py") + ":quick", "--workdir",
+                  str(tmp_path / "run"), "--config.num_seeds=2", "--config.seed=3",
+                  "--config.train.num_steps=2"], check=True, cwd=REPO, capture_output=True)
+  starts = session_starts(tmp_path)
+  seeds = {run.split("/")[-2]: start.hparams["seed"].number_value for run, start in starts.items()}
+  assert seeds == {"seed_3": 3, "seed_4": 4}
+  assert tensorboard_experiment(tmp_path).hparam_infos  # built from the sessions
+  assert {h.name: h.differs for h in tensorboard_experiment(tmp_path).hparam_infos}["seed"]

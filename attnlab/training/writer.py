@@ -32,8 +32,10 @@ class MetricWriter:
   which goes to metrics.jsonl too. Given ``evaluate``'s records and a ``task``: the first
   ``num_text_examples`` translations as a text table (``{split}/examples``); for ``test``, the
   first ``config.eval.num_heatmaps`` attention heatmaps as images (``test/attention/{i}``) and
-  ``config``'s scalar and string fields as hparams, the test scalars as their metrics (the
-  HParams dashboard then compares a sweep's trials: ``tensorboard --logdir ROOT``).
+  ``config``'s scalar and string fields as hparams (a vmapped seed's session with its own
+  ``seed``), with no experiment summary, so TensorBoard's HParams dashboard builds one over
+  every run under ``tensorboard --logdir ROOT`` and compares a sweep's trials on their scalars
+  (``summaries.hparams_summaries``).
   With ``test`` records, ``test_outcomes.jsonl`` beside metrics.jsonl: one line per test
   sentence with its length and the sufficient statistics of its metrics
   (``attnlab.export.outcome_row``), from which ``experiments.report`` draws intervals; with
@@ -50,7 +52,8 @@ class MetricWriter:
     self.enabled = jax.process_index() == 0
     if not self.enabled:
       return
-    self.hparams = None if config is None else summaries.flatten_hparams(config.to_dict())
+    self.hparams = None if config is None else summaries.session_hparams(
+        summaries.flatten_hparams(config.to_dict()), workdir)
     self.num_heatmaps = 0 if config is None else config.eval.num_heatmaps
     self.task, self.num_text_examples = task, num_text_examples
     self.rate = summaries.StepRate(resume_step, time.monotonic())
@@ -93,7 +96,7 @@ class MetricWriter:
       export.write_jsonl(os.path.join(self.directory, name),
                          [export.outcome_row(r, i) for i, r in enumerate(records)])
     if split == "test" and self.hparams is not None:
-      for summary in summaries.hparams_summaries(self.hparams, [f"test/{k}" for k in values]):
+      for summary in summaries.hparams_summaries(self.hparams):
         self.tb.file_writer.add_summary(summary, step)
     self.tb.flush()
 
