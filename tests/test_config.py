@@ -246,9 +246,27 @@ def test_numeric_ranges(key, bad, good):
     assert e.value.key == key
 
 
-def test_every_real_option_has_a_range_test():
-  tested = {key for key, _, _ in RANGES}
-  assert set(config_lib.REAL_RANGES) - {"eval.coverage_penalty"} <= tested  # coverage: above
+def just_outside(interval: str) -> list[float]:
+  """The nearest floats outside ``interval`` (``config.REAL_RANGES``' notation), its excluded
+  bounds included."""
+  low, high = (float(b) for b in interval[1:-1].split(","))
+  outside = []
+  if math.isfinite(low):
+    outside += [math.nextafter(low, -math.inf)] + ([low] if interval[0] == "(" else [])
+  if math.isfinite(high):
+    outside += [math.nextafter(high, math.inf)] + ([high] if interval[-1] == ")" else [])
+  return outside
+
+
+@pytest.mark.parametrize("key", sorted(config_lib.REAL_RANGES))
+def test_every_real_option_refuses_the_nearest_values_outside_its_interval(key):
+  for value in just_outside(config_lib.REAL_RANGES[key]):
+    with pytest.raises(config_lib.ConfigError, match=f"config.{key}: must be a finite") as e:
+      config_lib.validate(_from_json(key, value))
+    assert e.value.key == key
+
+
+def test_every_numeric_option_has_a_range():
   assert set(numeric_options()) <= set(config_lib.REAL_RANGES) | set(config_lib.INTEGER_MINIMUMS)
 
 
