@@ -4,21 +4,39 @@ Keeps the ``keep`` most recent checkpoints and the best one by a validation
 metric (checkpoints saved without metrics, e.g. on a signal, count among the
 recent ones and are deleted like them), saves synchronously (a checkpoint on
 disk is complete once ``save`` returns: orbax writes to a temporary folder and
-renames it), and restores the latest or the best step. A checkpoint that does
-not restore is moved to ``<directory>_corrupted/`` and the next one is tried,
-in training, evaluation and decoding alike.
+renames it), and restores the latest or the best step.
+
+Two ways a checkpoint can fail to restore, told apart before any array is read:
+
+* it does not *match* the state asked for (its stored tree or array shapes, read from its
+  metadata, differ from the state the config builds: another model's config): a config error,
+  ``CheckpointMismatch``; nothing is moved, the run is intact for the config it was trained with;
+* it does not *read* (its metadata or arrays are damaged or partial): it is moved to
+  ``<directory>_corrupted/`` with one warning line and the next one is tried, in training,
+  evaluation and decoding alike. What orbax, asyncio and tensorstore report on the side while
+  a failed attempt unwinds (logged task errors, unraisable exceptions) is held back during
+  the attempt and dropped with it (``held_back``), whatever its wording.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import os
+import sys
 import time
-from typing import Any
+from typing import Any, Iterator
 
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
+
+
+class CheckpointMismatch(ValueError):
+  """A readable checkpoint that holds another model than the state asked for (a config
+  error: the checkpoint is kept where it is)."""
 
 
 class Checkpointer:
@@ -50,20 +68,24 @@ class Checkpointer:
         cleanup_tmp_directories=True)
     self.directory = os.fspath(os.path.abspath(directory))
     self.quarantine = self.directory + "_corrupted"
+    # The handler named up front lets ``item_metadata`` read a step's tree before restoring.
+    open_manager = lambda: ocp.CheckpointManager(  # noqa: E731
+        self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler())
     try:
-      self.manager = ocp.CheckpointManager(self.directory, options=options)
+      self.manager = open_manager()
     except Exception:  # noqa: BLE001  orbax reads every step's metadata when it opens
       for step_dir in _unreadable_step_dirs(self.directory):
         self._move_aside(step_dir, "its metadata cannot be read")
-      self.manager = ocp.CheckpointManager(self.directory, options=options)
+      self.manager = open_manager()
 
-  def _move_aside(self, step_dir: str, reason: str) -> None:
-    """Moves a broken step folder to ``<directory>_corrupted/`` (kept for inspection)."""
+  def _move_aside(self, step_dir: str, reason: str, then: str = "") -> None:
+    """Moves a broken step folder to ``<directory>_corrupted/`` (kept for inspection), with
+    one warning line (``then``: what happens next, e.g. which step is tried instead)."""
     os.makedirs(self.quarantine, exist_ok=True)
     target = os.path.join(self.quarantine, f"{os.path.basename(step_dir)}-{time.time_ns()}")
     os.replace(step_dir, target)
-    logging.warning("checkpoint %s is corrupted or partial (%s); moved to %s",
-                    step_dir, reason, target)
+    logging.warning("checkpoint %s is corrupted or partial (%s); moved to %s%s",
+                    step_dir, reason, target, f"; {then}" if then else "")
 
   def save(self, step: int, state: Any, metrics: dict | None = None) -> None:
     """Saves ``state`` at ``step`` (``metrics`` must hold best_metric to rank it)."""
@@ -93,7 +115,7 @@ class Checkpointer:
     """The newest checkpoint that restores, or None when there is none (or none restores).
 
     A corrupted or partial checkpoint is moved aside with a one-line warning and the one
-    before it is tried.
+    before it is tried; one of another model raises ``CheckpointMismatch`` (``restore_first``).
     """
     steps = sorted(self.manager.all_steps(), reverse=True)
     restored = self.restore_first(steps, target)
@@ -105,16 +127,36 @@ class Checkpointer:
   def restore_first(self, steps: list[int], target: Any) -> tuple[int, Any] | None:
     """(step, state) of the first of ``steps`` that restores, or None when none does.
 
-    Each one that does not restore is moved to ``<directory>_corrupted/`` (kept for
-    inspection) with a one-line warning.
+    Each one that does not read is moved to ``<directory>_corrupted/`` (kept for
+    inspection) with a one-line warning. Raises ``CheckpointMismatch`` (moving nothing) at
+    the first one whose stored shapes are not ``target``'s: the config describes another
+    model, and every checkpoint of the run would fail the same way.
     """
+    wanted = flat_shapes(target)
     for step in steps:
-      try:
-        return step, self.restore(step, target)
-      except Exception as e:  # noqa: BLE001  (orbax raises many types for bad files)
-        self._move_aside(os.path.join(self.directory, str(step)),
-                         f"it does not restore: {type(e).__name__}: {_first_words(e)}")
-        self.manager.reload()
+      with held_back() as attempt:
+        try:
+          stored = flat_shapes(self.manager.item_metadata(step))
+          if not stored:  # orbax gives None when the tree's metadata file is missing
+            raise FileNotFoundError("the checkpoint's tree metadata is missing")
+        except Exception as e:  # noqa: BLE001  (orbax raises many types for bad files)
+          attempt.failed = e
+        else:
+          mismatch = shape_mismatch(stored, wanted)
+          if mismatch:
+            raise CheckpointMismatch(
+                f"checkpoint {step} in {self.directory} holds another model than the config "
+                f"describes: {mismatch}; nothing was moved: use the config it was trained with")
+          try:
+            return step, self.restore(step, target)
+          except Exception as e:  # noqa: BLE001  (orbax raises many types for bad files)
+            attempt.failed = e
+      later = steps[steps.index(step) + 1:]
+      self._move_aside(os.path.join(self.directory, str(step)),
+                       f"it does not restore: {type(attempt.failed).__name__}: "
+                       f"{_first_words(attempt.failed)}",
+                       f"trying step {later[0]}" if later else "no other checkpoint to try")
+      self.manager.reload()
     return None
 
   def close(self) -> None:
@@ -128,24 +170,78 @@ def _first_words(error: Exception, limit: int = 160) -> str:
   return text if len(text) <= limit else text[:limit] + "..."
 
 
-def is_closed_loop_noise(exc_type, exc_value) -> bool:
-  """Whether an unraisable exception is the harmless noise of tensorstore callbacks that land
-  after a failed restore closed orbax's event loop ('Event loop is closed', 'cannot schedule
-  new futures after shutdown'): ``attnlab.main`` keeps them off the terminal."""
-  return (exc_type is RuntimeError and
-          any(m in str(exc_value) for m in ("Event loop is closed",
-                                            "cannot schedule new futures after shutdown")))
+def flat_shapes(tree: Any) -> dict[tuple[str, ...], tuple[int, ...]]:
+  """{path: shape} of every leaf of a state or of a checkpoint's metadata tree, the paths in
+  orbax's naming (``("params", "encoder", "kernel")``) so both sides compare."""
+  return {tuple(map(str, path)): tuple(getattr(leaf, "shape", np.shape(leaf)))
+          for path, leaf in ocp.tree.to_flat_dict(tree).items()}
 
 
-class DropFailedRestoreTasks(logging.Filter):
-  """Drops asyncio's 'Task exception was never retrieved' reports of orbax reads that a
-  failed restore abandoned (their error is already the one warning line of ``restore_first``);
-  ``attnlab.main`` adds it to the ``asyncio`` logger."""
+def shape_mismatch(stored: dict, wanted: dict, shown: int = 1) -> str:
+  """How a checkpoint's arrays (``stored``, ``flat_shapes``) differ from the state's
+  (``wanted``), the first ``shown`` differences named (parameters before optimizer state);
+  "" when they match."""
+  differences = []
+  for path in sorted(set(stored) | set(wanted), key=lambda p: (p[:1] != ("params",), p)):
+    name = ".".join(path)
+    if path not in wanted:
+      differences.append(f"{name} is in the checkpoint, not in the config's model")
+    elif path not in stored:
+      differences.append(f"the config's model has {name}, the checkpoint does not")
+    elif stored[path] != wanted[path]:
+      differences.append(f"{name} is {stored[path]} in the checkpoint, {wanted[path]} for "
+                         "the config")
+  more = len(differences) - shown
+  return "; ".join(differences[:shown]) + (f" (and {more} more arrays)" if more > 0 else "")
+
+
+class _Held(logging.Filter):
+  """Collects the records a handler gets instead of emitting them."""
+
+  def __init__(self):
+    super().__init__()
+    self.records: list[logging.LogRecord] = []
 
   def filter(self, record: logging.LogRecord) -> bool:
-    message = record.getMessage()
-    return not ("Task exception was never retrieved" in message and
-                "async_deserialize" in message)
+    self.records.append(record)
+    return False
+
+
+class Attempt:
+  """One restore attempt under ``held_back``: set ``failed`` to the error when it fails."""
+  failed: Exception | None = None
+
+
+@contextlib.contextmanager
+def held_back() -> Iterator[Attempt]:
+  """Holds back what is logged (every handler of the root, ``asyncio`` and ``absl``
+  loggers) and every unraisable exception while inside: replayed in order when the attempt
+  succeeds, dropped when it failed (``attempt.failed`` set) or raised. A failed orbax restore
+  leaves tasks and coroutines that report their errors when collected ("Task exception was
+  never retrieved", "Exception ignored in ..."): they are collected here, while held back."""
+  attempt = Attempt()
+  handlers = {h for name in ("", "asyncio", "absl") for h in logging.getLogger(name).handlers}
+  held = {handler: _Held() for handler in handlers}
+  for handler, hold in held.items():
+    handler.addFilter(hold)
+  unraisable: list = []
+  hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+  ok = False
+  try:
+    yield attempt
+    ok = attempt.failed is None
+  finally:
+    if not ok:
+      gc.collect()  # the abandoned tasks' reports, while still held back
+    sys.unraisablehook = hook
+    for handler, hold in held.items():
+      handler.removeFilter(hold)
+    if ok:
+      for handler, hold in held.items():
+        for record in hold.records:
+          handler.handle(record)
+      for item in unraisable:
+        hook(item)
 
 
 def _unreadable_step_dirs(directory: str) -> list[str]:

@@ -14,28 +14,32 @@ run's own ``config.json`` from ``--workdir`` when it is left out. Modes:
 * ``--mode=decode``: translate lines from ``--input`` (default: stdin) and print
   one output per line, each flushed as soon as it is decoded: a Unix filter (from a pipe
   or a terminal every line is decoded as it arrives; a file, ``--input`` or ``< FILE``, in
-  batches of ``batching.eval_batch_size``). ``--heatmaps=DIR2`` saves their attention
-  heatmaps and DIR2/index.html (each decoded line with its heatmap); ``--alignments=FILE``
+  batches of ``batching.eval_batch_size``; a file's lines must all be UTF-8, checked before
+  anything is written). ``--heatmaps=DIR2`` saves their attention
+  heatmaps and DIR2/index.html (each decoded line with its heatmap; an index.html decode did
+  not write is never replaced); ``--alignments=FILE``
   writes one Pharaoh line per input (``i-j``: source token i - output token j, 0-based, each
   output token but EOS linked to its largest attention weight); ``--alignment_weights=FILE``
-  the weights, one JSON object per input line (``attnlab.export``). A reader that stops early
-  (``| head -1``) ends it quietly (141).
+  the weights, one JSON object per input line (``attnlab.export``). These outputs are opened
+  only once the model is restored and never over a file of the workdir being read or the
+  input. A reader that stops early (``| head -1``) ends it quietly (141).
 
 Exit status: 0 done; 2 bad flags, config or input (one message, no traceback);
 1 a non-finite loss with ``train.on_nonfinite=stop``; 128 + N when stopped by
-signal N (SIGTERM, SIGINT) after saving a checkpoint: rerun to resume (Ctrl-C during
-start-up or the final evaluation exits 130 too, with nothing to save). A workdir is held
+signal N (SIGTERM, SIGINT) after saving a checkpoint: rerun to resume (a signal during
+start-up, the final evaluation, eval or decode exits 143 or 130 too, with one line and
+nothing to save). A workdir is held
 by one process at a time (train and eval take an exclusive lock; a second one exits 2
 naming the holder); rerunning a finished run is a no-op that says so.
 
-Overrides use dotted paths: ``--config.model.attention=additive``. An invalid
-config prints one message naming the key and exits with status 2.
+Overrides use dotted paths: ``--config.model.attention=additive``; eval and decode take them
+with ``--workdir`` alone too (applied to the run's config.json: ``attnlab.run_config``). An
+invalid config prints one message naming the key and exits with status 2.
 """
 
 from __future__ import annotations
 
 import ast
-import logging as logging_module
 import os
 import signal
 import sys
@@ -57,8 +61,8 @@ flags.DEFINE_string("alignments", None, "Decode mode: write one Pharaoh line ('i
 flags.DEFINE_string("alignment_weights", None, "Decode mode: write the attention weights, one "
                     "JSON object per input line ({source, target, weights}), to this file.")
 flags.DEFINE_string("jax_cache_dir",
-                    os.environ.get("ATTNLAB_JAX_CACHE_DIR",
-                                   os.path.join(os.path.expanduser("~"), ".cache", "attnlab", "xla")),
+                    os.environ.get("ATTNLAB_JAX_CACHE_DIR", os.path.join(
+                        os.path.expanduser("~"), ".cache", "attnlab", "xla")),
                     "Persistent XLA compilation cache ('' to disable; default "
                     "$ATTNLAB_JAX_CACHE_DIR or ~/.cache/attnlab/xla): reruns, resumes, eval "
                     "and decode skip recompiling.")
@@ -66,6 +70,16 @@ flags.mark_flags_as_required(["workdir"])  # --config: required to train; eval/d
 
 
 INTERRUPTED = "interrupted (Ctrl-C); run the same command again to resume"
+TERMINATED = "stopped by SIGTERM; run the same command again to resume"
+
+
+class Terminated(BaseException):
+  """SIGTERM outside the training loop (which saves first: ``training.Interrupted``): raised
+  where the program is, like KeyboardInterrupt for Ctrl-C, so it ends the same way."""
+
+
+def _raise_terminated(signum, frame):
+  raise Terminated()
 
 
 def _fail(message: str) -> None:
@@ -77,10 +91,33 @@ def _fail(message: str) -> None:
   sys.exit(2)
 
 
+def _with_run_config(argv: list[str]) -> list[str]:
+  """``argv`` with ``--config=attnlab/run_config.py:WORKDIR`` added when eval or decode gets
+  ``--config.*`` overrides without ``--config`` (the overrides then apply to the run's own
+  config.json); ``argv`` itself otherwise."""
+  overrides = any(a.startswith("--config.") for a in argv[1:])
+  if not overrides or any(a == "--config" or a.startswith("--config=") for a in argv[1:]):
+    return argv
+  FLAGS(argv, known_only=True)  # --workdir and --mode, leaving the overrides for later
+  workdir, mode = FLAGS.workdir, FLAGS.mode
+  FLAGS.unparse_flags()
+  if not workdir:
+    return argv  # absl's own error names the missing flag
+  if mode == "train":
+    _fail("--config is required for --mode=train (eval and decode read the run's own)")
+  if not os.path.isdir(workdir):
+    _fail(f"--workdir {workdir!r} does not exist: train there first (--mode=train)")
+  if not os.path.isfile(os.path.join(workdir, "config.json")):
+    _fail(f"--workdir {workdir!r} holds no config.json to apply --config.* overrides to "
+          "(not a run's folder; or pass --config)")
+  from attnlab import run_config
+  return [argv[0], f"--config={run_config.__file__}:{workdir}", *argv[1:]]
+
+
 def parse_flags(argv):
   """absl's flag parsing, but any flag or config error exits with status 2 and no traceback."""
   try:
-    return FLAGS(argv)
+    return FLAGS(_with_run_config(argv))
   except flags.Error as e:
     _fail(str(e))
   except (KeyError, AttributeError, TypeError, ValueError) as e:  # bad --config.* override
@@ -104,6 +141,8 @@ def _check_paths() -> None:
   if FLAGS.mode == "decode" and FLAGS.input and not os.path.isfile(FLAGS.input):
     _fail(f"--input {FLAGS.input!r} is not a file" if os.path.exists(FLAGS.input)
           else f"--input {FLAGS.input!r} does not exist")
+  if FLAGS.mode == "decode":
+    _check_outputs()
   if FLAGS.heatmaps:
     if os.path.exists(FLAGS.heatmaps) and not os.path.isdir(FLAGS.heatmaps):
       _fail(f"--heatmaps {FLAGS.heatmaps!r} is a file; it names a folder for the images")
@@ -113,18 +152,78 @@ def _check_paths() -> None:
       _fail(f"cannot create --heatmaps {FLAGS.heatmaps!r}: {e.strerror}")
 
 
+def _inside(path: str, folder: str) -> bool:
+  """Whether ``path`` is ``folder`` or lies under it (symbolic links resolved)."""
+  path, folder = os.path.realpath(path), os.path.realpath(folder)
+  return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _check_outputs() -> None:
+  """Decode's output paths never name what decode reads: a file of the workdir (its
+  config.json, vocab.json, run.json, checkpoints, or any other file already there), the input,
+  or each other; nor a heatmap folder that is the workdir or inside its checkpoints, or
+  holds an index.html decode did not write."""
+  workdir = FLAGS.workdir
+  files = [(f"--{name}", path) for name in ("alignments", "alignment_weights")
+           if (path := getattr(FLAGS, name))]
+  for flag, path in files:
+    _check_writable(path)
+    if FLAGS.input and os.path.exists(path) and os.path.samefile(path, FLAGS.input):
+      _fail(f"{flag} {path!r} is the --input file: name another file for the output")
+    if _inside(path, workdir) and os.path.lexists(path):
+      _fail(f"{flag} {path!r} is a file of --workdir {workdir!r}, which decode reads: "
+            "name a new file (outside the run's files)")
+  if len(files) == 2 and os.path.realpath(files[0][1]) == os.path.realpath(files[1][1]):
+    _fail(f"--alignments and --alignment_weights name the same file {files[0][1]!r}")
+  heatmaps = FLAGS.heatmaps
+  if not heatmaps:
+    return
+  if os.path.realpath(heatmaps) == os.path.realpath(workdir) or any(
+      _inside(heatmaps, os.path.join(workdir, d)) for d in ("checkpoints",
+                                                           "checkpoints_corrupted")):
+    _fail(f"--heatmaps {heatmaps!r} is the run's own folder --workdir {workdir!r} or inside "
+          f"its checkpoints: name a folder of its own, e.g. "
+          f"{os.path.join(workdir, 'decoded')!r}")
+  index = os.path.join(heatmaps, "index.html")
+  if os.path.lexists(index) and not _is_decode_index(index):
+    _fail(f"--heatmaps {heatmaps!r} already holds an index.html that decode did not write: "
+          "name another folder (a page decode wrote there before is replaced)")
+
+
+def _check_writable(path: str) -> None:
+  """An output file that could not be opened fails now, not after the model is restored."""
+  folder = os.path.dirname(os.path.abspath(path))
+  problem = ("No such file or directory" if not os.path.isdir(folder) else
+             "Is a directory" if os.path.isdir(path) else
+             "Permission denied" if not os.access(path if os.path.exists(path) else folder,
+                                                  os.W_OK) else None)
+  if problem:
+    _fail(f"cannot open {path!r}: {problem}")
+
+
+def _is_decode_index(path: str) -> bool:
+  """Whether ``path`` is a page ``--heatmaps`` wrote (``atlas.page.decode_index``)."""
+  try:
+    with open(path, encoding="utf-8", errors="replace") as f:
+      head = f.read(4096)
+  except OSError:
+    return False
+  return head.startswith("<!DOCTYPE html>") and "<title>attnlab decode</title>" in head
+
+
 def _quiet_unraisable(hook=sys.unraisablehook):
-  """An unraisable-exception hook that drops the harmless 'Event loop is closed' noise of
-  tensorstore callbacks after a failed checkpoint restore (one warning line is enough)."""
+  """An unraisable-exception hook that ends the program on a Ctrl-C or SIGTERM that landed
+  where it cannot be raised (a failed checkpoint restore's own noise is held back where it
+  happens: ``checkpointing.held_back``)."""
   def quiet(unraisable):
-    from attnlab import checkpointing
-    if unraisable.exc_type is KeyboardInterrupt:
-      # Ctrl-C landed in a callback (JAX's garbage-collection hook), where it cannot stop
-      # the program: stop it here, as a Ctrl-C anywhere else outside the loop does.
-      print(INTERRUPTED, file=sys.stderr, flush=True)
-      os._exit(130)
-    if not checkpointing.is_closed_loop_noise(unraisable.exc_type, unraisable.exc_value):
-      hook(unraisable)
+    for kind, message, status in ((KeyboardInterrupt, INTERRUPTED, 130),
+                                  (Terminated, TERMINATED, 143)):
+      if unraisable.exc_type is kind:
+        # Ctrl-C or SIGTERM landed in a callback (JAX's garbage-collection hook), where it
+        # cannot stop the program: stop it here, as one anywhere else outside the loop does.
+        print(message, file=sys.stderr, flush=True)
+        os._exit(status)
+    hook(unraisable)
   return quiet
 
 
@@ -134,18 +233,20 @@ def main(argv):
   except KeyboardInterrupt:  # Ctrl-C outside the training loop (start-up, final evaluation)
     print(INTERRUPTED, file=sys.stderr)
     sys.exit(130)
+  except Terminated:  # SIGTERM there: the same, with the shell's 128 + 15
+    print(TERMINATED, file=sys.stderr)
+    sys.exit(128 + signal.SIGTERM)
 
 
 def _main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments: {' '.join(argv[1:])}")
   _check_paths()
-  from attnlab.checkpointing import DropFailedRestoreTasks
-  logging_module.getLogger("asyncio").addFilter(DropFailedRestoreTasks())
   # Imported after flag parsing so `--help` and flag errors stay fast.
   import jax
 
   from attnlab import summaries, training
+  from attnlab.checkpointing import CheckpointMismatch
   from attnlab.config import ConfigError, validate
   from attnlab.training import WorkdirError
 
@@ -182,7 +283,8 @@ def _main(argv):
       print(summaries.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}))
     else:
       _decode(config, training)
-  except (ConfigError, training.DataError, FileNotFoundError, WorkdirError) as e:
+  except (ConfigError, training.DataError, FileNotFoundError, WorkdirError,
+          CheckpointMismatch) as e:
     _fail(str(e))
   except ValueError as e:
     if FLAGS.mode != "decode":
@@ -198,22 +300,48 @@ def _main(argv):
 
 def _decode(config, training) -> None:
   """--mode=decode as a Unix filter: each output line (and its alignment lines) is written and
-  flushed as soon as its input line is decoded."""
+  flushed as soon as its input line is decoded. A file's lines are checked to be text first;
+  the output files are opened once the model is restored, so a failure before leaves them
+  untouched."""
+  from attnlab import export
+  from attnlab.training import inference
+  name = f"--input {FLAGS.input!r}" if FLAGS.input else "stdin"
+  try:
+    source = open(FLAGS.input, "rb") if FLAGS.input else sys.stdin.buffer
+  except OSError as e:
+    _fail(f"cannot open {e.filename!r}: {e.strerror}")
+  try:
+    batch_size = 1
+    if export.is_regular_file(source):  # its lines are all there: check, then batch them
+      start = source.tell()
+      for _ in inference.text_lines(source, name):
+        pass
+      source.seek(start)
+      batch_size = config.batching.eval_batch_size
+    state, prepared, _ = training.restore_for_inference(config, FLAGS.workdir, FLAGS.checkpoint,
+                                                        for_decoding=True)
+    lines, inputs = inference.text_lines(source, name), []
+    if FLAGS.heatmaps:  # each input, for DIR/index.html
+      lines = (inputs.append(line) or line for line in lines)
+    _write_translations(inference.translations(state, prepared, config, lines, FLAGS.heatmaps,
+                                               batch_size), inputs)
+  finally:
+    if source is not sys.stdin.buffer:
+      source.close()
+
+
+def _write_translations(translations, inputs: list[str]) -> None:
+  """Writes each translation as it comes (stdout and the alignment files), then the heatmaps'
+  index.html (``inputs``: the input lines read so far)."""
   from attnlab import export
   try:
-    source = open(FLAGS.input, encoding="utf-8") if FLAGS.input else sys.stdin
     writer = export.DecodeWriter(sys.stdout, FLAGS.alignments, FLAGS.alignment_weights)
   except OSError as e:
     _fail(f"cannot open {e.filename!r}: {e.strerror}")
-  batch_size = config.batching.eval_batch_size if export.is_regular_file(source) else 1
-  lines = (line.rstrip("\r\n") for line in source)
-  inputs, shown = [], []  # --heatmaps: (input, output) per heatmap, for DIR/index.html
-  if FLAGS.heatmaps:
-    lines = (inputs.append(line) or line for line in lines)
+  shown = []  # --heatmaps: (input, output) per heatmap, for DIR/index.html
   try:
     with writer:
-      for number, translation in enumerate(training.decode_stream(
-          config, FLAGS.workdir, lines, FLAGS.checkpoint, FLAGS.heatmaps, batch_size)):
+      for number, translation in enumerate(translations):
         writer.write(translation)
         if FLAGS.heatmaps and translation.source:
           shown.append((inputs[number], translation.text))
@@ -223,15 +351,18 @@ def _decode(config, training) -> None:
   except BrokenPipeError:  # the reader left (`| head -1`): stop quietly, as Unix filters do
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
     sys.exit(128 + signal.SIGPIPE)
-  finally:
-    if source is not sys.stdin:
-      source.close()
 
 
 if __name__ == "__main__":
   sys.unraisablehook = _quiet_unraisable()
+  # SIGTERM raises where the program is, as Ctrl-C does (the training loop installs its own
+  # handler, which saves a checkpoint first, and puts this one back after).
+  signal.signal(signal.SIGTERM, _raise_terminated)
   try:
     app.run(main, flags_parser=parse_flags)
   except KeyboardInterrupt:  # Ctrl-C while the flags and the config file load
     print(INTERRUPTED, file=sys.stderr)
     sys.exit(130)
+  except Terminated:
+    print(TERMINATED, file=sys.stderr)
+    sys.exit(128 + signal.SIGTERM)

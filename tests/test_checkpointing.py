@@ -1,11 +1,16 @@
 """attnlab.checkpointing: retention counts every checkpoint and keeps the best; a checkpoint
-that does not restore is moved aside and the next one is used."""
+that does not read is moved aside and the next one is used; one of another model's shapes is a
+mismatch and stays; a failed attempt's side noise is dropped, a good one's kept."""
 
+import logging
 import pathlib
+import sys
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
-from attnlab.checkpointing import Checkpointer
+from attnlab.checkpointing import Checkpointer, CheckpointMismatch, held_back, shape_mismatch
 
 STATE = {"w": np.arange(3, dtype=np.float32)}
 
@@ -72,3 +77,58 @@ def test_nothing_restores_gives_none_and_keeps_the_files(tmp_path):
   assert ckpt.restore_latest(STATE) is None
   ckpt.close()
   assert len(list((tmp_path / "ckpt_corrupted").iterdir())) == 1
+
+
+def test_a_checkpoint_of_another_shape_is_a_mismatch_and_stays_in_place(tmp_path):
+  directory = tmp_path / "ckpt"
+  _save_all(directory, [(1, None), (2, None)])
+  ckpt = Checkpointer(directory)
+  wider = {"w": np.zeros(5, np.float32)}
+  with pytest.raises(CheckpointMismatch, match=r"checkpoint 2 .* w is \(3,\) in the checkpoint, "
+                                               r"\(5,\) for the config"):
+    ckpt.restore_first([2, 1], wider)
+  with pytest.raises(CheckpointMismatch, match="the config's model has b"):
+    ckpt.restore_latest({**STATE, "b": np.zeros(1, np.float32)})
+  assert ckpt.all_steps() == [1, 2]
+  step, state = ckpt.restore_first([2, 1], STATE)  # the right shapes still restore
+  assert step == 2 and np.array_equal(state["w"], STATE["w"] + 2)
+  ckpt.close()
+  assert not (tmp_path / "ckpt_corrupted").exists()
+
+
+def test_shape_mismatch_names_parameters_first_and_counts_the_rest():
+  stored = {("opt_state", "mu", "k"): (2, 3), ("params", "k"): (2, 3), ("step",): ()}
+  wanted = {("opt_state", "mu", "k"): (4, 3), ("params", "k"): (4, 3), ("step",): ()}
+  assert shape_mismatch(stored, stored) == ""
+  assert shape_mismatch(stored, wanted) == ("params.k is (2, 3) in the checkpoint, (4, 3) for "
+                                            "the config (and 1 more arrays)")
+
+
+def test_held_back_replays_a_successful_attempt_and_drops_a_failed_ones_noise(caplog,
+                                                                             monkeypatch):
+  logger = logging.getLogger("asyncio")
+  reported = []
+  monkeypatch.setattr(sys, "unraisablehook", reported.append)
+  unraisable = SimpleNamespace(exc_type=RuntimeError, exc_value=RuntimeError("x"),
+                               exc_traceback=None, err_msg=None, object=None)
+  with caplog.at_level(logging.INFO):
+    with held_back():
+      logger.info("kept")
+      sys.unraisablehook(unraisable)
+      assert not reported and not caplog.records  # held back until the attempt ends
+    with held_back() as attempt:
+      logger.error("Task exception was never retrieved, in any wording")
+      sys.unraisablehook(unraisable)
+      attempt.failed = RuntimeError("unreadable")
+  assert [r.getMessage() for r in caplog.records] == ["kept"]
+  assert reported == [unraisable] and sys.unraisablehook == reported.append
+
+
+def test_a_checkpoint_without_its_tree_metadata_does_not_read_and_is_moved(tmp_path):
+  directory = tmp_path / "ckpt"
+  _save_all(directory, [(1, None), (2, None)])
+  (directory / "2" / "default" / "_METADATA").unlink()
+  ckpt = Checkpointer(directory)
+  step, _ = ckpt.restore_first([2, 1], STATE)
+  ckpt.close()
+  assert step == 1 and len(list((tmp_path / "ckpt_corrupted").iterdir())) == 1

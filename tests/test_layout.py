@@ -79,7 +79,7 @@ FLOORS = [
     {"attnlab", "attnlab.data", "attnlab.options", "attnlab.losses", "attnlab.parallel",
      "attnlab.checkpointing", "attnlab.summaries"},
     {"attnlab.attention", "attnlab.metrics", "attnlab.intervals", "attnlab.comparisons",
-     "attnlab.defaults"},
+     "attnlab.defaults", "attnlab.run_config"},
     {"attnlab.models", "attnlab.length_buckets", "attnlab.position_metrics", "attnlab.export",
      "attnlab.plots", "attnlab.atlas"},
     {"attnlab.decoding", "attnlab.config"},

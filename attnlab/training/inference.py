@@ -5,7 +5,11 @@ The run's ``config.json`` is read back when no config is given (``load_config``)
 is given must describe the same model (``workdir.check_same_model``: the differing keys are
 named). Decoding rebuilds the vocabularies from ``vocab.json`` and the shapes from
 ``run.json`` and never builds the dataset; evaluation builds the dataset's split it scores.
-A checkpoint that does not restore is moved aside and the next one is used, as in training.
+Both read ``vocab.json`` through ``workdir.read_vocab`` (its recorded checksum); evaluation
+also compares it with the vocabularies the config's data builds.
+A checkpoint that does not read is moved aside and the next one is used, as in training; one
+that holds another model than the config describes is a config error
+(``checkpointing.CheckpointMismatch``) and is left in place.
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from typing import Iterable, Iterator, Sequence
+from typing import IO, Iterable, Iterator, Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
-from attnlab import export
+from attnlab import export, run_config
 from attnlab.config import ConfigError, build_model
 from attnlab.data import TaskData, Vocab, encode_batch, tokenizer_from_dict
 from attnlab.data.tasks import Example
@@ -37,13 +41,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.isfile(path):
     raise workdir_lib.WorkdirError(f"{path} does not exist: --workdir is not a run's folder "
                                    "(or pass --config)")
-  config = workdir_lib.read_json(path)
-  # JSON has no tuples: the fields that are tuples in configs come back as lists.
-  evaluation = config.get("eval", {})
-  evaluation["length_boundaries"] = tuple(evaluation.get("length_boundaries") or ())
-  if "test_beam_sizes" in evaluation:  # absent from workdirs written before it existed
-    evaluation["test_beam_sizes"] = tuple(evaluation["test_beam_sizes"])
-  return ml_collections.ConfigDict(config)
+  return run_config.from_json(workdir_lib.read_json(path))
 
 
 def prepare_for_decoding(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
@@ -55,7 +53,7 @@ def prepare_for_decoding(config: ml_collections.ConfigDict, workdir: str) -> Pre
     workdir_lib.check_same_vocab(prepared.task, workdir)
     return prepared
   shapes = workdir_lib.read_json(shapes_path)
-  vocab = workdir_lib.read_json(os.path.join(workdir, "vocab.json"))
+  vocab = workdir_lib.read_vocab(workdir)
   src_vocab, tgt_vocab = Vocab(tuple(vocab["src"])), Vocab(tuple(vocab["tgt"]))
   task = TaskData(config.data.task, (), (), (), src_vocab, tgt_vocab, is_text=False,
                   has_alignment=False, src_tokenizer=tokenizer_from_dict(vocab["src_tokenizer"]),
@@ -73,7 +71,9 @@ def restore_for_inference(config: ml_collections.ConfigDict, workdir: str, which
   used: for ``best``, the best, then the newest first; for ``latest``, newest first.
   ``for_decoding``: the model and vocabularies come from the workdir (no dataset is built).
   Raises ``workdir.WorkdirError`` (creating nothing) when the workdir does not exist or
-  holds another model's run, FileNotFoundError when no checkpoint restores.
+  holds another model's run, ``checkpointing.CheckpointMismatch`` (moving nothing) when its
+  checkpoints are not the shapes of the config's model (e.g. an edited config.json),
+  FileNotFoundError when no checkpoint restores.
   """
   workdir_lib.check(workdir, create=False)
   workdir_lib.check_same_model(config, workdir)
@@ -103,8 +103,6 @@ def restore_for_inference(config: ml_collections.ConfigDict, workdir: str, which
         f"no checkpoint in {checkpoints} restores (moved to {checkpoints}_corrupted): "
         "train again (--mode=train)")
   step, state = restored
-  if step != steps[0]:
-    logging.warning("using the checkpoint of step %d instead", step)
   return state, prepared, step
 
 
@@ -139,7 +137,7 @@ def checked_source(config, prepared: Prepared, line: str, number: int) -> tuple[
   message = (f"input line {number} has {len(tokens)} tokens; the model's longest source is "
              f"{prepared.max_src_len}")
   if config.eval.on_long_input == "error":
-    raise ValueError(message + " (eval.on_long_input='truncate' cuts such lines)")
+    raise ValueError(message + " (add --config.eval.on_long_input=truncate to cut such lines)")
   logging.warning("%s: truncated", message)
   return tokens[:prepared.max_src_len]
 
@@ -175,7 +173,8 @@ def translation(record: dict, task: TaskData) -> export.Translation:
   EOS)."""
   target = tuple(prediction_text(record, task))
   return export.Translation(
-      text=task.tgt_tokenizer.detokenize(target), source=tuple(record["example"].src), target=target,
+      text=task.tgt_tokenizer.detokenize(target), source=tuple(record["example"].src),
+      target=target,
       attention=np.asarray(record["decode_attention"][:len(target)], np.float32),
       score=record["score"], log_prob=record["log_prob"])
 
@@ -183,17 +182,24 @@ def translation(record: dict, task: TaskData) -> export.Translation:
 def decode_stream(config: ml_collections.ConfigDict, workdir: str, lines: Iterable[str],
                   which: str = "best", heatmap_dir: str | None = None,
                   batch_size: int = 1) -> Iterator[export.Translation]:
-  """Translates raw input lines as they arrive, one ``export.Translation`` per line, in order.
-
-  The checkpoint is restored once, before the first line is read. Then up to ``batch_size``
-  lines are read and decoded together: 1 (a pipe, a terminal) yields each translation as
-  soon as its line arrives; a larger batch (a file, whose lines are all there) is faster.
-  Empty lines pass through as empty translations; unknown words become ``<unk>``; a line
-  longer than the model's longest source raises ValueError naming the line, or is truncated
-  with a warning (``eval.on_long_input``). ``heatmap_dir``: also write the attention heatmap
-  of each non-empty line, ``decode_{k}.png`` for the k-th (from 0).
-  """
+  """Translates raw input lines as they arrive, one ``export.Translation`` per line, in order:
+  ``translations`` with the ``which`` checkpoint, restored before the first line is read."""
   state, prepared, _ = restore_for_inference(config, workdir, which, for_decoding=True)
+  yield from translations(state, prepared, config, lines, heatmap_dir, batch_size)
+
+
+def translations(state: TrainState, prepared: Prepared, config: ml_collections.ConfigDict,
+                 lines: Iterable[str], heatmap_dir: str | None = None,
+                 batch_size: int = 1) -> Iterator[export.Translation]:
+  """Translates raw input lines with a restored model, one ``export.Translation`` per line.
+
+  Up to ``batch_size`` lines are read and decoded together: 1 (a pipe, a terminal) yields each
+  translation as soon as its line arrives; a larger batch (a file, whose lines are all there)
+  is faster. Empty lines pass through as empty translations; unknown words become ``<unk>``; a
+  line longer than the model's longest source raises ValueError naming the line, or is
+  truncated with a warning (``eval.on_long_input``). ``heatmap_dir``: also write the attention
+  heatmap of each non-empty line, ``decode_{k}.png`` for the k-th (from 0).
+  """
   task = prepared.task
   lines = iter(lines)
   number = decoded = 0
@@ -210,6 +216,22 @@ def decode_stream(config: ml_collections.ConfigDict, workdir: str, lines: Iterab
     in_order = iter(records)
     for src in sources:
       yield translation(next(in_order), task) if src else export.Translation(text="")
+
+
+class InputError(ValueError):
+  """An input line that is not text (one line naming the file and the line)."""
+
+
+def text_lines(stream: IO[bytes], name: str) -> Iterator[str]:
+  """The lines of a binary stream as text, without their line ends, one at a time (memory
+  stays flat); InputError naming ``name`` and the 1-based line at the first that is not
+  UTF-8."""
+  for number, raw in enumerate(stream, 1):
+    try:
+      yield raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+      raise InputError(f"{name} line {number} is not UTF-8 text (byte 0x{raw[e.start]:02x} "
+                       f"at position {e.start + 1}: {e.reason})") from None
 
 
 def decode_lines(config: ml_collections.ConfigDict, workdir: str, lines: Sequence[str],
