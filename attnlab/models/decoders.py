@@ -70,6 +70,25 @@ class DecoderState:
   coverage: Array
 
 
+@flax.struct.dataclass
+class StepOutputs:
+  """What one decoder step computes besides its next state (``Decoder.recur``).
+
+  Attributes:
+    features: [batch, d] what ``Decoder.project`` reads out into logits: [s_t; c_t; y_{t-1}]
+      (bahdanau), [s_t; y_{t-1}] (none), h~_t (luong).
+    weights: [batch, src_len] the attention weights (zeros for ``none``).
+    h: [batch, hidden] the top recurrent output; context: [batch, d_v] or None (``none``);
+    emb: [batch, emb_dim] the embedded previous token after dropout (read by ``copy``).
+  """
+
+  features: Array
+  weights: Array
+  h: Array
+  context: Array | None
+  emb: Array
+
+
 class Decoder(nn.Module):
   """A recurrent decoder of one of ``DECODER_STYLES`` over an encoder memory.
 
@@ -250,41 +269,63 @@ class Decoder(nn.Module):
       ``copy`` the logits are the pointer-generator's log-probabilities
       [batch, vocab + src_len] (``pointer.mixture_log_probs``).
     """
+    new_state, step = self.recur(state, emb, memory, deterministic)
+    logits = self.project(step.features, deterministic)
+    if self.options.copy:
+      if src_ext is None:
+        raise ValueError("a copy decoder needs src_ext, the source in extended vocabulary ids "
+                         "(attnlab.data.batching with copy=True)")
+      p_gen_logit = self.p_gen(jnp.concatenate([step.context, step.h, step.emb], -1))[:, 0]
+      logits = pointer.mixture_log_probs(logits, p_gen_logit, step.weights, src_ext,
+                                         memory.mask)
+    return new_state, logits.astype(jnp.float32), step.weights.astype(jnp.float32)
+
+  def recur(self, state: DecoderState, emb: Array, memory: AttentionMemory,
+            deterministic: bool = True) -> tuple[DecoderState, StepOutputs]:
+    """The recurrent half of a step: everything the next step depends on.
+
+    emb: [batch, emb_dim] embedding of y_{t-1}. Returns the new state and ``StepOutputs``,
+    whose ``features`` ``project`` turns into logits; no step reads another's logits (but
+    through input feeding, which ``features`` = h~_t carries in the state), so teacher
+    forcing projects every step at once, outside the scan.
+    """
     o = self.options
     emb = self.dropout(emb, deterministic=deterministic)
+    context = None
     if o.decoder == "bahdanau":
       context, weights, attention_state = self._attend(carry_hidden(state.carries[-1]), memory,
                                                        state, deterministic)
       carries, h = self._rnn(state.carries, jnp.concatenate([emb, context], -1), deterministic)
       history, h = self._self_attend(state, h)
-      out = jnp.tanh(self.readout(jnp.concatenate([h, context, emb], -1)))
+      features = jnp.concatenate([h, context, emb], -1)  # read out from [s_t; c_t; y_{t-1}]
       feed = state.feed
     elif o.decoder == "luong":
       x = jnp.concatenate([emb, state.feed], -1) if o.input_feeding else emb
       carries, h = self._rnn(state.carries, x, deterministic)
       history, h = self._self_attend(state, h)
       context, weights, attention_state = self._attend(h, memory, state, deterministic)
-      out = jnp.tanh(self.W_c(jnp.concatenate([context, h], -1)))  # h~_t
-      feed = out
+      features = jnp.tanh(self.W_c(jnp.concatenate([context, h], -1)))  # h~_t
+      feed = features
     else:  # none
       carries, h = self._rnn(state.carries, emb, deterministic)
       history, h = self._self_attend(state, h)
-      out = jnp.tanh(self.readout(jnp.concatenate([h, emb], -1)))
-      weights = jnp.zeros(memory.mask.shape, out.dtype)
+      features = jnp.concatenate([h, emb], -1)
+      weights = jnp.zeros(memory.mask.shape, h.dtype)
       feed = state.feed
       attention_state = state.attention_state
-    logits = self.output(self.dropout(out, deterministic=deterministic))
-    if o.copy:
-      if src_ext is None:
-        raise ValueError("a copy decoder needs src_ext, the source in extended vocabulary ids "
-                         "(attnlab.data.batching with copy=True)")
-      p_gen_logit = self.p_gen(jnp.concatenate([context, h, emb], -1))[:, 0]
-      logits = pointer.mixture_log_probs(logits, p_gen_logit, weights, src_ext, memory.mask)
     # c_{t+1} = c_t + a_t (Tu et al. 2016); without coverage it stays [batch, 0].
     coverage = state.coverage + weights.astype(jnp.float32) if o.coverage else state.coverage
     new_state = DecoderState(carries=carries, feed=feed, history=history, t=state.t + 1,
                              attention_state=attention_state, coverage=coverage)
-    return new_state, logits.astype(jnp.float32), weights.astype(jnp.float32)
+    return new_state, StepOutputs(features=features, weights=weights, h=h, context=context,
+                                  emb=emb)
+
+  def project(self, features: Array, deterministic: bool = True) -> Array:
+    """Logits from ``StepOutputs.features`` [..., d] -> [..., vocab]: Bahdanau's and the
+    baseline's readout tanh(W_o [s_t; c_t; y_{t-1}]) (Luong's h~_t is its own readout),
+    dropout, the output layer. Any leading axes: one step or every teacher-forced step."""
+    out = features if self.options.decoder == "luong" else jnp.tanh(self.readout(features))
+    return self.output(self.dropout(out, deterministic=deterministic))
 
   def step(self, state: DecoderState, y_prev: Array, memory: AttentionMemory,
            deterministic: bool = True,
@@ -317,11 +358,15 @@ class Decoder(nn.Module):
     """
     # embedded once, outside the scan: [batch, tgt_len, emb]
     emb = self.embed(self._feed_ids(tgt_in))
+    copy = self.options.copy
 
     def body(module, carry, emb_t, memory, src_ext):
-      carry, logits, weights = module.step_embedded(carry, emb_t, memory, deterministic,
-                                                    src_ext)
-      return carry, (logits, weights)
+      if copy:  # the pointer mixes each step's logits with its attention: all in the scan
+        carry, logits, weights = module.step_embedded(carry, emb_t, memory, deterministic,
+                                                      src_ext)
+        return carry, (logits, weights)
+      carry, step = module.recur(carry, emb_t, memory, deterministic)
+      return carry, (step.features, step.weights.astype(jnp.float32))
 
     # Sown per-step values (hard attention's REINFORCE samples, local_p's p_t) are
     # stacked over time on axis 1: [batch, tgt_len, ...].
@@ -329,5 +374,9 @@ class Decoder(nn.Module):
                    variable_axes={"intermediates": 1, SAMPLES: 1},
                    split_rngs={"params": False, "dropout": True, "sample": True},
                    in_axes=(1, nn.broadcast, nn.broadcast), out_axes=1)
-    _, (logits, weights) = scan(self, state, emb, memory, src_ext)
-    return logits, weights
+    _, (outputs, weights) = scan(self, state, emb, memory, src_ext)
+    if copy:
+      return outputs, weights
+    # The readout and the vocabulary projection of every step in one product
+    # ([batch * tgt_len, d] x [d, vocab]) instead of one per step inside the scan.
+    return self.project(outputs, deterministic).astype(jnp.float32), weights
