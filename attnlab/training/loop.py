@@ -208,9 +208,16 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if best not in (None, stepper.step):
       # Every run, stopped early or not, is tested with the checkpoint validation chose
       # (``train.best_metric``; with vmapped seeds, their mean).
-      logging.warning("trained to step %d; testing the best checkpoint, step %d",
-                      stepper.step, best)
-      stepper.state = ckpt.restore(best, stepper.state)
+      # A best checkpoint that no longer reads is moved aside (one line) and the run is
+      # tested with its last state instead.
+      found = ckpt.restore_first([best], stepper.state)
+      if found is None:
+        logging.warning("the best checkpoint, step %d, does not read; testing step %d",
+                        best, stepper.step)
+      else:
+        logging.warning("trained to step %d; testing the best checkpoint, step %d",
+                        stepper.step, best)
+        stepper.state = found[1]
     return _finish(config, workdir, prepared, stepper, writers, ckpt, dirs, start_time)
   except BaseException:  # signals, errors, Ctrl-C in the final evaluation: close, then raise
     for writer in writers:
