@@ -236,6 +236,16 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str],
                             force=tokenize == "none").score)
 
 
+def detokenized_bleu(hypotheses: Sequence[str], references: Sequence[str],
+                     lowercase: bool = False) -> tuple[float, str]:
+  """sacrebleu's standard BLEU: detokenized hypotheses [n] against the corpus's own reference
+  lines [n], sacrebleu's 13a tokenizer, case-insensitive with ``lowercase`` (``-lc``, for a
+  model that writes lowercase). Returns (BLEU 0-100, sacrebleu's signature)."""
+  bleu = sacrebleu.metrics.BLEU(lowercase=lowercase)
+  score = bleu.corpus_score(list(hypotheses), [list(references)])
+  return float(score.score), str(bleu.get_signature())
+
+
 def bleu_statistics(hypotheses: Sequence[str], references: Sequence[str],
                     tokenize: str = "none") -> np.ndarray:
   """sacrebleu's sufficient statistics of each sentence, as `corpus_bleu` computes them.

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 # (summary key, label): per-length values live under f"{key}_by_length".
 METRICS = (("exact_match", "exact match"), ("bleu", "BLEU"),
            ("alignment_error_rate", "alignment error rate"))
-OVERALL = METRICS + (("attention_entropy", "attention entropy (nats)"),
+OVERALL = METRICS + (("detokenized_bleu", "detokenized BLEU (sacrebleu)"),
+                     ("attention_entropy", "attention entropy (nats)"),
                      ("token_accuracy", "token accuracy"), ("loss", "test loss"),
                      # A run's cost (summary.json "cost", attnlab.training.cost), where recorded.
                      ("train_steps_per_second", "train steps/s"),
@@ -48,7 +49,7 @@ def regime(bucket: str, train_length: int) -> str:
 def fmt(row: Mapping, metric: str) -> str:
   """``mean [low, high]`` with an interval, else ``mean ± std`` over seeds; one seed without
   an interval: the mean alone (a spread of one value is no uncertainty, never "± 0")."""
-  digits = 1 if metric in ("bleu",) + COSTS else 3
+  digits = 1 if metric in ("bleu", "detokenized_bleu") + COSTS else 3
   if row.get("low", "") != "":
     return f"{row['mean']:.{digits}f} [{row['low']:.{digits}f}, {row['high']:.{digits}f}]"
   if int(row.get("num_seeds") or 0) == 1:

@@ -46,7 +46,8 @@ def gold_eval_step(state, batch):
   attention = np.eye(gold.shape[2], dtype=np.float32)[gold.argmax(-1)]
   zero, one = np.zeros((), np.float32), np.ones((), np.int32)
   return {"loss_sum": zero, "tokens": one, "correct": np.zeros((), np.int32),
-          "entropy_sum": zero, "entropy_rows": one, "attention": attention}
+          "entropy_sum": zero, "entropy_rows": one, "attention": attention,
+          "token_correct": np.zeros(gold.shape[:2], bool)}
 
 
 def gold_floor(examples):
@@ -176,3 +177,30 @@ def test_sentence_bleu_statistics_give_sacrebleu_scores():
   for h, r, s in zip(hyps, refs, stats):
     assert metrics.bleu_from_statistics(s) == metrics.corpus_bleu([h], [r])
   assert metrics.bleu_from_statistics(stats.sum(0)) == metrics.corpus_bleu(hyps, refs)
+
+
+@pytest.mark.parametrize("decoder", ["model", "reference"])
+def test_corpus_runs_report_sacrebleus_detokenized_bleu_with_its_signature(monkeypatch, decoder):
+  from attnlab.defaults import load_config_file
+  from tests.conftest import CONFIGS
+  config = load_config_file(str(CONFIGS / "mar_eng.py")).get_config("quick")
+  prepared = training.prepare(config)
+  state = training.init_state(config, prepared)
+  if decoder == "reference":
+    monkeypatch.setattr(evaluation, "decode_batch", reference_decoder(False))
+  result, records = training.evaluate(state, prepared, prepared.task.test, config)
+  task = prepared.task
+  hyps = [task.tgt_tokenizer.detokenize(evaluation.prediction_text(r, task)) for r in records]
+  raw = [r["example"].reference for r in records]
+  assert all(isinstance(line, str) and line for line in raw)
+  expected = sacrebleu.corpus_bleu(hyps, [raw], lowercase=task.tgt_tokenizer.lowercase)
+  assert result["detokenized_bleu"] == pytest.approx(expected.score)
+  signature = result["detokenized_bleu_signature"]
+  assert "tok:13a" in signature and "nrefs:1" in signature
+  assert ("case:lc" in signature) == bool(task.tgt_tokenizer.lowercase)
+
+
+def test_detokenized_bleu_of_the_references_themselves_is_100():
+  refs = ["The cat sat on the mat.", "Hello, world!"]
+  score, signature = metrics.detokenized_bleu(refs, refs)
+  assert score == pytest.approx(100.0) and signature.startswith("nrefs:1|case:mixed")

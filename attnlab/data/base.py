@@ -29,11 +29,14 @@ class Example:
     tgt: target tokens `[tgt_len]`.
     alignment: sure links `(tgt_position, src_position)`, 0-based over `tgt` and `src`; None
       when unknown.
+    reference: the target as the corpus writes it (untokenized), for sacrebleu's standard
+      detokenized BLEU; None for synthetic tasks.
   """
 
   src: tuple[str, ...]
   tgt: tuple[str, ...]
   alignment: Alignment | None = None
+  reference: str | None = None
 
   def __post_init__(self):
     object.__setattr__(self, "src", tuple(self.src))

@@ -276,7 +276,7 @@ def limit_length(examples, limit: int | None, policy: str, what: str) -> tuple[E
                 stacklevel=3)
   if policy == "skip":
     return tuple(e for e in examples if max(len(e.src), len(e.tgt)) <= limit)
-  return tuple(Example(e.src[:limit], e.tgt[:limit]) for e in examples)
+  return tuple(Example(e.src[:limit], e.tgt[:limit], reference=e.reference) for e in examples)
 
 
 def _read_folder(data_config) -> tuple[str, list[list[Pair] | None], tuple[str, str]]:
@@ -377,7 +377,8 @@ def corpus_task(data_config) -> TaskData:
                 for side, lang in enumerate(langs)]
 
   def tokenized(pairs, split, policy="skip"):
-    examples = [Example(tokenizers[0].tokenize(s), tokenizers[1].tokenize(t)) for s, t in pairs]
+    examples = [Example(tokenizers[0].tokenize(s), tokenizers[1].tokenize(t), reference=t)
+                for s, t in pairs]
     kept = [e for e in examples if e.src]
     if len(kept) < len(examples):
       warnings.warn(f"{where}: dropped {len(examples) - len(kept)} pair(s) whose source has no "

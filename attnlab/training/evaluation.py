@@ -54,7 +54,10 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
   Teacher-forced loss, perplexity, token accuracy and attention entropy;
   exact match (greedy or beam decoding, never teacher-forced), overall and per
   source-length bucket; BLEU for text tasks; alignment error rate where the
-  task knows the true alignment.
+  task knows the true alignment. For corpora (examples with their raw ``reference``):
+  ``detokenized_bleu``, sacrebleu's standard BLEU of the detokenized output against the raw
+  references (13a, ``-lc`` when the target tokenizer lowercases), with
+  ``detokenized_bleu_signature``.
 
   Per source-length bucket (``*_by_length``: {label: {"count", "mean", "std", "low", "high",
   "mean_length"}}, ``length_buckets.per_bucket_statistic``): ``exact_match``; ``bleu``, the
@@ -164,6 +167,12 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
     result["bleu_by_length"] = by_length(bleu_stats, "bleu", sentence_bleu)
     result["sentence_bleu_by_length"] = length_buckets.per_bucket_mean(
         sentence_bleu, src_lengths, boundaries)
+    if all(r["example"].reference is not None for r in records):  # corpora: raw references
+      result["detokenized_bleu"], result["detokenized_bleu_signature"] = (
+          metrics_lib.detokenized_bleu(
+              [task.tgt_tokenizer.detokenize(prediction_text(r, task)) for r in records],
+              [r["example"].reference for r in records],
+              lowercase=bool(getattr(task.tgt_tokenizer, "lowercase", False))))
   if task.has_alignment and prepared.model.decoder != "none":
     # Only the rows of real target tokens: the EOS row has no gold link to hit.
     counts = np.array([[c["a_and_s"], c["a_and_p"], c["a"], c["s"]] for c in (
