@@ -1,7 +1,7 @@
 """Speed and memory of training and decoding: prints tables, writes JSON.
 
     python -m experiments.benchmark                      # everything, a few minutes on a CPU
-    python -m experiments.benchmark --quick              # seconds: a smoke run of each part
+    python -m experiments.benchmark --quick              # a smoke run of each part (below)
     python -m experiments.benchmark --out bench.json --src_lens 10,100,200 --batch_sizes 32
     python -m experiments.benchmark --help               # every flag
 
@@ -29,13 +29,24 @@ Three parts:
   with its R^2 (1 = exactly linear).
 * devices: what ran it (``jax.devices()``), in the JSON.
 
+The results go to ``--out`` (refused if it exists: a benchmark is never overwritten), by
+default a new ``attnlab-benchmark-*.json`` in the temporary directory; the path is printed.
+
+``--quick`` is a smoke run: each part once, on one decoder and score, two length buckets,
+three source lengths and no remat column: 6 train-step programs, the costly ones, among
+some 60 XLA compilations. Its time is compiling, not running: a minute or two on a 2-core
+CPU (a train step of these scanned RNNs takes seconds to compile however small its shapes),
+as it prints at the end.
+
 Figures are for the machine they ran on; compare rows of one run. Nothing here is a test.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -151,11 +162,12 @@ def bench_date(steps_per_dispatch: Sequence[int], steps: int, quick: bool,
 
 def bench_buckets(quick: bool) -> dict:
   """Train-step compilations over two epochs of a task with several length buckets: one per
-  bucket (the batches of a bucket share their padded shape), none after that."""
+  bucket (the batches of a bucket share their padded shape), none after that. 4 buckets, 2
+  with ``quick`` (each is a compilation of some seconds)."""
   from configs.toy_translation import get_config
   config = get_config("quick")
   config.data.max_len = 20
-  config.batching.num_buckets = 4
+  config.batching.num_buckets = 2 if quick else 4
   config.train.num_steps = 10**6
   config.train.log_every = config.train.eval_every = config.train.checkpoint_every = 10**6
   loop = _Loop(config)
@@ -163,7 +175,8 @@ def bench_buckets(quick: bool) -> dict:
   mark = len(_COMPILES)
   loop.run(steps)
   count, seconds = _compiles_since(mark)
-  return {"config": "configs/toy_translation.py:quick, lengths 3-20, 4 buckets",
+  return {"config": f"configs/toy_translation.py:quick, lengths 3-20, "
+                    f"{config.batching.num_buckets} buckets",
           "buckets": len(loop.prepared.buckets),
           "shapes": [list(b) for b in loop.prepared.buckets],
           "steps": steps, "train_compiles": count, "compile_s": seconds}
@@ -282,8 +295,10 @@ DECODERS = ("luong", "bahdanau", "none")
 
 
 def define_flags(fv: flags.FlagValues) -> None:
-  flags.DEFINE_boolean("quick", False, "A seconds-long smoke run of each part.", flag_values=fv)
-  flags.DEFINE_string("out", "benchmark.json", "JSON results file.", flag_values=fv)
+  flags.DEFINE_boolean("quick", False, "A smoke run of each part (a minute or two on a 2-core "
+                       "CPU, nearly all XLA compilation).", flag_values=fv)
+  flags.DEFINE_string("out", "", "JSON results file, refused if it exists (default: a new "
+                      "attnlab-benchmark-*.json in the temporary directory).", flag_values=fv)
   flags.DEFINE_list("parts", list(PARTS), f"Parts to run: {', '.join(PARTS)}.", flag_values=fv)
   flags.DEFINE_list("decoders", list(DECODERS), "grid: decoder styles (model.decoder).",
                     flag_values=fv)
@@ -331,12 +346,29 @@ def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
   return _cli.parse(define_flags, argv, __doc__)[0]
 
 
+QUICK = (("decoders", ["luong"]), ("attentions", ["general"]), ("src_lens", ["10", "20", "40"]),
+         ("batch_sizes", ["8"]), ("steps_per_dispatch", ["1"]), ("no_remat", True))
+
+
+def out_path(out: str) -> str:
+  """Where the results go: ``out``, which must not exist yet (a benchmark is never
+  overwritten) in a folder that does; "" -> a new file in the temporary directory."""
+  if not out:
+    handle, path = tempfile.mkstemp(prefix="attnlab-benchmark-", suffix=".json")
+    os.close(handle)
+    return path
+  if os.path.exists(out):
+    _cli.fail(f"--out={out} exists; name another file or remove it")
+  if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+    _cli.fail(f"--out={out}: no such folder {os.path.dirname(os.path.abspath(out))}")
+  return out
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
   args = parse_flags(argv)
+  start, compiled = time.perf_counter(), len(_COMPILES)
   if args.quick:
-    for name, value in (("decoders", ["luong"]), ("attentions", ["general"]),
-                        ("src_lens", ["10", "20", "40"]), ("batch_sizes", ["8"]),
-                        ("steps_per_dispatch", ["1"])):
+    for name, value in QUICK:
       if not args[name].present:
         args[name].value = value
   parts = _choices(args, "parts", PARTS)
@@ -344,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   attentions = _choices(args, "attentions", score_names())
   src_lens, batch_sizes = _ints(args, "src_lens"), _ints(args, "batch_sizes")
   steps_per_dispatch = _ints(args, "steps_per_dispatch")
+  out = out_path(args.out)  # before the minutes of measuring, so a bad --out fails at once
   result = {"devices": [str(d) for d in jax.devices()], "backend": jax.default_backend(),
             "jax": jax.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "processor_count": _cpu_count()}
@@ -387,14 +420,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
               f"{f['r2']:.4f}" + ("" if share is None else
                                   f"; attention: {share:.2f} KB per decoder step per source "
                                   "position"))
-  with open(args.out, "w", encoding="utf-8") as f:
+  count, seconds = _compiles_since(compiled)
+  result["compilation"] = {"programs": count, "compile_s": seconds,
+                           "wall_s": time.perf_counter() - start}
+  with open(out, "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2, default=float)
-  print(f"\nwrote {args.out}")
+  print(f"\nXLA compiled {count} programs in {seconds:.0f} s of "
+        f"{result['compilation']['wall_s']:.0f} s\nwrote {out}")
   return result
 
 
 def _cpu_count() -> int:
-  import os
   return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
