@@ -34,7 +34,8 @@ were stopped or run elsewhere, 2 bad flags or sweep file.
 ``--launcher=ray`` submits the same commands as Ray tasks to a local Ray instance or to a
 cluster (``--ray_address``), each asking for ``--cpus_per_trial`` CPUs and
 ``--gpus_per_trial`` GPUs (default: one GPU on a cluster that has them, since Ray hides every
-GPU from a task that asks for none); ``--max_parallel`` defaults to what the cluster holds at
+GPU from a task that asks for none); a trial runs XLA with at most ``--cpus_per_trial``
+compute threads (``trial_env``); ``--max_parallel`` defaults to what the cluster holds at
 once. Workers run the trials with their own Python (``sys.executable`` on the worker) and need
 this checkout and ROOT at the same paths as the driver (a shared filesystem). A stopped
 launcher cancels its Ray tasks; each worker passes SIGTERM on to its trial and waits for it.
@@ -490,10 +491,29 @@ def ray_task_options(cpus_per_trial: float, gpus_per_trial: float) -> dict:
   return {"num_cpus": cpus_per_trial, "num_gpus": gpus_per_trial, "max_retries": 0}
 
 
-def trial_env(gpus_per_trial: float) -> dict[str, str]:
-  """Environment for trials that share a GPU (a fraction each): JAX would otherwise
-  preallocate 75% of its memory in the first trial and leave the others none."""
-  return {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"} if 0 < gpus_per_trial < 1 else {}
+def trial_threads(cpus_per_trial: float) -> int:
+  """The compute threads a trial given ``cpus_per_trial`` CPUs may run: the whole CPUs, at
+  least one (a fraction of a CPU still needs a thread)."""
+  return max(1, int(cpus_per_trial))
+
+
+def trial_env(cpus_per_trial: float, gpus_per_trial: float) -> dict[str, str]:
+  """Environment of a Ray trial's process, so that it uses what it asked Ray for.
+
+  CPUs: Ray's ``num_cpus`` only schedules; XLA's CPU client sizes its compute thread pools
+  (``tf_XLAEigen``, the intra-op pool) from ``NPROC`` when set, else from every core this
+  process may run on, so without it each trial runs as many threads as the host has cores.
+  ``NPROC=trial_threads(cpus_per_trial)`` bounds them (measured: 1 thread with ``NPROC=1``, 2
+  on a 2-core host without; ``--xla_cpu_multi_thread_eigen=false`` changes neither). Threads,
+  not pinned cores: Ray does not say which cores a task holds, so pinning would stack trials
+  on the same cores, while the OS spreads bounded threads over free ones.
+  GPUs: trials sharing one (a fraction each) must not preallocate: JAX would otherwise take
+  75% of its memory in the first trial and leave the others none.
+  """
+  env = {"NPROC": str(trial_threads(cpus_per_trial))}
+  if 0 < gpus_per_trial < 1:
+    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+  return env
 
 
 def worker_command(command: Sequence[str]) -> list[str]:
@@ -542,7 +562,7 @@ def launch_ray(trials: list[dict], max_parallel: int, address: str | None,
     # runs as __main__.
     body = importlib.import_module("experiments.sweep")._run_trial_on_worker  # noqa: SLF001
     remote = ray.remote(body).options(**ray_task_options(cpus_per_trial, gpus))
-    env = trial_env(gpus)
+    env = trial_env(cpus_per_trial, gpus)
     pending, queued, results = {}, list(enumerate(trials)), [{}] * len(trials)
     cancelled = 0
     while queued or pending:
@@ -698,8 +718,8 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_integer("max_parallel", 0, "Trials running at once; 0: 1 locally, the Ray "
                        "cluster's capacity (CPUs // --cpus_per_trial, GPUs // "
                        "--gpus_per_trial) with --launcher=ray.", lower_bound=0, flag_values=fv)
-  flags.DEFINE_float("cpus_per_trial", 1.0, "--launcher=ray: CPUs each trial's task asks for.",
-                     flag_values=fv)
+  flags.DEFINE_float("cpus_per_trial", 1.0, "--launcher=ray: CPUs each trial's task asks for; "
+                     "its XLA runs at most that many compute threads.", flag_values=fv)
   flags.DEFINE_float("gpus_per_trial", None, "--launcher=ray: GPUs each trial's task asks for "
                      "(a fraction below 1 to share one); default: 1 when the cluster has GPUs, "
                      "else 0. Ray hides the GPUs from a task that asks for none.",

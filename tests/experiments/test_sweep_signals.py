@@ -343,8 +343,53 @@ def test_gpus_per_trial_defaults_to_one_gpu_on_a_gpu_cluster():
 def test_ray_task_options_request_the_trials_gpus():
   assert sweep.ray_task_options(2.0, 1.0) == {"num_cpus": 2.0, "num_gpus": 1.0, "max_retries": 0}
   assert sweep.ray_task_options(1.0, 0.0)["num_gpus"] == 0.0
-  assert sweep.trial_env(0.5) == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # sharing a GPU
-  assert sweep.trial_env(1.0) == {} and sweep.trial_env(0.0) == {}
+  assert sweep.trial_env(1.0, 0.5)["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"  # sharing a GPU
+  assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in sweep.trial_env(1.0, 1.0)
+  assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in sweep.trial_env(1.0, 0.0)
+
+
+def test_trial_env_bounds_xla_threads_to_the_cpus_asked_for():
+  assert [sweep.trial_env(c, 0.0)["NPROC"] for c in (0.5, 1.0, 2.0, 2.5, 16.0)] == [
+      "1", "1", "2", "2", "16"]
+
+
+XLA_THREADS = """
+import collections, os
+import jax, jax.numpy as jnp
+jax.jit(lambda x: x @ x)(jnp.ones((256, 256))).block_until_ready()
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(sum("XLAEigen" in name for name in names))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_trial_env_limits_the_threads_xla_computes_with():
+  """What the limit does in a real JAX process: XLA's compute pool has as many threads as the
+  trial's CPUs, whatever the host's cores (3 on any host, 1 on a many-core one)."""
+  host = {k: v for k, v in os.environ.items() if k != "NPROC"}
+
+  def xla_threads(env):
+    out = subprocess.run([sys.executable, "-c", XLA_THREADS], env={**host, **env},
+                         capture_output=True, text=True, check=True, cwd=sweep.REPO)
+    return int(out.stdout.split()[-1])
+  if xla_threads({}) == 0:
+    pytest.skip("this jaxlib names no XLAEigen threads: nothing to count")
+  assert xla_threads(sweep.trial_env(1.0, 0.0)) == 1
+  assert xla_threads(sweep.trial_env(3.0, 0.0)) == 3
+
+
+def test_ray_trials_run_with_their_thread_limit(tmp_path):
+  ray = pytest.importorskip("ray")  # optional extra [ray]; CI installs only [test]
+  trial = {"name": "env", "workdir": str(tmp_path / "env"),
+           "command": [sys.executable, "-c", "import os; print(os.environ['NPROC'])"]}
+  ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+  try:
+    (status,) = sweep.launch_ray([trial], max_parallel=1, address=None, cpus_per_trial=2.0,
+                                 gpus_per_trial=0.0)
+  finally:
+    ray.shutdown()
+  assert status["status"] == "ok"
+  assert (tmp_path / "env" / "stdout.txt").read_text() == "2\n"
 
 
 @pytest.mark.parametrize("cpus,gpus,needle", [(0.0, None, "cpus_per_trial=0"),
