@@ -47,3 +47,25 @@ def test_parse_arg_profiles_and_types():
                                                           "attention": False}
   with pytest.raises(ValueError, match="unknown argument 'srcc'"):
     defaults.parse_arg("srcc=en", profile="", src="de")
+
+
+def test_the_multi30k_tutorial_replica_has_the_tutorials_recipe():
+  from attnlab.defaults import load_config_file
+  module = load_config_file(str(CONFIGS / "multi30k.py"))
+  config = module.get_config("tutorial=true")
+  m, t = config.model, config.train
+  assert (m.cell, m.bidirectional, m.decoder, m.attention) == ("gru", True, "bahdanau",
+                                                                 "additive")
+  assert (m.emb_dim, m.hidden_dim, m.dropout_rate) == (256, 512, 0.5)
+  assert (t.learning_rate, t.schedule, t.warmup_steps, t.label_smoothing) == (1e-3, "constant",
+                                                                               0, 0.0)
+  assert config.batching.batch_size == 128
+  # 10 epochs of the 29,000 training pairs in batches of 128.
+  assert t.num_steps == 10 * -(-29000 // 128)
+
+
+def test_the_multi30k_search_never_reads_the_test_set():
+  from attnlab.defaults import load_config_file
+  module = load_config_file(str(CONFIGS / "sweeps" / "multi30k_search.py"))
+  splits = module.get_config().data.splits
+  assert splits[2] == splits[1] == "val" and "test_2016_flickr" not in splits

@@ -63,7 +63,9 @@ def _apply(config, overrides):
 @pytest.mark.parametrize("spec,count", [
     ("long_sentence.py:small", 5 * 2),
     ("long_sentence.py:full", (3 + len(score_names()) - 2) * 2),
-    ("multi30k.py", 2),
+    ("multi30k.py", 3 * 3),  # attention, none, the tutorial replica x 3 seeds
+    ("multi30k.py:seeds=2", 3 * 2),
+    ("multi30k_search.py", 3 * 2 * 2),
     ("long_sentence.py:tiny", 2),
     ("score_scaling.py:small", 4 * 4),
     ("score_scaling.py:full", 4 * 4),
