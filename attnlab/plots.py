@@ -4,17 +4,30 @@ Figures are built on `matplotlib.figure.Figure` directly, never through `pyplot`
 figure registry, no interactive backend, nothing to leak in a long sweep; saving a PNG renders
 with Agg. `*_figure` functions return the Figure (tests inspect its tick labels); `plot_*`
 functions save it to the requested path and return that path. No other I/O happens here.
+
+Text in any script: every figure's texts (tick labels, titles, legends) get the fonts that draw
+them (`fit_fonts`): where matplotlib's default font (DejaVu Sans) lacks some of a text's
+characters (Devanagari for a Marathi corpus, CJK, ...), installed fonts that have them follow
+it in the text's font family list, and matplotlib (>= 3.6) takes each glyph from the first
+font that has it. Where no installed font has them, one warning per script says which font
+to install (e.g. Debian's fonts-noto-core), instead of a "Glyph ... missing" warning per
+character and figure; the figure is still written, with boxes for those characters.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pathlib
-from collections.abc import Mapping, Sequence
+import unicodedata
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
+from matplotlib import font_manager, ft2font
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 # Weights are probabilities: a fixed [0, 1] colour scale keeps panels comparable across
 # variants (a soft and a hard attention map would otherwise both look saturated).
@@ -22,6 +35,110 @@ _CMAP = "viridis"
 _VMIN, _VMAX = 0.0, 1.0
 _CELL_INCHES = 0.35  # size of one heatmap cell, so long sentences keep readable labels
 
+
+# ---------------------------------------------------------------- fonts for any script
+
+# Scripts already warned about (no installed font draws them): one warning per process each.
+warned_scripts: set[str] = set()
+
+
+@functools.lru_cache(maxsize=None)
+def _codepoints(path: str) -> frozenset[int]:
+  """The characters the font file at ``path`` has glyphs for (empty if it cannot be read)."""
+  try:
+    return frozenset(ft2font.FT2Font(path).get_charmap())
+  except (OSError, RuntimeError, ValueError):
+    return frozenset()
+
+
+def _needs_glyph(char: str) -> bool:
+  """Letters, marks, digits, punctuation, symbols: not spaces, controls or joiners (ZWJ)."""
+  return unicodedata.category(char)[0] not in "CZ"
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_fonts() -> tuple:
+  """The system's fonts, regular faces first (a fallback font's bold would stand out), without
+  Unicode's Last Resort font: it has every character, as a box naming its script (matplotlib
+  >= 3.10 falls back on it anyway, and warns). Fonts installed after matplotlib cached its
+  font list are added to it (``fontManager.addfont``), so a font the warning below named is
+  found once installed, with no cache to delete."""
+  manager = font_manager.fontManager
+  known = {f.fname for f in manager.ttflist}
+  for path in font_manager.findSystemFonts():
+    if path not in known:
+      try:
+        manager.addfont(path)
+      except (OSError, RuntimeError, ValueError):  # a file FreeType cannot read
+        pass
+  fonts = [f for f in manager.ttflist if not f.name.startswith("Last Resort")]
+  return tuple(sorted(fonts, key=lambda f: (f.style != "normal",
+                                            f.weight not in (400, "normal"), f.name)))
+
+
+def fonts_for(texts: Iterable[str]) -> tuple[list[str], set[str]]:
+  """The font families that draw ``texts``, and the characters no installed font draws.
+
+  Returns:
+    ([], set()) when the default font draws every character; else ([default family,
+    fallback families covering the rest...], characters still without a glyph).
+  """
+  default = font_manager.FontProperties()
+  default_path = font_manager.findfont(default)
+  missing = {c for text in texts for c in text if _needs_glyph(c)}
+  missing = {c for c in missing if ord(c) not in _codepoints(default_path)}
+  if not missing:
+    return [], set()
+  families = [font_manager.get_font(default_path).family_name]
+  for font in _installed_fonts():
+    covered = {c for c in missing if ord(c) in _codepoints(font.fname)}
+    if covered and font.name not in families:
+      families.append(font.name)
+      missing -= covered
+    if not missing:
+      break
+  return families, missing
+
+
+def _script(char: str) -> str:
+  """The Unicode script a character's name starts with: DEVANAGARI, CJK, ARABIC, ..."""
+  return unicodedata.name(char, "UNKNOWN").split()[0]
+
+
+def _font_hint(script: str) -> str:
+  if script in ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "IDEOGRAPHIC"):
+    return "Noto Sans CJK (Debian/Ubuntu: apt-get install fonts-noto-cjk)"
+  return f"Noto Sans {script.title()} (Debian/Ubuntu: apt-get install fonts-noto-core)"
+
+
+def fit_fonts(fig: Figure) -> Figure:
+  """Gives each text of ``fig`` fonts that draw it (module doc); returns ``fig``.
+
+  Characters no installed font draws: one ``UserWarning`` per script and process, naming a
+  font to install; matplotlib's own "Glyph ... missing" warnings for them are silenced.
+  """
+  texts = [t for t in fig.findobj(Text) if t.get_text()]
+  families, missing = fonts_for(t.get_text() for t in texts)
+  if not families:
+    return fig
+  for text in texts:
+    text.set_fontfamily(families)
+  for ax in fig.axes:  # ticks matplotlib makes later (on draw) too
+    ax.tick_params(labelfontfamily=families)
+  for char in missing:  # said once below; matplotlib would repeat it per glyph and draw
+    warnings.filterwarnings("ignore", message=rf"Glyph {ord(char)} \(", category=UserWarning)
+  scripts = sorted({_script(c) for c in missing} - warned_scripts)
+  for script in scripts:
+    sample = next(t.get_text() for t in texts
+                  if any(c in missing and _script(c) == script for c in t.get_text()))
+    warnings.warn(f"no installed font draws {script.title()} text (e.g. {sample!r}): figures "
+                  f"show boxes for it; install a font for it, e.g. {_font_hint(script)}",
+                  stacklevel=3)
+    warned_scripts.add(script)
+  return fig
+
+
+# ---------------------------------------------------------------- heatmaps
 
 def _cropped_weights(weights, src_tokens: Sequence[str], tgt_tokens: Sequence[str]) -> np.ndarray:
   """weights [tgt_len, src_len] cropped to [len(tgt_tokens), len(src_tokens)]."""
@@ -73,7 +190,7 @@ def attention_figure(weights, src_tokens: Sequence[str], tgt_tokens: Sequence[st
   ax = fig.add_subplot()
   image = _draw_attention(ax, cropped, src_tokens, tgt_tokens, title)
   fig.colorbar(image, ax=ax)
-  return fig
+  return fit_fonts(fig)
 
 
 def _save(fig: Figure, path) -> pathlib.Path:
@@ -115,7 +232,7 @@ def metric_vs_length_figure(curves: Mapping[str, tuple], xlabel: str, ylabel: st
   _draw_curves(ax, curves, xlabel, ylabel)
   if title:
     ax.set_title(title)
-  return fig
+  return fit_fonts(fig)
 
 
 def _draw_curves(ax, curves: Mapping[str, tuple], xlabel: str, ylabel: str,
@@ -161,7 +278,7 @@ def learning_curves_figure(panels: Sequence[tuple[str, Mapping[str, tuple]]],
     _draw_curves(ax, curves, "training step", ylabel, marker="o" if most <= 30 else None)
   if title:
     fig.suptitle(title)
-  return fig
+  return fit_fonts(fig)
 
 
 def plot_learning_curves(panels: Sequence[tuple[str, Mapping[str, tuple]]], path,
@@ -210,7 +327,7 @@ def attention_grid_figure(panels: Sequence[tuple], ncols: int = 3) -> Figure:
   for ax, (title, weights, src, tgt) in zip(used, cropped):
     image = _draw_attention(ax, weights, src, tgt, title)
   fig.colorbar(image, ax=used, shrink=0.8)
-  return fig
+  return fit_fonts(fig)
 
 
 def plot_attention_grid(panels: Sequence[tuple], path, ncols: int = 3) -> pathlib.Path:

@@ -1,5 +1,11 @@
 """Tests for attnlab.plots: files are written, tick labels are the tokens, bad input raises."""
 
+import os
+import pathlib
+import subprocess
+import sys
+import warnings
+
 import numpy as np
 import pytest
 
@@ -80,3 +86,54 @@ def test_plot_attention_grid_writes_png(tmp_path):
     plots.plot_attention_grid([], tmp_path / "x.png")
   with pytest.raises(ValueError):
     plots.plot_attention_grid(panels, tmp_path / "x.png", ncols=0)
+
+
+# ---------------------------------------------------------------- text in any script
+
+MARATHI = ["माझे", "नाव", "राम", "आहे", "</s>"]
+
+
+def test_devanagari_labels_get_a_covering_font_or_one_warning(tmp_path, monkeypatch):
+  """Marathi tick labels and title: drawn with an installed font that has Devanagari (no
+  "Glyph missing" warning), or, with none installed, one warning that names a font to
+  install, however many figures and glyphs, and still a picture."""
+  monkeypatch.setattr(plots, "warned_scripts", set())
+  families, missing = plots.fonts_for(MARATHI)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for k in range(2):
+      _assert_png(plots.plot_attention(_weights(5, 5), MARATHI, TGT, tmp_path / f"{k}.png",
+                                       title="मराठी → English"))
+    plots.plot_attention_grid([("a", _weights(5, 5), MARATHI, TGT)], tmp_path / "grid.png")
+  messages = [str(w.message) for w in caught]
+  assert not [m for m in messages if m.startswith("Glyph")], messages
+  ours = [m for m in messages if m.startswith("no installed font draws")]
+  if missing:
+    assert len(ours) == 1 and "Devanagari" in ours[0] and "fonts-noto-core" in ours[0]
+  else:
+    assert ours == [] and len(families) >= 2  # DejaVu Sans, then a Devanagari font
+    fig = plots.attention_figure(_weights(5, 5), MARATHI, TGT)
+    assert fig.axes[0].get_xticklabels()[0].get_fontfamily() == families
+
+
+def test_latin_labels_keep_the_default_font():
+  assert plots.fonts_for(SRC + TGT + ["é", "ß", "—"]) == ([], set())
+  fig = plots.attention_figure(_weights(5, 5), SRC, TGT)
+  assert fig.axes[0].get_xticklabels()[0].get_fontfamily() == ["sans-serif"]
+
+
+@pytest.mark.slow
+def test_a_marathi_run_draws_its_heatmaps_without_glyph_warnings(tmp_path):
+  """Through ``python -m attnlab.main`` on the shipped English-Marathi corpus: its attention
+  heatmaps (Marathi output words) are written; stderr has no "Glyph ... missing" line, and
+  the one line naming a font to install exactly when no installed font has Devanagari."""
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  proc = subprocess.run(
+      [sys.executable, "-m", "attnlab.main", "--config", f"{repo / 'configs' / 'mar_eng.py'}:quick",
+       "--workdir", str(tmp_path)], capture_output=True, text=True, cwd=repo, timeout=600,
+      env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true", "JAX_PLATFORMS": "cpu"})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert list(tmp_path.glob("attention_*.png"))
+  assert "Glyph" not in proc.stderr
+  _, missing = plots.fonts_for(["आहे"])
+  assert proc.stderr.count("no installed font draws Devanagari") == (1 if missing else 0)
