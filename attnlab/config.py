@@ -22,6 +22,9 @@ from attnlab.models import BRIDGES, DECODER_STYLES, Seq2Seq, cell_names
 from attnlab.options import ModelOptions
 
 
+# train.schedule names (attnlab.training.steps.make_schedule / make_optimizer).
+SCHEDULES = ("cosine", "constant", "inverse_sqrt", "reduce_on_plateau")
+
 # model.dtype names -> computation dtypes.
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -68,12 +71,13 @@ INTEGER_MINIMUMS = {
                      "batching.batch_size", "batching.eval_batch_size", "batching.num_buckets",
                      "batching.round_to", "train.num_steps", "train.log_every",
                      "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
-                     "eval.beam_size", "train.steps_per_dispatch"), 1),
+                     "eval.beam_size", "train.steps_per_dispatch", "train.grad_accum_steps",
+                     "train.plateau_window", "train.plateau_patience"), 1),
     **dict.fromkeys(("seed", "data.train_max_src_len", "model.attention_dim",
                      "model.max_src_len", "model.encoder_self_attention_layers",
                      "train.warmup_steps", "eval.max_decode_len", "eval.num_heatmaps",
                      "eval.max_examples", "parallel.num_devices", "parallel.num_processes",
-                     "train.early_stopping_patience"), 0),
+                     "train.early_stopping_patience", "batching.max_tokens"), 0),
     "parallel.process_id": -1,  # -1: automatic
 }
 
@@ -89,6 +93,7 @@ REAL_RANGES = {
     "train.guided_alignment_weight": "[0, inf)",
     "train.early_stopping_min_delta": "[0, inf)",
     "train.early_stopping_min_relative_delta": "[0, 1)",
+    "train.plateau_factor": "(0, 1)",  # 1 would never lower the learning rate
     "model.dropout_rate": "[0, 1)",
     "model.hard_temperature": "(0, inf)",
     "model.hard_entropy_weight": "[0, inf)",
@@ -137,7 +142,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "model.hard_estimator", HARD_ESTIMATORS)
   _one_of(config, "model.normalizer", NORMALIZERS)
   _one_of(config, "model.bridge", BRIDGES)
-  _one_of(config, "train.schedule", ("cosine", "constant"))
+  _one_of(config, "train.schedule", SCHEDULES)
   _one_of(config, "train.best_mode", ("max", "min"))
   _one_of(config, "train.on_nonfinite", ("skip", "stop"))
   _one_of(config, "eval.on_long_input", ("error", "truncate"))
@@ -161,6 +166,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_bucket_boundaries(config)
   _validate_test_beam_sizes(config)
   _validate_test_at_steps(config)
+  _validate_grad_accum(config)
   if config.num_seeds > 1 and config.train.steps_per_dispatch > 1:
     raise ConfigError("train.steps_per_dispatch", "multi-seed runs (num_seeds > 1) take one "
                       "step per dispatch: set it to 1, or run the seeds separately")
@@ -249,6 +255,15 @@ def _validate_test_at_steps(config: ml_collections.ConfigDict) -> None:
           set(value)) != len(value):
     raise ConfigError("eval.test_at_steps", "must be distinct positive integers, e.g. "
                       f"--config.eval.test_at_steps='(1000, 2000)', got {value!r}")
+
+
+def _validate_grad_accum(config: ml_collections.ConfigDict) -> None:
+  """train.num_steps counts micro-batches: a whole number of accumulated updates."""
+  k = config.train.get("grad_accum_steps", 1)  # absent from older workdirs' config.json
+  if k > 1 and config.train.num_steps % k:
+    raise ConfigError("train.grad_accum_steps", f"must divide train.num_steps="
+                      f"{config.train.num_steps} (which counts batches, one update every "
+                      f"grad_accum_steps of them), got {k}")
 
 
 def _validate_coverage_and_alignment(config: ml_collections.ConfigDict) -> None:

@@ -100,6 +100,12 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   # (empty = quantiles); the largest must cover the longest source of every split. A
   # multi-seed run whose training sources all fit one bound takes one call per step.
   c.batching.bucket_boundaries = ()
+  # Token-based training batches (fairseq's --max-tokens); 0 = off (batch_size rows). Each
+  # length bucket's batches get as many rows as keep its padded source and target arrays within
+  # this many tokens (rows * max(src_len, tgt_len) <= max_tokens; batch_size is then unused),
+  # so a step holds about as many tokens on long sentences as on short ones. Evaluation keeps
+  # eval_batch_size.
+  c.batching.max_tokens = 0
 
   # Each model.* key sets the attnlab.options.ModelOptions field of its name; a key that
   # names no field reaches the score and mechanism as an extra option (options.get(name)).
@@ -187,14 +193,29 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   c.model.remat = False
 
   c.train = ml_collections.ConfigDict()
-  # Optimizer steps in the whole run.
+  # Training steps (batches) in the whole run. With grad_accum_steps = k, a step is one
+  # micro-batch and the optimizer updates every k-th step (num_steps / k updates); every step
+  # count (warmup_steps, the schedule, *_every, test_at_steps) counts micro-batches too.
   c.train.num_steps = 2000
+  # Gradient accumulation (optax.MultiSteps): average the gradients of this many consecutive
+  # batches into one update, emulating a k-times larger batch; 1 = off. num_steps must be a
+  # multiple of it. To emulate N updates of batch k * b: batch_size b, num_steps k * N (and
+  # warmup_steps k times the warmup in updates).
+  c.train.grad_accum_steps = 1
   # Peak learning rate of Adam.
   c.train.learning_rate = 3e-3
   # Linear warmup steps, then the decay schedule.
   c.train.warmup_steps = 100
-  # After warmup: cosine (to 10% of the peak at num_steps) or constant.
+  # After warmup: cosine (to 10% of the peak at num_steps), constant, inverse_sqrt
+  # (peak * sqrt(warmup_steps / step), Vaswani et al. 2017) or reduce_on_plateau (constant,
+  # times a scale that plateau_factor lowers when the training loss stops improving).
   c.train.schedule = "cosine"
+  # reduce_on_plateau (optax.contrib): the training loss is averaged over windows of this many
+  # steps; after plateau_patience windows without a better mean (by a relative 1e-4), the
+  # learning rate is multiplied by plateau_factor.
+  c.train.plateau_window = 100
+  c.train.plateau_patience = 5
+  c.train.plateau_factor = 0.5
   # Clip gradients to this global norm (0 = no clipping).
   c.train.grad_clip = 1.0
   # Decoupled weight decay (AdamW); 0 = plain Adam.

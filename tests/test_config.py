@@ -45,6 +45,9 @@ def test_base_config_is_valid():
     ("num_seeds", 0, ">= 1"),
     ("data.train_max_src_len", -1, ">= 0"),
     ("model.location_bias", None, "True or False"),
+    ("train.schedule", "rsqrt", "inverse_sqrt, reduce_on_plateau"),
+    ("train.grad_accum_steps", 0, ">= 1"),
+    ("batching.max_tokens", -1, ">= 0"),
 ])
 def test_bad_values_name_the_key_and_choices(key, value, needle):
   with pytest.raises(config_lib.ConfigError) as e:
@@ -219,6 +222,11 @@ RANGES = [
     ("train.guided_alignment_weight", [-1.0], [0.0, 2.0]),
     ("train.early_stopping_min_delta", [-0.01], [0.0, 0.5]),
     ("train.early_stopping_min_relative_delta", [-0.01, 1.0], [0.0, 0.05]),
+    ("train.plateau_factor", [0.0, 1.0, -0.5], [0.01, 0.99]),
+    ("train.plateau_window", [0], [1, 1000]),
+    ("train.plateau_patience", [0], [1, 10]),
+    ("train.grad_accum_steps", [0], [1, 4]),  # both divide the default num_steps, 2000
+    ("batching.max_tokens", [-1], [0, 4096]),
     ("model.dropout_rate", [1.0, -0.1], [0.0, 0.9]),
     ("model.hard_temperature", [0.0, -1.0], [1e-3, 5.0]),
     ("model.hard_entropy_weight", [-0.01], [0.0, 1.0]),
@@ -288,4 +296,29 @@ def test_bad_numbers_on_the_command_line_are_one_line_and_exit_2(tmp_path, overr
                   f"--config.{override}", check=False)
   assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
   assert proc.stderr.strip() == f"error: {needle}"
+  assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+def test_grad_accum_steps_must_divide_num_steps():
+  config_lib.validate(_config(**{"train.num_steps": 12, "train.grad_accum_steps": 4}))
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(_config(**{"train.num_steps": 10, "train.grad_accum_steps": 4}))
+  assert e.value.key == "train.grad_accum_steps" and "num_steps=10" in str(e.value)
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("train.grad_accum_steps=3", "config.train.grad_accum_steps: must divide "
+                                 "train.num_steps=20 (which counts batches, one update every "
+                                 "grad_accum_steps of them), got 3"),
+    ("train.schedule=rsqrt", "config.train.schedule: unknown value 'rsqrt'; valid choices: "
+                             "constant, cosine, inverse_sqrt, reduce_on_plateau"),
+    # Checked once the buckets are known: date's padded shapes are longer than 5 tokens.
+    ("batching.max_tokens=5", "config.batching.max_tokens: must hold one training example of "
+                              "the padded shape"),
+])
+def test_bad_batching_and_schedule_options_are_one_line_and_exit_2(tmp_path, override, needle):
+  proc = run_main("--config", f"{CONFIGS / 'date.py'}:quick", "--workdir", str(tmp_path / "w"),
+                  f"--config.{override}", check=False)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+  assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
   assert not (tmp_path / "w" / "checkpoints").exists()

@@ -27,6 +27,11 @@ per bucket:
 Filler rows hold a one-token source (PAD) and a one-token target (BOS in, EOS out) with lengths
 1, so nothing downstream divides by zero; `example_mask` keeps them out of losses and metrics.
 A bucket is a `(src_len, tgt_len)` padded shape.
+
+Training batches hold `batch_size` rows, or, under a token budget (`max_tokens`, fairseq's
+--max-tokens), `token_batch_rows` rows per bucket: as many as keep both padded arrays
+`[rows, src_len]` and `[rows, tgt_len]` within the budget, so a step of long sentences holds
+about as many tokens as a step of short ones, and there is still one padded shape per bucket.
 """
 
 from __future__ import annotations
@@ -262,6 +267,21 @@ def _chunks(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
   return [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
 
 
+def token_batch_rows(buckets: Sequence[Bucket], max_tokens: int,
+                     multiple: int = 1) -> tuple[int, ...]:
+  """Rows per training batch of each bucket under a budget of `max_tokens` padded tokens.
+
+  Bucket `(src_len, tgt_len)` gets the most rows r, a multiple of `multiple` (the data-parallel
+  device count), with `r * max(src_len, tgt_len) <= max_tokens`: neither the padded source
+  `[r, src_len]` nor the padded target `[r, tgt_len]` holds more than `max_tokens` tokens
+  (filler rows count: the budget bounds the arrays the step computes on). 0 where the budget
+  holds fewer than `multiple` rows of the bucket.
+  """
+  if max_tokens < 1 or multiple < 1:
+    raise ValueError(f"max_tokens and multiple must be >= 1, got {max_tokens}, {multiple}")
+  return tuple((max_tokens // max(s, t)) // multiple * multiple for s, t in buckets)
+
+
 class TrainBatches:
   """Training batches whose order is a pure function of (seed, step), so resuming is exact.
 
@@ -269,7 +289,8 @@ class TrainBatches:
   examples within each bucket, cut each bucket into batches (the last partial batch of a
   bucket is padded with filler rows) and shuffle the order of all the epoch's batches. Every
   example appears exactly once per epoch. `batch(step)` returns the `step % steps_per_epoch`-th
-  batch of that order.
+  batch of that order. A batch of bucket b has `rows[b]` rows: `batch_size`, or with
+  `max_tokens` the bucket's `token_batch_rows`.
   """
 
   def __init__(
@@ -281,10 +302,18 @@ class TrainBatches:
       buckets: Sequence[Bucket],
       seed: int,
       copy: bool = False,
+      max_tokens: int = 0,
+      rows_multiple: int = 1,
   ):
     """Args: the training examples, their vocabularies, rows per batch, bucket shapes (e.g.
-    from `make_buckets(examples)`), the non-negative shuffling seed, and `copy` (extended ids
-    for a copy model: `src_ext`, see the module doc)."""
+    from `make_buckets(examples)`), the non-negative shuffling seed, `copy` (extended ids
+    for a copy model: `src_ext`, see the module doc), and `max_tokens` (0: off; else rows per
+    bucket from `token_batch_rows(buckets, max_tokens, rows_multiple)`, `batch_size` unused).
+
+    Raises:
+      ValueError: bad sizes, an example no bucket holds, or a budget too small for one batch
+        of a bucket the examples fall in.
+    """
     _check_examples(examples)
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -295,6 +324,12 @@ class TrainBatches:
     self.seed = int(seed)
     self._encoded = _Encoded.of(examples, src_vocab, tgt_vocab, None, copy)
     self._by_bucket = _group_by_bucket(self._encoded, self.buckets)
+    self.rows = (token_batch_rows(self.buckets, max_tokens, rows_multiple) if max_tokens
+                 else (self.batch_size,) * len(self.buckets))
+    for shape, rows, ix in zip(self.buckets, self.rows, self._by_bucket):
+      if len(ix) and rows == 0:
+        raise ValueError(f"max_tokens={max_tokens} holds no batch of the padded shape {shape}: "
+                         f"it needs at least {max(shape) * rows_multiple} tokens")
     self._plan_cache: tuple[int, list[tuple[int, np.ndarray]]] | None = None
 
   @property
@@ -303,16 +338,19 @@ class TrainBatches:
 
   @property
   def steps_per_epoch(self) -> int:
-    """Batches per epoch: sum over buckets of ceil(bucket size / batch_size)."""
-    return sum(math.ceil(len(ix) / self.batch_size) for ix in self._by_bucket)
+    """Batches per epoch: sum over buckets of ceil(bucket size / rows of its batches)."""
+    return sum(math.ceil(len(ix) / rows) for ix, rows in zip(self._by_bucket, self.rows)
+               if len(ix))
 
   def epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
     """The epoch's batches in order, as `(bucket, example positions)` pairs."""
     if self._plan_cache is not None and self._plan_cache[0] == epoch:
       return self._plan_cache[1]
     rng = np.random.default_rng([self.seed, epoch])
+    # Every bucket draws its permutation, an empty one too (max(rows, 1): a bucket without
+    # examples may hold no row under max_tokens), so the order is as before token batching.
     plan = [(b, chunk) for b, ix in enumerate(self._by_bucket)
-            for chunk in _chunks(rng.permutation(ix), self.batch_size)]
+            for chunk in _chunks(rng.permutation(ix), max(self.rows[b], 1))]
     plan = [plan[i] for i in rng.permutation(len(plan))]
     self._plan_cache = (epoch, plan)
     return plan
@@ -323,7 +361,7 @@ class TrainBatches:
       raise ValueError(f"step must be >= 0, got {step}")
     epoch, position = divmod(int(step), self.steps_per_epoch)
     bucket, indices = self.epoch_plan(epoch)[position]
-    return self._encoded.batch(indices, self.buckets[bucket], self.batch_size)
+    return self._encoded.batch(indices, self.buckets[bucket], self.rows[bucket])
 
 
 def eval_batches(

@@ -34,11 +34,12 @@ from attnlab import parallel
 from attnlab.data import TrainBatches
 from attnlab.training import early_stopping, run_page, workdir as workdir_lib
 from attnlab.training.cost import TrainTimer, cost_summary, largest_batch, train_step_memory
-from attnlab.training.evaluation import (evaluate, evaluate_test_beams, is_copy_model,
-                                         log_line, longest_example, scalars, write_heatmaps,
+from attnlab.training.evaluation import (evaluate, evaluate_test_beams, log_line,
+                                         longest_example, scalars, write_heatmaps,
                                          write_test_outcomes)
 from attnlab.training.multiseed import MultiSeedStepper, mean_and_std
-from attnlab.training.preparation import Prepared, data_parallel_mesh, init_state, prepare
+from attnlab.training.preparation import (Prepared, data_parallel_mesh, init_state, prepare,
+                                          train_batches)
 from attnlab.training.signals import Interrupted, check_finite, stop_on_signals
 from attnlab.training.steps import TrainState, make_schedule, sharded_train_step
 from attnlab.training.writer import TEST_AT_STEP, MetricWriter
@@ -92,10 +93,7 @@ class SingleModelStepper:
                mesh: jax.sharding.Mesh):
     self.config, self.prepared, self.mesh = config, prepared, mesh
     self.state = parallel.replicate(init_state(config, prepared), mesh)
-    task = prepared.task
-    self.batches = TrainBatches(task.train, task.src_vocab, task.tgt_vocab,
-                                config.batching.batch_size, prepared.buckets, config.seed,
-                                copy=is_copy_model(prepared.model))
+    self.batches = train_batches(config, prepared, config.seed)
     self.rng = jax.random.fold_in(jax.random.key(config.seed), 1)  # 0 was used for init
 
   @property
@@ -272,7 +270,8 @@ def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received
         records = None
         if log_now:
           train_scalars = stepper.train_metrics(raw, i)
-          train_scalars["learning_rate"] = float(make_schedule(tc)(done))
+          train_scalars["learning_rate"] = float(make_schedule(tc)(done)) * train_scalars.get(
+              "learning_rate_scale", 1.0)  # reduce_on_plateau's scale (steps.make_optimizer)
           writers[i].write(done, "train", train_scalars)
         if test_now and task.test:  # matched-step comparisons (module doc)
           test_result, test_records = evaluate(state, prepared, task.test, config)

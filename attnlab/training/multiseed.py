@@ -40,8 +40,8 @@ import numpy as np
 
 from attnlab.data import TrainBatches
 from attnlab.training.cost import largest_batch
-from attnlab.training.evaluation import is_copy_model, scalars
-from attnlab.training.preparation import Prepared
+from attnlab.training.evaluation import scalars
+from attnlab.training.preparation import Prepared, train_batches
 from attnlab.training.steps import TrainState, make_optimizer, train_step
 
 Array = jax.Array
@@ -97,10 +97,7 @@ def dropout_keys(config: ml_collections.ConfigDict) -> Array:
 def seed_batches(config: ml_collections.ConfigDict,
                  prepared: Prepared) -> list[TrainBatches]:
   """Each seed's training batches (the data order of a separate run with that seed)."""
-  task = prepared.task
-  return [TrainBatches(task.train, task.src_vocab, task.tgt_vocab, config.batching.batch_size,
-                       prepared.buckets, seed, copy=is_copy_model(prepared.model))
-          for seed in seed_values(config)]
+  return [train_batches(config, prepared, seed) for seed in seed_values(config)]
 
 
 @functools.partial(jax.jit, static_argnames=("label_smoothing", "on_nonfinite"),

@@ -43,25 +43,78 @@ class TrainState(train_state.TrainState):
 
 # ---------------------------------------------------------------- optimizer
 
+def inverse_sqrt_decay(peak: float, warmup_steps: int) -> optax.Schedule:
+  """``peak * sqrt(warmup_steps / step)`` at ``step = warmup_steps + n`` (Vaswani et al. 2017,
+  eq. 3, less its ``d_model**-0.5``, and fairseq's ``inverse_sqrt``): the decay after the
+  warmup, given ``n``, the steps since it ended, as ``optax.join_schedules`` does. Without a
+  warmup, ``peak / sqrt(max(step, 1))``. (optax has no inverse-square-root schedule.)"""
+  base = max(warmup_steps, 1)
+  return lambda n: peak * jnp.sqrt(base / jnp.maximum(n + warmup_steps, base))
+
+
 def make_schedule(train_config: ml_collections.ConfigDict) -> optax.Schedule:
-  """Linear warmup to the peak learning rate, then cosine decay (to 10%) or constant."""
+  """The learning rate at each training step: a linear warmup from 0 to the peak
+  (``train.learning_rate``) over ``train.warmup_steps``, then ``train.schedule``: cosine decay
+  to 10% of the peak at ``train.num_steps``, constant, or inverse square root
+  (``inverse_sqrt_decay``). ``reduce_on_plateau`` is warmup then constant here; the optimizer
+  multiplies it by a scale that falls when the training loss stops improving
+  (``make_optimizer``). Steps are training steps (batches; micro-batches under gradient
+  accumulation), as ``train.num_steps`` and ``train.warmup_steps`` count them."""
   tc = train_config
   if tc.schedule == "cosine":
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=tc.learning_rate, warmup_steps=tc.warmup_steps,
         decay_steps=max(tc.num_steps, tc.warmup_steps + 1), end_value=0.1 * tc.learning_rate)
+  after = (inverse_sqrt_decay(tc.learning_rate, tc.warmup_steps)
+           if tc.schedule == "inverse_sqrt" else optax.constant_schedule(tc.learning_rate))
   return optax.join_schedules(
-      [optax.linear_schedule(0.0, tc.learning_rate, max(tc.warmup_steps, 1)),
-       optax.constant_schedule(tc.learning_rate)], [tc.warmup_steps])
+      [optax.linear_schedule(0.0, tc.learning_rate, max(tc.warmup_steps, 1)), after],
+      [tc.warmup_steps])
 
 
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam(W) with the schedule, after global-norm gradient clipping."""
+  """Adam(W) with the schedule, after global-norm gradient clipping.
+
+  With ``train.grad_accum_steps = k > 1``, ``optax.MultiSteps`` around it: the gradients of k
+  consecutive training steps (micro-batches) are averaged and applied as one update on the
+  k-th, the others leave the parameters unchanged. Training steps stay the unit of
+  ``train.num_steps``, the schedule, logging and checkpoints (the accumulated gradients are
+  in the optimizer state, so a checkpoint between two updates resumes exactly); the inner
+  optimizer counts updates, so it reads the schedule at ``update * k``. The average weights
+  each micro-batch's mean loss alike, so k micro-batches of b equal one batch of k * b
+  exactly when they hold as many target tokens each.
+
+  With ``train.schedule = 'reduce_on_plateau'``, ``optax.contrib.reduce_on_plateau`` after it,
+  fed the training loss (the step's ``value``, see ``train_step_fn``): its mean over
+  ``train.plateau_window`` steps is compared with the best such mean, and after
+  ``train.plateau_patience`` windows without a better one the scale of every update is
+  multiplied by ``train.plateau_factor``. The training loss, not the validation loss, so the
+  step stays pure and the plateau state lives in the optimizer state, checkpointed and
+  vmapped over seeds like the rest (the validation loss exists only on the host, every
+  ``eval_every`` steps).
+  """
+  tc = train_config
+  k = tc.get("grad_accum_steps", 1)  # .get: config.json of a run from before the option
+  schedule = make_schedule(tc)
   parts = []
-  if train_config.grad_clip > 0:
-    parts.append(optax.clip_by_global_norm(train_config.grad_clip))
-  parts.append(optax.adamw(make_schedule(train_config), weight_decay=train_config.weight_decay))
-  return optax.chain(*parts)
+  if tc.grad_clip > 0:
+    parts.append(optax.clip_by_global_norm(tc.grad_clip))
+  learning_rate = schedule if k == 1 else (lambda update: schedule(update * k))
+  parts.append(optax.adamw(learning_rate, weight_decay=tc.weight_decay))
+  tx = optax.chain(*parts)
+  if k > 1:
+    tx = optax.MultiSteps(tx, every_k_schedule=k).gradient_transformation()
+  if tc.schedule == "reduce_on_plateau":
+    tx = optax.chain(tx, optax.contrib.reduce_on_plateau(
+        factor=tc.plateau_factor, patience=tc.plateau_patience,
+        accumulation_size=tc.plateau_window))
+  return tx
+
+
+def learning_rate_scale(opt_state) -> Array | None:
+  """The factor ``reduce_on_plateau`` multiplies the schedule's learning rate by (1 until the
+  first plateau), or None for an optimizer without it."""
+  return optax.tree_utils.tree_get(opt_state, "scale", None)
 
 
 # ---------------------------------------------------------------- steps
@@ -80,7 +133,8 @@ def forward(state: TrainState, params, batch: dict, deterministic: bool, rng=Non
 
 def train_step_fn(state: TrainState, batch: dict, rng: Array, label_smoothing: float = 0.0,
                 on_nonfinite: str = "skip") -> tuple[TrainState, dict]:
-  """One optimizer step: (state, batch, rng) -> (state, metrics); ``train_step`` is its jit.
+  """One training step: (state, batch, rng) -> (state, metrics); ``train_step`` is its jit.
+  (One optimizer update, or one micro-batch of ``train.grad_accum_steps``: ``make_optimizer``.)
 
   Dropout draws from ``fold_in(rng, state.step)``, hard and monotonic attention's
   samples and noise (rng stream ``'sample'``) from ``fold_in`` of that key by 1. Hard
@@ -94,7 +148,8 @@ def train_step_fn(state: TrainState, batch: dict, rng: Array, label_smoothing: f
   advances, so the data order is unchanged) and counted. With
   ``on_nonfinite='stop'`` every update after the first non-finite one is
   skipped too, so the parameters stay the last good ones until the host sees
-  ``first_nonfinite_step`` and stops (no per-step host sync).
+  ``first_nonfinite_step`` and stops (no per-step host sync). With ``reduce_on_plateau``
+  the metrics add ``learning_rate_scale`` (``learning_rate_scale``).
   """
   step_rng = jax.random.fold_in(rng, state.step)
   rngs = {"dropout": step_rng, "sample": jax.random.fold_in(step_rng, 1)}
@@ -126,7 +181,10 @@ def train_step_fn(state: TrainState, batch: dict, rng: Array, label_smoothing: f
 
   (_, (loss, count, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grad_norm = optax.tree.norm(grads)
-  updated = state.apply_gradients(grads=grads)
+  # flax's apply_gradients, with the loss that optax's reduce_on_plateau reads (make_optimizer)
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params, value=loss)
+  updated = state.replace(step=state.step + 1, opt_state=opt_state,
+                          params=optax.apply_updates(state.params, updates))
   # Finite loss and gradients can still give non-finite parameters (a NaN learning rate, an
   # overflowing optimizer moment): such an update is skipped like a non-finite gradient.
   params_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
@@ -142,6 +200,9 @@ def train_step_fn(state: TrainState, batch: dict, rng: Array, label_smoothing: f
                                      state.step, state.first_nonfinite_step),
       reward_baseline=jnp.where(apply, extra.get("reward_baseline", state.reward_baseline),
                                 state.reward_baseline))
+  scale = learning_rate_scale(new_state.opt_state)
+  if scale is not None:
+    extra = {**extra, "learning_rate_scale": scale}
   return new_state, {"loss": loss, "tokens": count, "l2_grads": grad_norm,
                      "l2_params": optax.tree.norm(new_state.params),
                      "nonfinite_steps": new_state.nonfinite_steps, **extra}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from attnlab.data.batching import (TrainBatches, bucket_of, encode_batch, eval_batches,
-                                   make_buckets)
+                                   make_buckets, token_batch_rows)
 from attnlab.data.tasks import Example, build_task, default_data_config
 from attnlab.data.vocab import BOS, EOS, PAD, Vocab
 
@@ -278,3 +278,79 @@ def test_copy_train_and_eval_batches_match_encode_batch(task):
   for b in eval_batches(task.valid, task.src_vocab, task.tgt_vocab, 16,
                         make_buckets(task.valid, 2), copy=True):
     assert b["src_ext"].shape == b["src"].shape
+
+
+# ------------------------------------------------------------------------------ token batches
+
+
+def test_token_batch_rows_keep_both_padded_arrays_within_the_budget():
+  buckets = ((5, 7), (10, 12), (30, 8))
+  assert token_batch_rows(buckets, 50) == (7, 4, 1)  # 50 // 7, 50 // 12, 50 // 30
+  assert token_batch_rows(buckets, 50, multiple=2) == (6, 4, 0)  # whole rows per device
+  assert token_batch_rows(buckets, 29) == (4, 2, 0)  # the budget holds no row of (30, 8)
+  with pytest.raises(ValueError, match="max_tokens"):
+    token_batch_rows(buckets, 0)
+
+
+@pytest.fixture(scope="module")
+def token_batches(task):
+  buckets = make_buckets(task.train, num_buckets=3)
+  return TrainBatches(task.train, task.src_vocab, task.tgt_vocab, 16, buckets, seed=7,
+                      max_tokens=40)
+
+
+def test_token_batches_stay_within_max_tokens_and_cover_every_example_once(task, token_batches):
+  assert len(set(token_batches.rows)) > 1  # short buckets take more rows than long ones
+  for epoch in (0, 1):
+    epoch_batches = _epoch_indices(token_batches, epoch)
+    indices = np.concatenate([b["index"][b["example_mask"]] for b in epoch_batches])
+    assert sorted(indices.tolist()) == list(range(len(task.train)))
+    for b in epoch_batches:
+      assert b["src"].size <= 40 and b["tgt_in"].size <= 40 and b["tgt_out"].size <= 40
+      check_layout(b, task.train, task.src_vocab, task.tgt_vocab)
+    # One padded shape per bucket, as without a budget: jit compiles once per bucket.
+    shapes = {(b["src"].shape, b["tgt_in"].shape) for b in epoch_batches}
+    assert len(shapes) == len(token_batches.buckets)
+  sizes = np.bincount([bucket_of(len(e.src), token_batches.buckets, len(e.tgt) + 1)
+                       for e in task.train])
+  assert token_batches.steps_per_epoch == sum(
+      -(-n // rows) for n, rows in zip(sizes, token_batches.rows))
+
+
+def test_token_batches_are_a_pure_function_of_seed_and_step(task, token_batches):
+  steps = [0, 5, token_batches.steps_per_epoch + 1, 3 * token_batches.steps_per_epoch - 1]
+  first = [token_batches.batch(s) for s in steps]
+  fresh = TrainBatches(task.train, task.src_vocab, task.tgt_vocab, 16, token_batches.buckets,
+                       seed=7, max_tokens=40)
+  assert all(_equal(a, fresh.batch(s)) for a, s in reversed(list(zip(first, steps))))
+  other_seed = TrainBatches(task.train, task.src_vocab, task.tgt_vocab, 16,
+                            token_batches.buckets, seed=8, max_tokens=40)
+  assert not all(_equal(token_batches.batch(s), other_seed.batch(s)) for s in range(3))
+
+
+def test_a_token_budget_below_one_row_of_a_training_bucket_is_refused(task, token_batches):
+  longest = max(max(shape) for shape in token_batches.buckets)
+  with pytest.raises(ValueError, match=f"max_tokens={longest - 1} holds no batch"):
+    TrainBatches(task.train, task.src_vocab, task.tgt_vocab, 16, token_batches.buckets,
+                 seed=0, max_tokens=longest - 1)
+  # A bucket no training example falls in (e.g. of the test split's longer sources) needs none.
+  wide = token_batches.buckets + ((99, 99),)
+  TrainBatches(task.train, task.src_vocab, task.tgt_vocab, 16, wide, seed=0, max_tokens=longest)
+
+
+@hypothesis.settings(deadline=None, max_examples=25)
+@hypothesis.given(
+    lengths=st.lists(st.tuples(st.integers(1, 9), st.integers(0, 9)), min_size=1, max_size=40),
+    max_tokens=st.integers(10, 60),
+    num_buckets=st.integers(1, 4),
+    seed=st.integers(0, 2**31),
+)
+def test_token_epochs_cover_random_example_lists(lengths, max_tokens, num_buckets, seed):
+  examples = [Example(("x",) * n, ("y",) * m) for n, m in lengths]
+  vocab = Vocab.build([["x", "y"]])
+  buckets = make_buckets(examples, num_buckets)
+  batches = TrainBatches(examples, vocab, vocab, 1, buckets, seed, max_tokens=max_tokens)
+  epoch = _epoch_indices(batches, 2)
+  seen = np.concatenate([b["index"][b["example_mask"]] for b in epoch])
+  assert sorted(seen.tolist()) == list(range(len(examples)))
+  assert all(b["src"].size <= max_tokens and b["tgt_in"].size <= max_tokens for b in epoch)

@@ -46,3 +46,25 @@ def test_bad_bucket_boundaries_name_the_key(boundaries, needle):
   with pytest.raises(ConfigError) as e:
     preparation.prepare(_config(bucket_boundaries=boundaries))
   assert e.value.key == "batching.bucket_boundaries" and needle in str(e.value)
+
+
+def test_token_batches_get_the_rows_the_budget_holds():
+  config = _config(bucket_boundaries=(8, 12), max_tokens=60)
+  prepared = preparation.prepare(config)
+  batches = preparation.train_batches(config, prepared, seed=0)
+  # Training sources of at most 8 words: one padded shape, 60 // max(8, tgt_len) rows.
+  (shape,) = {tuple(batches.buckets[b]) for b, _ in batches.epoch_plan(0)}
+  assert batches.rows[0] == 60 // max(shape)
+  assert batches.batch(0)["src"].shape == (60 // max(shape), 8)
+  plain = preparation.train_batches(_config(bucket_boundaries=(8, 12)), prepared, seed=0)
+  assert plain.rows == (64, 64)  # batching.batch_size without a budget
+
+
+def test_a_token_budget_below_the_longest_training_shape_is_a_config_error():
+  prepared = preparation.prepare(_config(bucket_boundaries=(8, 12)))
+  longest = max(prepared.buckets[0])  # the training shape (8, tgt_len)
+  with pytest.raises(ConfigError) as e:
+    preparation.prepare(_config(bucket_boundaries=(8, 12), max_tokens=longest - 1))
+  assert e.value.key == "batching.max_tokens" and "padded shape" in str(e.value)
+  # Only training shapes count: the test split's 12-word sources are decoded, not trained on.
+  preparation.prepare(_config(bucket_boundaries=(8, 12), max_tokens=longest))
