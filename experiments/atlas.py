@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from attnlab.atlas import charts, run as run_lib
 from attnlab.atlas.page import Page, esc
 from experiments import report as report_lib
+from experiments import report_tables
 
 
 def _parse(value: str):
@@ -47,14 +48,17 @@ def read_rows(path: str | os.PathLike, axes: Sequence[str]) -> list[dict]:
 
 
 def _cell(row: Mapping) -> str:
-  digits = 1 if row["metric"] == "bleu" else 3
+  """``mean [low, high]``, else ``mean ± std`` over seeds; the mean alone where the row's value
+  is one measurement: one seed, or a cost that a trial's vmapped seeds share (std 0; a spread
+  of one value is no uncertainty: never "± 0.000")."""
+  digits = 1 if row["metric"] in ("bleu",) + report_tables.COSTS else 3
   interval = run_lib.band(row, with_std=False)
   if interval:
     return f"{row['mean']:.{digits}f} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
   std = row.get("std")
-  one_seed = row.get("num_seeds") == 1  # a spread of one value is no uncertainty: no "± 0"
+  one_value = row.get("num_seeds") == 1 or (row["metric"] in report_tables.COSTS and not std)
   return f"{row['mean']:.{digits}f}" + (f" ± {std:.{digits}f}" if isinstance(std, float)
-                                        and not one_seed else "")
+                                        and not one_value else "")
 
 
 def _suffix(setting: Mapping[str, str]) -> str:
@@ -205,9 +209,11 @@ def write_atlas(root: str | os.PathLike, out: str | os.PathLike | None = None,
   x_axis = x_axis or defaults.get("x") or "length"
   rows = read_rows(out / "results.csv", axes)
   sweep = run_lib.read_json(root / "sweep.json") or {}
-  page = Page(f"attnlab atlas: {sweep.get('sweep') or root.resolve().name}", esc(
-      f"{len(trials)} finished trial(s) under {root.resolve()}; axes: {', '.join(axes)}; "
-      f"lines: {line}."))
+  # Paths relative to the page: a published page names no folder of the machine that made it.
+  name = run_lib.page_path(sweep.get("sweep") or root.resolve().name, out)
+  page = Page(f"attnlab atlas: {name}", esc(
+      f"{len(trials)} finished trial(s) in {run_lib.page_path(root.resolve(), out)} (relative "
+      f"to this page); axes: {', '.join(axes)}; lines: {line}."))
   page.section("Results", "Mean over seeds; in brackets the 95% interval where the report "
                "has one (results.csv's interval: t over seeds, about a new training seed on "
                "this test set; with one seed, a bootstrap over its test sentences), else ± "

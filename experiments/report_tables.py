@@ -47,12 +47,13 @@ def regime(bucket: str, train_length: int) -> str:
 
 
 def fmt(row: Mapping, metric: str) -> str:
-  """``mean [low, high]`` with an interval, else ``mean ± std`` over seeds; one seed without
-  an interval: the mean alone (a spread of one value is no uncertainty, never "± 0")."""
+  """``mean [low, high]`` with an interval, else ``mean ± std`` over seeds; one seed, or a
+  cost its vmapped seeds share (one measurement: std 0), without an interval: the mean alone
+  (a spread of one value is no uncertainty, never "± 0")."""
   digits = 1 if metric in ("bleu", "detokenized_bleu") + COSTS else 3
   if row.get("low", "") != "":
     return f"{row['mean']:.{digits}f} [{row['low']:.{digits}f}, {row['high']:.{digits}f}]"
-  if int(row.get("num_seeds") or 0) == 1:
+  if int(row.get("num_seeds") or 0) == 1 or (metric in COSTS and not row["std"]):
     return f"{row['mean']:.{digits}f}"
   return f"{row['mean']:.{digits}f} ± {row['std']:.{digits}f}"
 

@@ -6,7 +6,8 @@
 * ``attention_explorer``: pick a sentence (dropdown) and see its attention matrix under every
   model side by side, source words across, output words down; hovering a cell shows its
   weight; teacher-forced attention (rows: the reference's words) with the task's gold links
-  drawn as circles, or decoding attention (rows: each model's own output).
+  outlined, or decoding attention (rows: each model's own output). Cells shrink for long
+  sentences, and panels per row follow, so a panel fits the page (``explorer_layout``).
 
 Specs carry their data inline. Attention is stored compactly, one row per (model, sentence,
 view, output position) holding that row's weights, and expanded in the browser (Vega-Lite
@@ -95,6 +96,22 @@ def _rows(model: str, sentence: int, view: str, weights, words: Sequence[str],
   return rows
 
 
+# The explorer's panels fit a page this wide (the page's CSS caps it at 1600 px) with cells
+# between these sizes; a longer sentence scrolls inside its chart.
+_PAGE_PX, _LABELS_PX, _CELL_PX = 1400, 130, (9, 20)
+
+
+def explorer_layout(src_len: int, out_len: int, columns: int) -> tuple[int, int, int]:
+  """(cell px, label font px, panels per row) for sentences of up to ``src_len`` source and
+  ``out_len`` output words: cells shrink from 20 to 9 px so a panel stays within the page's
+  width where it can (a 60-word sentence: 15 px, one panel per row), and rows hold as many
+  panels as fit, at most ``columns``."""
+  longest = max(src_len, out_len, 1)
+  step = max(_CELL_PX[0], min(_CELL_PX[1], (_PAGE_PX - _LABELS_PX) // longest))
+  panel = step * src_len + _LABELS_PX
+  return step, min(11, step - 2), max(1, min(columns, _PAGE_PX // panel))
+
+
 def attention_explorer(models: Mapping[str, Sequence[Mapping]], sentences: Sequence[Mapping],
                        model_title: str = "model", columns: int = 3) -> dict:
   """The attention explorer's spec.
@@ -136,10 +153,12 @@ def attention_explorer(models: Mapping[str, Sequence[Mapping]], sentences: Seque
       options=views, name="attention "))
   words = alt.LookupData(alt.Data(values=[{"e": s["index"], "src": list(s["src"])}
                                           for s in sentences]), key="e", fields=["src"])
+  step, font, columns = explorer_layout(max(len(s["src"]) for s in sentences),
+                                        max(len(r["w"]) for r in rows), columns)
   label = f"slice(datum.value, {len(str(_PREFIX)) + 1})"
   x = alt.X("x:O", title=None, axis=alt.Axis(labelExpr=label, labelAngle=-50, orient="top",
-                                              labelFontSize=11))
-  y = alt.Y("y:O", title=None, axis=alt.Axis(labelExpr=label, labelFontSize=11))
+                                              labelFontSize=font))
+  y = alt.Y("y:O", title=None, axis=alt.Axis(labelExpr=label, labelFontSize=font))
   # Every transform precedes the facet (Vega-Lite cannot size independent discrete scales
   # from transforms inside a facet); a gold link outlines its cell.
   chart = (alt.Chart(alt.Data(values=rows))
@@ -166,6 +185,6 @@ def attention_explorer(models: Mapping[str, Sequence[Mapping]], sentences: Seque
                         alt.Tooltip("output:N", title="output word"),
                         alt.Tooltip("w:Q", title="weight", format=".3f")]
                + ([alt.Tooltip("gold_link:N", title="gold link")] if has_gold else []))
-           .properties(width=alt.Step(20), height=alt.Step(20))
+           .properties(width=alt.Step(step), height=alt.Step(step))
            .add_params(pick, view))
   return chart.resolve_scale(x="independent", y="independent").to_dict()

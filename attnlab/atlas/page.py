@@ -73,7 +73,7 @@ th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th[data-dir=asc]::after { content: ' \\25B2'; }
 table.sortable th[data-dir=desc]::after { content: ' \\25BC'; }
-.chart { margin: .5em 0 1.5em; overflow-x: auto; }
+.chart { margin: .5em 0 1.5em; overflow-x: auto; max-width: 100%; }
 pre { background: #f7f7f7; padding: .6em; overflow-x: auto; max-height: 30em; }
 .vega-bindings { margin: .3em 0; } .vega-bind { margin-right: 1.5em; display: inline-block; }
 .vega-bind select { max-width: 60em; }

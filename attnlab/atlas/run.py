@@ -142,14 +142,28 @@ def sentence_menu(examples: Sequence[Mapping], worst_first: bool) -> list[dict]:
   return menu
 
 
-def _flatten(config: Mapping, prefix: str = "") -> dict[str, str]:
-  """{dotted key: value} of a nested config; lists and None as JSON."""
+def page_path(path: str | os.PathLike, page_dir: str | os.PathLike) -> str:
+  """``path`` as a page in ``page_dir`` shows it: relative to that folder when absolute (a
+  published page names no folder of the machine that made it), else as it is."""
+  text = os.fspath(path)
+  if not os.path.isabs(text):
+    return text
+  try:
+    return os.path.relpath(text, os.path.abspath(page_dir))
+  except ValueError:  # another drive (Windows): no relative path; the name alone
+    return os.path.basename(text)
+
+
+def _flatten(config: Mapping, page_dir: str | os.PathLike, prefix: str = "") -> dict[str, str]:
+  """{dotted key: value} of a nested config; lists and None as JSON; absolute paths relative
+  to the page's folder (``page_path``)."""
   flat = {}
   for key, value in config.items():
     if isinstance(value, Mapping):
-      flat.update(_flatten(value, f"{prefix}{key}."))
+      flat.update(_flatten(value, page_dir, f"{prefix}{key}."))
     else:
-      flat[f"{prefix}{key}"] = value if isinstance(value, str) else summaries.dumps(value)
+      flat[f"{prefix}{key}"] = (page_path(value, page_dir) if isinstance(value, str)
+                                else summaries.dumps(value))
   return flat
 
 
@@ -227,7 +241,7 @@ def write_run_page(workdir: str | os.PathLike) -> pathlib.Path:
       _examples_table(page, m, contents)
 
   page.section("Config")
-  page.raw("<details><summary>config.json, flattened</summary>")
-  page.table(["key", "value"], list(_flatten(config).items()))
+  page.raw("<details><summary>config.json, flattened (paths relative to this page)</summary>")
+  page.table(["key", "value"], list(_flatten(config, workdir).items()))
   page.raw("</details>")
   return page.write(workdir / "report.html")

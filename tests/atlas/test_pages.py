@@ -203,3 +203,32 @@ def test_bands_prefer_the_reports_interval():
   assert run.band({"mean": 0.5, "std": 0.1, "low": "", "high": ""}) == (0.4, 0.6)
   assert run.band({"mean": 0.5, "ci_low": 0.2, "ci_high": 0.7}) == (0.2, 0.7)
   assert run.band({"mean": 0.5, "std": 0.1}, with_std=False) is None
+
+
+def test_a_run_page_shows_paths_relative_to_itself(tmp_path):
+  """A corpus at an absolute path of the machine that trained: the published page names it
+  relative to the page's folder, never the absolute path."""
+  workdir = tmp_path / "runs" / "run"
+  workdir.parent.mkdir()
+  write_multiseed_workdir(workdir)
+  config = json.loads((workdir / "config.json").read_text())
+  config["data"]["path"] = str(tmp_path / "corpora" / "mar.txt")
+  (workdir / "config.json").write_text(json.dumps(config))
+  html = run.write_run_page(workdir).read_text(encoding="utf-8")
+  assert str(tmp_path) not in html
+  assert "../../corpora/mar.txt" in html
+  assert run.page_path("data/mar.txt", workdir) == "data/mar.txt"  # relative: as it is
+
+
+@pytest.mark.parametrize("src_len,models_per_row", [(8, 3), (20, 2), (30, 1), (60, 1), (200, 1)])
+def test_the_explorer_fits_long_sentences_to_the_page(src_len, models_per_row):
+  """Cells shrink (20 px down to 9) and panels per row follow, so a panel fits a 1400 px page
+  up to ~140 words; longer sentences scroll inside their chart (the page's CSS)."""
+  step, font, columns = charts.explorer_layout(src_len, src_len + 1, 3)
+  assert 9 <= step <= 20 and 7 <= font <= 11 and columns == models_per_row
+  if src_len <= 120:
+    assert columns * (step * src_len + 130) <= 1400
+  sentences = [sentence(0, src_len, src_len)]
+  spec = charts.attention_explorer({m: model_examples(sentences) for m in SERIES}, sentences)
+  assert spec["width"] == {"step": step} and spec["encoding"]["facet"]["columns"] == columns
+  assert "max-width: 100%" in page.Page("p").html()  # a wider chart scrolls, not the page

@@ -136,6 +136,33 @@ def test_each_cell_shows_its_own_weight(browser, tmp_path):
     assert gold == ("yes" if (j, i) in {(0, 0), (2, 4)} else "no")
 
 
+def test_a_60_word_sentence_stays_within_the_page(browser, tmp_path):
+  """The explorer of a 60-word sentence under 4 variants: no panel runs off a 1400 px page
+  (cells shrink, a panel per row); on a narrow window the chart scrolls inside itself and the
+  page keeps its width."""
+  n = 60
+  sentence = {"index": 0, "src": [f"w{i}" for i in range(n)],
+              "target": [f"o{i}" for i in range(n)], "gold": None, "label": f"{n} words"}
+  weights = [[1.0 / n] * n for _ in range(n + 1)]
+  example = {"index": 0, "prediction": sentence["target"] + ["</s>"], "attention": weights,
+             "forced_attention": weights}
+  spec = charts.attention_explorer({v: [example] for v in ("none", "dot", "general", "mlp")},
+                                   [sentence], model_title="variant")
+  atlas_page = page.Page("long")
+  atlas_page.chart(spec, "explorer")
+  loaded = Loaded(browser, atlas_page.write(tmp_path / "long.html"))
+  loaded.check_loaded(charts=1)
+  widths = ("() => ({page: document.documentElement.scrollWidth, window: window.innerWidth, "
+            "chart: document.querySelector('div.chart').clientWidth, "
+            "drawn: document.querySelector('div.chart svg').getBoundingClientRect().width})")
+  sizes = loaded.page.evaluate(widths)
+  assert sizes["page"] <= sizes["window"] and sizes["drawn"] <= sizes["chart"], sizes
+  loaded.page.set_viewport_size({"width": 800, "height": 900})
+  sizes = loaded.page.evaluate(widths)
+  assert sizes["page"] <= sizes["window"] and sizes["drawn"] > sizes["chart"], sizes
+  loaded.screenshot(tmp_path / "long_explorer.png")
+
+
 @pytest.fixture(scope="module")
 def sweep_atlas(tiny_sweep, tmp_path_factory):
   root, _, _ = tiny_sweep
@@ -170,6 +197,30 @@ def test_sweep_atlas_renders_with_charts_explorer_and_hover(browser, sweep_atlas
   header.click()
   assert header.get_attribute("data-dir") == "desc" and loaded.page.inner_text(first) == "none"
   loaded.screenshot(tmp_path / "sweep_atlas.png")
+
+
+def test_the_sweep_atlas_names_no_machine_path_and_no_spread_of_one_value(sweep_atlas):
+  """Published as it is: the atlas names the sweep's folder relative to itself, never the
+  absolute path it was made under; a cost the vmapped seeds share (train steps/s) is one
+  measurement, shown without "± 0.000"."""
+  root, index = sweep_atlas
+  html = index.read_text(encoding="utf-8")
+  assert str(root) not in html and str(root.resolve()) not in html
+  assert "relative to this page" in html
+  assert "± 0.000" not in html and "± 0.0<" not in html
+  assert "± 0.0 |" not in (index.parent / "results.md").read_text(encoding="utf-8")
+  for run_page in root.glob("*/report.html"):
+    assert str(root.resolve()) not in run_page.read_text(encoding="utf-8")
+
+
+def test_a_cost_shows_a_spread_only_where_it_was_measured_more_than_once():
+  """train steps/s: the vmapped seeds of one trial share one measurement (std 0: the mean
+  alone); seeds run as separate trials measured it each (a real spread: shown)."""
+  from experiments import report_tables  # pylint: disable=import-outside-toplevel
+  shared = {"mean": 12.34, "std": 0.0, "low": "", "high": "", "num_seeds": 2}
+  assert report_tables.fmt(shared, "train_steps_per_second") == "12.3"
+  assert report_tables.fmt({**shared, "std": 0.5}, "train_steps_per_second") == "12.3 ± 0.5"
+  assert report_tables.fmt({**shared, "std": 0.0}, "loss") == "12.340 ± 0.000"  # 2 seeds, tie
 
 
 def test_a_trials_run_page_renders(browser, sweep_atlas, tmp_path):
