@@ -210,7 +210,7 @@ def write_atlas(root: str | os.PathLike, out: str | os.PathLike | None = None,
   rows = read_rows(out / "results.csv", axes)
   sweep = run_lib.read_json(root / "sweep.json") or {}
   # Paths relative to the page: a published page names no folder of the machine that made it.
-  name = run_lib.page_path(sweep.get("sweep") or root.resolve().name, out)
+  name = pathlib.PurePath(sweep.get("sweep") or root.resolve().name).name  # FILE:ARG's name
   page = Page(f"attnlab atlas: {name}", esc(
       f"{len(trials)} finished trial(s) in {run_lib.page_path(root.resolve(), out)} (relative "
       f"to this page); axes: {', '.join(axes)}; lines: {line}."))

@@ -207,6 +207,7 @@ def test_the_sweep_atlas_names_no_machine_path_and_no_spread_of_one_value(sweep_
   html = index.read_text(encoding="utf-8")
   assert str(root) not in html and str(root.resolve()) not in html
   assert "relative to this page" in html
+  assert "<title>attnlab atlas: tiny_sweep.py</title>" in html  # the sweep file's name alone
   assert "± 0.000" not in html and "± 0.0<" not in html
   assert "± 0.0 |" not in (index.parent / "results.md").read_text(encoding="utf-8")
   for run_page in root.glob("*/report.html"):

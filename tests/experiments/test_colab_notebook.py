@@ -52,6 +52,10 @@ class Markdown:
     self.data = data
 
 
+class HTML(Markdown):
+  pass
+
+
 def display(*objs):
   for obj in objs:
     displayed.append({"type": type(obj).__name__,
@@ -63,6 +67,7 @@ ipython = types.ModuleType("IPython")
 ipython.version_info = (8, 24, 0)
 ipython.display = types.ModuleType("IPython.display")
 ipython.display.Image, ipython.display.Markdown = Image, Markdown
+ipython.display.HTML = HTML
 ipython.display.display = display
 sys.modules["IPython"], sys.modules["IPython.display"] = ipython, ipython.display
 
@@ -153,6 +158,16 @@ def test_notebook_is_clean_nbformat_4():
   assert "ATTNLAB_NOTEBOOK_QUICK" in code[1]  # the settings cell comes right after install
   assert "jax.default_backend()" in code[2]  # then the TPU check, the first import of JAX
   assert not any("import jax" in c for c in code[:2])
+
+
+def test_notebook_text_leaves_settings_to_the_files_that_define_them():
+  """The markdown names no profile's sizes (they change with the sweep files; the cells print
+  them) and describes the report's intervals, not the "mean ± sample std" it used to write."""
+  text = "\n".join(source_of(c) for c in load_notebook()["cells"] if c["cell_type"] == "markdown")
+  for stale in ("mean ± sample std", "±1\nstd", "9 variants", "400 steps", "20,000 steps",
+                "1,200 steps", "every\nregistered score function"):
+    assert stale not in text, stale
+  assert "interval" in text and "atlas" in text
 
 
 def test_pinned_jax_is_one_setup_cfg_allows():
@@ -296,3 +311,12 @@ def test_notebook_runs_top_to_bottom_with_quick_settings(tmp_path):
   for figure in ("exact_match_vs_length__train_len-8.png", "bleu_vs_length__train_len-8.png",
                  "attention_grid__train_len-8.png"):
     assert report / figure in images, figure
+
+  # What the settings hold is printed from the config and sweep files themselves.
+  assert "configs/date.py:quick: 20 steps" in proc.stdout
+  assert "long_sentence.py:tiny: 4 steps at most per trial, 2 seed(s) per setting" in proc.stdout
+  assert "  variant: none, additive" in proc.stdout and "  train_len: 8" in proc.stdout
+  # The atlas, written beside the report and shown inline in an iframe of its own.
+  (page,) = [d["value"] for d in displayed if d["type"] == "HTML"]
+  assert (report / "index.html").is_file() and page.startswith("<iframe srcdoc=")
+  assert "attnlab atlas" in page and "chart-explorer-0" in page
