@@ -9,7 +9,7 @@ location-based score, which never looks at the source words, aligns worst.
 
 Axis: ``variant`` (every name in ``SCORES``, i.e. ``attnlab.attention.score_names()``, Luong
 decoder), seeds vmapped in each trial. Profiles: ``small`` (two CPU cores), ``full`` (GPU /
-TPU), ``tiny`` (seconds, for tests); options ``seeds=N``, ``steps=N``, ``decoder=bahdanau``.
+TPU), ``tiny`` (a smoke test); options ``seeds=N``, ``steps=N``, ``decoder=bahdanau``.
 Results: docs/alignment.md.
 """
 

@@ -41,7 +41,7 @@ Axis ``variant``: ``none`` (``model.decoder=none``: RNNencdec), ``none_matched``
 ``full``: every registered score but ``concat`` and ``additive_normalized``, forms of additive
 that the alignment sweep compares). Seeds run side by side in each trial (``num_seeds``,
 vmapped; 10 by default, the seed being the unit of replication). Profiles: ``small`` (the 2-core
-CPU), ``full`` (GPU / TPU: a wider model, tested up to 80), ``tiny`` (seconds, for tests);
+CPU), ``full`` (GPU / TPU: a wider model, tested up to 80), ``tiny`` (a smoke test);
 options ``seeds=N``, ``steps=N`` (N steps, no early stopping). Results: docs/long_sentence.md.
 """
 

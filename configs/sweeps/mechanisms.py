@@ -24,7 +24,7 @@ steps in ``small``), capped at ``train.num_steps``, and is tested with its check
 validation loss; metrics.jsonl holds the
 learning curves. Profiles: ``small`` (two CPU cores: the whole grid, two trials at a time),
 ``full`` (GPU / TPU: Luong's sizes are out of reach, but a wider model, five times the data and
-ten times the cap), ``tiny`` (seconds, for tests); options ``seeds=N``, ``steps=N`` (N steps,
+ten times the cap), ``tiny`` (a smoke test); options ``seeds=N``, ``steps=N`` (N steps,
 no early stopping). Hard attention is trained twice: ``hard`` with REINFORCE (Xu et al. 2015's
 estimator with a moving-average reward baseline) and ``hard_gumbel`` with the straight-through
 Gumbel-softmax (``model.hard_estimator``). Results: docs/mechanisms.md. Train steps per second

@@ -24,7 +24,7 @@ learning curves exist) and on the test split at the end. Profiles: ``small`` (at
 seeds: 16 trials sized for about 15 minutes on two CPU cores, two at a time; the slowest,
 general at 1024, cost 0.5 CPU-seconds a step and 3 CPU-minutes for 250 steps in all, measured
 on a loaded machine), ``full`` (128 / 512 / 1024 / 2048 over a recurrent width of 256, longer
-training and sentences, for a GPU or TPU), ``tiny`` (seconds, for tests); options
+training and sentences, for a GPU or TPU), ``tiny`` (a smoke test); options
 ``seeds=N``, ``steps=N`` (evaluating every N / 5 steps).
 """
 
