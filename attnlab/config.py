@@ -17,6 +17,7 @@ import ml_collections
 from attnlab.attention import HARD_ESTIMATORS, mechanism_names, score_names
 from attnlab.attention.mechanisms import NORMALIZERS
 from attnlab.data.tasks import TASKS
+from attnlab.data.text import SPM_MODEL_TYPES
 from attnlab.defaults import base_config, shrink_for_smoke_test  # noqa: F401  (re-exported)
 from attnlab.models import BRIDGES, DECODER_STYLES, Seq2Seq, cell_names
 from attnlab.options import ModelOptions
@@ -191,6 +192,41 @@ def validate(config: ml_collections.ConfigDict) -> None:
                         "line-aligned files: --config.data.path=FILE_OR_DIR")
     if not os.path.exists(path):
       raise ConfigError("data.path", f"no such file or folder: {path!r}")
+    _validate_sentencepiece(config.data)
+
+
+def _validate_sentencepiece(data) -> None:
+  """The corpus task's SentencePiece options agree with each other and with data.tokenizer.
+
+  Whether a named .model file exists is checked when the task is built (training and eval),
+  not here: decode rebuilds the tokenizer from the workdir's vocab.json, without the file.
+  """
+  # .get: a workdir's config.json from before these keys existed lacks them.
+  model_type, joint = data.get("spm_model_type", "unigram"), data.get("spm_joint", False)
+  paths = {key: data.get(key, "") for key in ("spm_model", "src_spm_model", "tgt_spm_model")}
+  if model_type not in SPM_MODEL_TYPES:
+    raise ConfigError("data.spm_model_type", f"must be one of {', '.join(SPM_MODEL_TYPES)}, "
+                      f"got {model_type!r}")
+  if not isinstance(joint, bool):
+    raise ConfigError("data.spm_joint", f"must be True or False, got {joint!r}")
+  for key, path in paths.items():
+    if not isinstance(path, str):
+      raise ConfigError(f"data.{key}", f"must be a path to a SentencePiece .model file or '', "
+                        f"got {path!r}")
+  if paths["spm_model"] and (paths["src_spm_model"] or paths["tgt_spm_model"]):
+    raise ConfigError("data.spm_model", "names one model for both sides: leave "
+                      "data.src_spm_model and data.tgt_spm_model empty, or set only those")
+  if bool(paths["src_spm_model"]) != bool(paths["tgt_spm_model"]):
+    raise ConfigError("data.src_spm_model", "needs data.tgt_spm_model too (one .model file a "
+                      "side), or name one file for both with data.spm_model")
+  used = [key for key, value in (("spm_model_type", model_type != "unigram"),
+                                 ("spm_joint", joint), *paths.items()) if value]
+  if used and data.get("tokenizer", "punctuation") != "sentencepiece":
+    raise ConfigError(f"data.{used[0]}", "applies to SentencePiece subwords: set "
+                      "--config.data.tokenizer=sentencepiece")
+  if any(paths.values()) and (joint or model_type != "unigram"):
+    raise ConfigError("data.spm_joint" if joint else "data.spm_model_type", "chooses how a "
+                      "model is trained, but a .model file is named (data.*spm_model)")
 
 
 # Metrics ``train.best_metric`` can rank checkpoints by (what evaluation reports), each with

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from attnlab.data.base import Example, TaskData, register_task
-from attnlab.data.text import TOKENIZERS, build_tokenizer, tokenize
+from attnlab.data.text import (TOKENIZERS, build_corpus_tokenizers, sentencepiece_defaults,
+                               tokenize)
 from attnlab.data.vocab import Vocab
 
 __all__ = [
@@ -226,13 +227,14 @@ def corpus_defaults(c) -> None:
   # translate column 2 -> column 1 (then swap src_lang and tgt_lang too).
   c.reverse = False
   # Tokenizer of both sides (attnlab.data.text.TOKENIZERS): moses (sacremoses, per language),
-  # sentencepiece (subwords learned from the train split), punctuation (whitespace, then every
-  # punctuation character alone), whitespace, chars.
+  # sentencepiece (subwords learned from the train split, or an existing .model file),
+  # punctuation (whitespace, then every punctuation character alone), whitespace, chars.
   c.tokenizer = "moses"
   # Lowercase the text.
   c.lowercase = True
-  # sentencepiece only: at most this many subword pieces per side.
+  # sentencepiece only: at most this many subword pieces per side (per joint model).
   c.vocab_size = 8000
+  sentencepiece_defaults(c)  # spm_model_type, spm_joint, spm_model, src_/tgt_spm_model
   # Tokens seen fewer times in the train split become <unk>.
   c.min_freq = 1
   # Cap on each vocabulary's size, specials included; None for no cap.
@@ -337,7 +339,8 @@ def corpus_task(data_config) -> TaskData:
   2. Splits with no file (a tab-separated file's valid and test) are drawn at random from the
      training pairs with `default_rng(seed)`: `num_valid`, then `num_test` pairs.
   3. Each side gets its tokenizer (`tokenizer`, `src_lang` / `tgt_lang`, `lowercase`;
-     sentencepiece learns `vocab_size` pieces from the training pairs only).
+     sentencepiece learns `vocab_size` pieces of `spm_model_type` from the training pairs only,
+     one model per side or one joint model (`spm_joint`), or reads `spm_model` files).
   4. Training pairs longer than `max_src_len` / `max_tgt_len` tokens are dropped; valid and test
      keep every pair up to `length_limit` tokens a side (longer: `on_long_held_out`).
   5. Vocabularies come from the train split only (`min_freq`, `max_vocab_size`), so valid/test
@@ -369,12 +372,7 @@ def corpus_task(data_config) -> TaskData:
     langs = (data_config.get("src_lang", ""), data_config.get("tgt_lang", ""))
   train, valid, test = _draw_held_out(splits, data_config, where)
 
-  lowercase = bool(data_config.lowercase)
-  tokenizers = [build_tokenizer(name, lang=lang, lowercase=lowercase,
-                                vocab_size=data_config.get("vocab_size", 8000),
-                                training_text=[pair[side] for pair in train],
-                                seed=data_config.seed)
-                for side, lang in enumerate(langs)]
+  tokenizers = build_corpus_tokenizers(data_config, train, langs)
 
   def tokenized(pairs, split, policy="skip"):
     examples = [Example(tokenizers[0].tokenize(s), tokenizers[1].tokenize(t), reference=t)

@@ -17,7 +17,11 @@ save it in its workdir and decoding can rebuild it without rebuilding the datase
 | whitespace    | the whitespace-separated words (synthetic tasks)         | spaces             |
 | punctuation   | whitespace words, each punctuation mark alone (`tokenize`) | spaces           |
 | moses         | the Moses tokenizer (sacremoses), per language           | Moses detokenizer  |
-| sentencepiece | subwords of a model learned from the train split         | SentencePiece      |
+| sentencepiece | subwords of a SentencePiece model (see below)            | SentencePiece      |
+
+A SentencePiece model is learned from the train split (unigram or BPE; one per side, or one
+joint model shared by both sides) or read from an existing `.model` file (`load`); either way
+its bytes travel inside the tokenizer's JSON, so a workdir never needs the file again.
 
 `lowercase=True` lowercases the tokens (Moses tokenizes the cased text first: its non-breaking
 prefixes such as "Mr." are case-sensitive), so detokenized output is lowercase too.
@@ -32,11 +36,14 @@ import dataclasses
 import functools
 import io
 import json
+import os
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
+# SentencePiece's training algorithms offered (`spm_train --model_type`).
+SPM_MODEL_TYPES = ("unigram", "bpe")
 # Tokenizer name -> class: the choices of the corpus task's `data.tokenizer`.
 TOKENIZERS: dict[str, type[Tokenizer]] = {}
 # A run of letters ([^\W\d_]: word characters that are neither digits nor "_"), else one
@@ -263,15 +270,19 @@ class SentencePieceTokenizer(Tokenizer):
 
   @classmethod
   def train(cls, lines: Iterable[str], vocab_size: int, lowercase: bool = True,
-            seed: int = 0) -> SentencePieceTokenizer:
-    """Trains a unigram SentencePiece model on raw `lines` (the train split only).
+            seed: int = 0, model_type: str = "unigram") -> SentencePieceTokenizer:
+    """Trains a SentencePiece model on raw `lines` (the train split only).
 
-    `vocab_size` is an upper bound (`hard_vocab_limit=False`): a small corpus yields fewer
-    pieces instead of an error. Training is single-threaded and seeded, so the same lines give
-    the same model. Raises ValueError when there is no text to train on.
+    `model_type` is one of `SPM_MODEL_TYPES`: 'unigram' (Kudo 2018) or 'bpe' (Sennrich et al.
+    2016). `vocab_size` is an upper bound (`hard_vocab_limit=False`): a small corpus yields
+    fewer pieces instead of an error. Training is single-threaded and seeded, so the same lines
+    give the same model. Raises ValueError when there is no text to train on.
     """
     if vocab_size < 8:
       raise ValueError(f"sentencepiece vocab_size must be >= 8, got {vocab_size}")
+    if model_type not in SPM_MODEL_TYPES:
+      raise ValueError(f"unknown SentencePiece model type {model_type!r}; valid: "
+                       f"{', '.join(SPM_MODEL_TYPES)}")
     texts = [line.lower() if lowercase else line for line in lines]
     if not any(t.strip() for t in texts):
       raise ValueError("no text to train a SentencePiece model on")
@@ -281,11 +292,27 @@ class SentencePieceTokenizer(Tokenizer):
     try:
       sentencepiece.SentencePieceTrainer.train(
           sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
-          model_type="unigram", character_coverage=1.0, hard_vocab_limit=False, num_threads=1,
+          model_type=model_type, character_coverage=1.0, hard_vocab_limit=False, num_threads=1,
           minloglevel=2)
     except RuntimeError as e:
       raise ValueError(f"SentencePiece training failed: {e}") from None
     return cls(base64.b64encode(model.getvalue()).decode("ascii"), lowercase)
+
+  @classmethod
+  def load(cls, path: str, lowercase: bool = True) -> SentencePieceTokenizer:
+    """The tokenizer of an existing SentencePiece `.model` file (one trained by `spm_train`,
+    fairseq, OpenNMT or JoeyNMT). The model's bytes are kept, so the file is not needed again.
+
+    Raises ValueError (one line, naming `path`) when it is missing or not a model.
+    """
+    if not os.path.isfile(path):
+      raise ValueError(f"no such SentencePiece model file: {path!r}")
+    with open(path, "rb") as f:
+      model = base64.b64encode(f.read()).decode("ascii")
+    try:
+      return cls(model, lowercase)
+    except ValueError:
+      raise ValueError(f"{path}: not a SentencePiece model file") from None
 
   def tokenize(self, text: str) -> tuple[str, ...]:
     text = text.lower() if self.lowercase else text
@@ -293,6 +320,63 @@ class SentencePieceTokenizer(Tokenizer):
 
   def detokenize(self, tokens: Sequence[str]) -> str:
     return _sentencepiece(self.model).decode_pieces(list(tokens))
+
+
+def sentencepiece_defaults(c) -> None:
+  """The SentencePiece fields of the corpus task's data config, with their defaults."""
+  # sentencepiece only: the subword algorithm learned from the train split, 'unigram' (Kudo
+  # 2018) or 'bpe' (Sennrich et al. 2016), as spm_train's --model_type.
+  c.spm_model_type = "unigram"
+  # sentencepiece only: one model learned from both sides' train text, shared by source and
+  # target (a joint vocabulary, as fairseq's --joined-dictionary runs use); False: one per side.
+  c.spm_joint = False
+  # sentencepiece only: an existing SentencePiece .model file for both sides (e.g. from a
+  # fairseq, OpenNMT or JoeyNMT run), used instead of training one; or one file per side with
+  # src_spm_model and tgt_spm_model. The model is saved in the workdir (vocab.json), so eval
+  # and decode do not need the file again.
+  c.spm_model = ""
+  c.src_spm_model = ""
+  c.tgt_spm_model = ""
+
+
+def spm_model_paths(data_config) -> tuple[str, str]:
+  """The (source, target) `.model` files a corpus config names ('' each: train them)."""
+  both = data_config.get("spm_model", "")
+  return (both or data_config.get("src_spm_model", ""),
+          both or data_config.get("tgt_spm_model", ""))
+
+
+def build_corpus_tokenizers(data_config, training_pairs: Sequence[tuple[str, str]],
+                            langs: tuple[str, str]) -> tuple[Tokenizer, Tokenizer]:
+  """The (source, target) tokenizers of a corpus task's data config.
+
+  `training_pairs` are the raw `(source, target)` train-split lines a SentencePiece model
+  learns from (one per side, or one joint model with `spm_joint`), unless `.model` files are
+  named (`spm_model`, or `src_spm_model` + `tgt_spm_model`). Fields a config.json from before
+  them lacks take their old meaning (a unigram model per side).
+  """
+  name, lowercase = data_config.get("tokenizer", "punctuation"), bool(data_config.lowercase)
+  if name != "sentencepiece":
+    return tuple(build_tokenizer(name, lang=lang, lowercase=lowercase) for lang in langs)
+  paths = spm_model_paths(data_config)
+  if any(paths):
+    keys = (("spm_model",) * 2 if data_config.get("spm_model", "")
+            else ("src_spm_model", "tgt_spm_model"))
+    tokenizers = []
+    for key, path in zip(keys, paths):
+      try:
+        tokenizers.append(SentencePieceTokenizer.load(path, lowercase))
+      except ValueError as e:
+        raise ValueError(f"data.{key}: {e}") from None
+    return tuple(tokenizers)
+  train = functools.partial(SentencePieceTokenizer.train,
+                            vocab_size=int(data_config.get("vocab_size", 8000)),
+                            lowercase=lowercase, seed=data_config.seed,
+                            model_type=data_config.get("spm_model_type", "unigram"))
+  if data_config.get("spm_joint", False):
+    joint = train([line for pair in training_pairs for line in pair])
+    return joint, joint
+  return tuple(train([pair[side] for pair in training_pairs]) for side in (0, 1))
 
 
 def build_tokenizer(name: str, *, lang: str = "", lowercase: bool = True,

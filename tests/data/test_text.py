@@ -8,7 +8,8 @@ import pytest
 
 from attnlab.data import TASKS, build_task, default_data_config
 from attnlab.data.text import (TOKENIZERS, CharTokenizer, MosesTokenizer, PunctuationTokenizer,
-                               SentencePieceTokenizer, WhitespaceTokenizer, build_tokenizer,
+                               SentencePieceTokenizer, WhitespaceTokenizer, build_corpus_tokenizers,
+                               build_tokenizer,
                                tokenize, tokenizer_from_dict, tokenizer_from_json)
 
 CAPTIONS = [
@@ -125,6 +126,72 @@ def test_sentencepiece_bad_input():
     SentencePieceTokenizer("bm90IGEgbW9kZWw=")  # base64 of "not a model"
   with pytest.raises(ValueError, match="not a SentencePiece model"):
     SentencePieceTokenizer("%%%")
+
+
+def test_sentencepiece_bpe_differs_from_unigram_and_round_trips(spm):
+  bpe = SentencePieceTokenizer.train(CAPTIONS, vocab_size=60, model_type="bpe")
+  assert bpe != spm and bpe == SentencePieceTokenizer.train(CAPTIONS, 60, model_type="bpe")
+  assert bpe.detokenize(bpe.tokenize("A dog runs through the snow.")) == (
+      "a dog runs through the snow.")
+  with pytest.raises(ValueError, match="valid: unigram, bpe"):
+    SentencePieceTokenizer.train(CAPTIONS, vocab_size=60, model_type="word")
+
+
+def external_model(tmp_path, lines, name="spm"):
+  """A .model file as `spm_train` (fairseq, OpenNMT, JoeyNMT) writes one."""
+  import sentencepiece  # pylint: disable=g-import-not-at-top
+  text = tmp_path / f"{name}.txt"
+  text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+  sentencepiece.SentencePieceTrainer.train(
+      input=str(text), model_prefix=str(tmp_path / name), vocab_size=50, model_type="bpe",
+      character_coverage=1.0, hard_vocab_limit=False, minloglevel=2)
+  return tmp_path / f"{name}.model"
+
+
+def test_sentencepiece_load_keeps_the_model_without_the_file(tmp_path):
+  path = external_model(tmp_path, [c.lower() for c in CAPTIONS])
+  loaded = SentencePieceTokenizer.load(str(path))
+  path.unlink()
+  rebuilt = tokenizer_from_json(loaded.to_json())
+  assert rebuilt == loaded
+  pieces = rebuilt.tokenize("Two dogs are playing.")
+  assert rebuilt.detokenize(pieces) == "two dogs are playing."
+  with pytest.raises(ValueError, match="no such SentencePiece model file"):
+    SentencePieceTokenizer.load(str(path))
+  (tmp_path / "bad.model").write_text("not a model")
+  with pytest.raises(ValueError, match="bad.model: not a SentencePiece model file"):
+    SentencePieceTokenizer.load(str(tmp_path / "bad.model"))
+
+
+def corpus_config(**fields):
+  config = default_data_config("corpus")
+  config.tokenizer, config.vocab_size, config.seed = "sentencepiece", 60, 0
+  config.update(fields)
+  return config
+
+
+PAIRS = [(c, c.upper()) for c in CAPTIONS]  # two "languages" with disjoint characters
+
+
+def test_corpus_tokenizers_per_side_joint_and_from_files(tmp_path):
+  langs = ("en", "xx")
+  src, tgt = build_corpus_tokenizers(corpus_config(lowercase=False), PAIRS, langs)
+  assert src != tgt and "D" not in "".join(src.tokenize("A dog"))[1:]
+  src, tgt = build_corpus_tokenizers(corpus_config(lowercase=False, spm_joint=True), PAIRS, langs)
+  assert src == tgt and src.detokenize(src.tokenize("A DOG runs.")) == "A DOG runs."
+  bpe, _ = build_corpus_tokenizers(corpus_config(spm_model_type="bpe"), PAIRS, langs)
+  assert bpe != build_corpus_tokenizers(corpus_config(), PAIRS, langs)[0]
+  path = external_model(tmp_path, CAPTIONS)
+  src, tgt = build_corpus_tokenizers(corpus_config(spm_model=str(path)), PAIRS, langs)
+  assert src == tgt == SentencePieceTokenizer.load(str(path))
+  other = external_model(tmp_path, [c.upper() for c in CAPTIONS], name="other")
+  src, tgt = build_corpus_tokenizers(
+      corpus_config(src_spm_model=str(path), tgt_spm_model=str(other), lowercase=False),
+      PAIRS, langs)
+  assert src != tgt and tgt.detokenize(tgt.tokenize("A DOG.")) == "A DOG."
+  with pytest.raises(ValueError, match="data.tgt_spm_model: no such SentencePiece model file"):
+    build_corpus_tokenizers(corpus_config(src_spm_model=str(path), tgt_spm_model="/no.model"),
+                            PAIRS, langs)
 
 
 # ------------------------------------------------------------------------------ all of them
