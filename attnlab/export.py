@@ -7,6 +7,12 @@ OpenNMT write them: one line per input line, space-separated links ``i-j`` with 
 (the first of equals). Tokens are the task's (characters for the date task). An empty input
 line, or an empty output, gives an empty line, so the file has as many lines as the input.
 
+Scored hypotheses (``--output_format=jsonl`` on stdout, or ``--scores=FILE``; ``--nbest=N``):
+JSON Lines, one object per input line, ``{"source": the input line, "hypotheses": [{"text",
+"score", "log_prob", "alignment"}...]}``, best first (up to N; ``alignment``, the Pharaoh line,
+with ``--alignments``); an empty input line has no hypotheses, and a line that failed (too
+long, not UTF-8) none and an ``error``.
+
 Attention weights (``--alignment_weights=FILE``) are JSON Lines, one object per input line:
 ``{"source": [src_len tokens], "target": [out_len tokens], "weights": [out_len][src_len]}``,
 rows the output tokens (EOS excluded) as in the alignment file.
@@ -61,6 +67,9 @@ class Translation:
     attention: [out_len, src_len] decoding attention of each output token.
     score: the decoder's ranking score; log_prob: the sum of token log-probabilities
       (both None for an empty input line).
+    line: the input line as read.
+    alternatives: the next best hypotheses (``--nbest``), best first, as Translations.
+    error: why the line could not be decoded (its output is then empty), None otherwise.
   """
 
   text: str
@@ -69,6 +78,9 @@ class Translation:
   attention: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.float32))
   score: float | None = None
   log_prob: float | None = None
+  line: str = ""
+  alternatives: tuple[Translation, ...] = ()
+  error: str | None = None
 
 
 def alignment_links(attention) -> list[tuple[int, int]]:
@@ -99,6 +111,20 @@ def weights_record(translation: Translation) -> dict:
           "weights": weights.tolist()}
 
 
+def scored_record(translation: Translation, with_alignment: bool = False) -> dict:
+  """The ``--scores`` / ``--output_format=jsonl`` JSON object of one input line (module doc)."""
+  hypotheses = []
+  for h in (translation, *translation.alternatives) if translation.source else ():
+    hypothesis = {"text": h.text, "score": h.score, "log_prob": h.log_prob}
+    if with_alignment:
+      hypothesis["alignment"] = pharaoh(alignment_links(h.attention))
+    hypotheses.append(hypothesis)
+  row: dict[str, Any] = {"source": translation.line, "hypotheses": hypotheses}
+  if translation.error:
+    row["error"] = translation.error
+  return row
+
+
 def is_regular_file(stream: IO) -> bool:
   """Whether ``stream`` reads a regular file (not a pipe or terminal): its lines are all
   there already, so decoding may batch them without delaying any output."""
@@ -109,18 +135,22 @@ def is_regular_file(stream: IO) -> bool:
 
 
 class DecodeWriter:
-  """Writes each translation as it comes: its text to ``out``, its Pharaoh alignment and its
-  weights to the optional files, every one flushed at once (a Unix filter).
+  """Writes each translation as it comes: its text (or, ``jsonl``, its scored hypotheses) to
+  ``out``, its Pharaoh alignment, its weights and its scored hypotheses to the optional files,
+  every one flushed at once (a Unix filter).
 
   Raises OSError when a file cannot be opened.
   """
 
   def __init__(self, out: IO[str], alignments: str | None = None,
-               alignment_weights: str | None = None):
+               alignment_weights: str | None = None, scores: str | None = None,
+               jsonl: bool = False):
     self.out = out
     self.files = []
+    self.jsonl = jsonl
     self.alignments = self._open(alignments)
     self.weights = self._open(alignment_weights)
+    self.scores = self._open(scores)
 
   def _open(self, path: str | None):
     if not path:
@@ -136,7 +166,13 @@ class DecodeWriter:
     if self.weights is not None:
       self.weights.write(summaries.dumps(weights_record(translation)) + "\n")
       self.weights.flush()
-    self.out.write(translation.text + "\n")
+    scored = None
+    if self.scores is not None or self.jsonl:
+      scored = summaries.dumps(scored_record(translation, self.alignments is not None))
+    if self.scores is not None:
+      self.scores.write(scored + "\n")
+      self.scores.flush()
+    self.out.write((scored if self.jsonl else translation.text) + "\n")
     self.out.flush()
 
   def close(self) -> None:

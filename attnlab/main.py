@@ -20,11 +20,18 @@ run's own ``config.json`` from ``--workdir`` when it is left out. Modes:
   not write is never replaced); ``--alignments=FILE``
   writes one Pharaoh line per input (``i-j``: source token i - output token j, 0-based, each
   output token but EOS linked to its largest attention weight); ``--alignment_weights=FILE``
-  the weights, one JSON object per input line (``attnlab.export``). These outputs are opened
+  the weights, one JSON object per input line (``attnlab.export``). ``--nbest=N`` (beam search,
+  ``--config.eval.beam_size`` >= N) keeps the N best hypotheses, which
+  ``--output_format=jsonl`` (stdout) and ``--scores=FILE`` write as one JSON object per input
+  line: source, hypotheses (text, score, log_prob, and alignment with ``--alignments``), best
+  first. A line that cannot be decoded (too long under ``eval.on_long_input=error``, not UTF-8
+  in a pipe) gets one ``error:`` line on stderr naming it and an empty output line, and decoding
+  goes on; the exit status is then 2, once every line is done. These outputs are opened
   only once the model is restored and never over a file of the workdir being read or the
   input. A reader that stops early (``| head -1``) ends it quietly (141).
 
-Exit status: 0 done; 2 bad flags, config or input (one message, no traceback);
+Exit status: 0 done; 2 bad flags, config or input (one message, no traceback; in decode, one
+per failed line);
 1 a non-finite loss with ``train.on_nonfinite=stop``; 128 + N when stopped by
 signal N (SIGTERM, SIGINT) after saving a checkpoint: rerun to resume (a signal during
 start-up, the final evaluation, eval or decode exits 143 or 130 too, with one line and
@@ -60,6 +67,13 @@ flags.DEFINE_string("alignments", None, "Decode mode: write one Pharaoh line ('i
                     "token i, output token j, 0-based) per input line to this file.")
 flags.DEFINE_string("alignment_weights", None, "Decode mode: write the attention weights, one "
                     "JSON object per input line ({source, target, weights}), to this file.")
+flags.DEFINE_integer("nbest", 1, "Decode mode: keep the N best hypotheses per line (needs "
+                     "--config.eval.beam_size >= N; shown by --output_format=jsonl, --scores).",
+                     lower_bound=1)
+flags.DEFINE_enum("output_format", "text", ["text", "jsonl"], "Decode mode: stdout as one "
+                  "output line per input line (text) or one JSON object of scored hypotheses.")
+flags.DEFINE_string("scores", None, "Decode mode: write the scored hypotheses, one JSON object "
+                    "per input line (as --output_format=jsonl), to this file.")
 flags.DEFINE_string("jax_cache_dir",
                     os.environ.get("ATTNLAB_JAX_CACHE_DIR", os.path.join(
                         os.path.expanduser("~"), ".cache", "attnlab", "xla")),
@@ -164,7 +178,7 @@ def _check_outputs() -> None:
   or each other; nor a heatmap folder that is the workdir or inside its checkpoints, or
   holds an index.html decode did not write."""
   workdir = FLAGS.workdir
-  files = [(f"--{name}", path) for name in ("alignments", "alignment_weights")
+  files = [(f"--{name}", path) for name in ("alignments", "alignment_weights", "scores")
            if (path := getattr(FLAGS, name))]
   for flag, path in files:
     _check_writable(path)
@@ -173,8 +187,10 @@ def _check_outputs() -> None:
     if _inside(path, workdir) and os.path.lexists(path):
       _fail(f"{flag} {path!r} is a file of --workdir {workdir!r}, which decode reads: "
             "name a new file (outside the run's files)")
-  if len(files) == 2 and os.path.realpath(files[0][1]) == os.path.realpath(files[1][1]):
-    _fail(f"--alignments and --alignment_weights name the same file {files[0][1]!r}")
+  for k, (flag, path) in enumerate(files):
+    for other, path2 in files[k + 1:]:
+      if os.path.realpath(path) == os.path.realpath(path2):
+        _fail(f"{flag} and {other} name the same file {path!r}")
   heatmaps = FLAGS.heatmaps
   if not heatmaps:
     return
@@ -305,6 +321,11 @@ def _decode(config, training) -> None:
   untouched."""
   from attnlab import export
   from attnlab.training import inference
+  if FLAGS.nbest > config.eval.beam_size:
+    _fail(f"--nbest={FLAGS.nbest} needs --config.eval.beam_size={FLAGS.nbest} or more "
+          f"(it is {config.eval.beam_size})")
+  if FLAGS.nbest > 1 and FLAGS.output_format == "text" and not FLAGS.scores:
+    _fail("--nbest shows its hypotheses with --output_format=jsonl or --scores=FILE")
   name = f"--input {FLAGS.input!r}" if FLAGS.input else "stdin"
   try:
     source = open(FLAGS.input, "rb") if FLAGS.input else sys.stdin.buffer
@@ -320,28 +341,34 @@ def _decode(config, training) -> None:
       batch_size = config.batching.eval_batch_size
     state, prepared, _ = training.restore_for_inference(config, FLAGS.workdir, FLAGS.checkpoint,
                                                         for_decoding=True)
-    lines, inputs = inference.text_lines(source, name), []
+    lines, inputs = inference.text_lines(source, name, per_line=True), []
     if FLAGS.heatmaps:  # each input, for DIR/index.html
       lines = (inputs.append(line) or line for line in lines)
     _write_translations(inference.translations(state, prepared, config, lines, FLAGS.heatmaps,
-                                               batch_size), inputs)
+                                               batch_size, FLAGS.nbest), inputs)
   finally:
     if source is not sys.stdin.buffer:
       source.close()
 
 
 def _write_translations(translations, inputs: list[str]) -> None:
-  """Writes each translation as it comes (stdout and the alignment files), then the heatmaps'
-  index.html (``inputs``: the input lines read so far)."""
+  """Writes each translation as it comes (stdout and the alignment files; a failed line's
+  error on stderr), then the heatmaps' index.html (``inputs``: the input lines read so far);
+  exits 2 at the end when a line failed."""
   from attnlab import export
   try:
-    writer = export.DecodeWriter(sys.stdout, FLAGS.alignments, FLAGS.alignment_weights)
+    writer = export.DecodeWriter(sys.stdout, FLAGS.alignments, FLAGS.alignment_weights,
+                                 FLAGS.scores, jsonl=FLAGS.output_format == "jsonl")
   except OSError as e:
     _fail(f"cannot open {e.filename!r}: {e.strerror}")
-  shown = []  # --heatmaps: (input, output) per heatmap, for DIR/index.html
+  shown, failed = [], 0  # --heatmaps: (input, output) per heatmap, for DIR/index.html
   try:
     with writer:
       for number, translation in enumerate(translations):
+        if translation.error:
+          failed += 1
+          print(f"error: {translation.error}; its output line is empty", file=sys.stderr,
+                flush=True)
         writer.write(translation)
         if FLAGS.heatmaps and translation.source:
           shown.append((inputs[number], translation.text))
@@ -351,6 +378,8 @@ def _write_translations(translations, inputs: list[str]) -> None:
   except BrokenPipeError:  # the reader left (`| head -1`): stop quietly, as Unix filters do
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
     sys.exit(128 + signal.SIGPIPE)
+  if failed:  # every line was decoded or reported: the status says some failed
+    sys.exit(2)
 
 
 if __name__ == "__main__":

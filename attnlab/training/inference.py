@@ -14,6 +14,7 @@ that holds another model than the config describes is a config error
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -23,7 +24,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from attnlab import export, run_config
+from attnlab import decoding, export, run_config
 from attnlab.config import ConfigError, build_model
 from attnlab.data import TaskData, Vocab, encode_batch, tokenizer_from_dict
 from attnlab.data.tasks import Example
@@ -143,29 +144,47 @@ def checked_source(config, prepared: Prepared, line: str, number: int) -> tuple[
 
 
 def decode_sources(state: TrainState, prepared: Prepared, config, sources: Sequence[tuple],
-                    rows: int) -> list[dict]:
+                   rows: int, nbest: int = 1) -> list[dict]:
   """Decodes up to ``rows`` non-empty sources in one batch of ``rows`` rows (one compiled
-  shape whatever their number); one record per source (``evaluate``'s keys, no reference)."""
+  shape whatever their number); one record per source (``evaluate``'s keys, no reference) of
+  its best hypothesis, with ``nbest > 1`` (beam search, ``eval.beam_size >= nbest``) the next
+  ones under ``"nbest"`` (records of the same keys, best first; a beam's impossible fillers
+  left out)."""
   task = prepared.task
   examples = [Example(src=src, tgt=()) for src in sources]
   batch = encode_batch(examples, range(len(examples)), task.src_vocab, task.tgt_vocab,
                        (prepared.max_src_len, prepared.max_decode_len), rows,
                        copy=is_copy_model(prepared.model))
-  decoded = jax.device_get(decode_batch(
-      prepared.model, state.params,
-      {k: batch[k] for k in ("src", "src_lengths", "src_ext") if k in batch},
-      prepared.max_decode_len, config.eval.beam_size, config.eval.length_penalty,
-      config.eval.coverage_penalty))
+  inputs = {k: batch[k] for k in ("src", "src_lengths", "src_ext") if k in batch}
+  if nbest > 1:  # every beam, sorted best first: [rows, beam_size, ...]
+    decoded = jax.device_get(decoding.beam_search(
+        prepared.model, {"params": state.params}, inputs["src"], inputs["src_lengths"],
+        prepared.max_decode_len, beam_size=config.eval.beam_size,
+        alpha=config.eval.length_penalty, beta=config.eval.coverage_penalty,
+        src_ext=inputs.get("src_ext")))
+  else:  # the best only: [rows, ...]
+    decoded = jax.device_get(decode_batch(
+        prepared.model, state.params, inputs, prepared.max_decode_len, config.eval.beam_size,
+        config.eval.length_penalty, config.eval.coverage_penalty))
   records = []
   for row, example in enumerate(examples):
-    length = int(decoded.lengths[row])
-    records.append({"example": example,
-                    "prediction": [int(t) for t in decoded.tokens[row, :length]],
-                    "oovs": copy_oovs(task, example, prepared.model),
-                    "decode_attention": decoded.attention[row, :length, :len(example.src)],
-                    "score": float(decoded.scores[row]),
-                    "log_prob": float(decoded.log_probs[row])})
+    oovs = copy_oovs(task, example, prepared.model)
+    indices = [(row, b) for b in range(nbest)] if nbest > 1 else [(row,)]
+    hypotheses = [hypothesis_record(decoded, i, example, oovs) for i in indices
+                  if decoded.scores[i] > decoding.NEG_INF / 2]
+    records.append({**hypotheses[0], "nbest": hypotheses[1:]})
   return records
+
+
+def hypothesis_record(decoded: decoding.DecodeResult, index: tuple, example: Example,
+                      oovs) -> dict:
+  """The record of the hypothesis at ``index`` ((row,) or (row, beam)) of a decoded batch
+  (host arrays)."""
+  length = int(decoded.lengths[index])
+  return {"example": example, "oovs": oovs,
+          "prediction": [int(t) for t in decoded.tokens[index][:length]],
+          "decode_attention": decoded.attention[index][:length, :len(example.src)],
+          "score": float(decoded.scores[index]), "log_prob": float(decoded.log_probs[index])}
 
 
 def translation(record: dict, task: TaskData) -> export.Translation:
@@ -176,68 +195,92 @@ def translation(record: dict, task: TaskData) -> export.Translation:
       text=task.tgt_tokenizer.detokenize(target), source=tuple(record["example"].src),
       target=target,
       attention=np.asarray(record["decode_attention"][:len(target)], np.float32),
-      score=record["score"], log_prob=record["log_prob"])
+      score=record["score"], log_prob=record["log_prob"],
+      alternatives=tuple(translation(r, task) for r in record.get("nbest", ())))
 
 
 def decode_stream(config: ml_collections.ConfigDict, workdir: str, lines: Iterable[str],
                   which: str = "best", heatmap_dir: str | None = None,
-                  batch_size: int = 1) -> Iterator[export.Translation]:
+                  batch_size: int = 1, nbest: int = 1) -> Iterator[export.Translation]:
   """Translates raw input lines as they arrive, one ``export.Translation`` per line, in order:
   ``translations`` with the ``which`` checkpoint, restored before the first line is read."""
   state, prepared, _ = restore_for_inference(config, workdir, which, for_decoding=True)
-  yield from translations(state, prepared, config, lines, heatmap_dir, batch_size)
+  yield from translations(state, prepared, config, lines, heatmap_dir, batch_size, nbest)
 
 
 def translations(state: TrainState, prepared: Prepared, config: ml_collections.ConfigDict,
                  lines: Iterable[str], heatmap_dir: str | None = None,
-                 batch_size: int = 1) -> Iterator[export.Translation]:
+                 batch_size: int = 1, nbest: int = 1) -> Iterator[export.Translation]:
   """Translates raw input lines with a restored model, one ``export.Translation`` per line.
 
   Up to ``batch_size`` lines are read and decoded together: 1 (a pipe, a terminal) yields each
   translation as soon as its line arrives; a larger batch (a file, whose lines are all there)
   is faster. Empty lines pass through as empty translations; unknown words become ``<unk>``; a
-  line longer than the model's longest source raises ValueError naming the line, or is
-  truncated with a warning (``eval.on_long_input``). ``heatmap_dir``: also write the attention
-  heatmap of each non-empty line, ``decode_{k}.png`` for the k-th (from 0).
+  line longer than the model's longest source is truncated with a warning, or
+  (``eval.on_long_input='error'``) gives an empty translation whose ``error`` names the line,
+  as does an ``InputError`` in ``lines`` (``text_lines(..., per_line=True)``): the lines after
+  it are decoded all the same. ``nbest``: each translation also holds the next best
+  hypotheses (``decode_sources``). ``heatmap_dir``: also write the attention heatmap of each
+  non-empty line, ``decode_{k}.png`` for the k-th (from 0).
   """
   task = prepared.task
   lines = iter(lines)
   number = decoded = 0
   while chunk := list(itertools.islice(lines, batch_size)):
-    sources = [checked_source(config, prepared, line, number + k)
-               for k, line in enumerate(chunk, 1)]
+    sources, errors = [], []
+    for k, line in enumerate(chunk, number + 1):
+      try:
+        if isinstance(line, InputError):
+          raise line
+        sources.append(checked_source(config, prepared, line, k))
+        errors.append(None)
+      except ValueError as e:  # this line only: its output is empty, the stream goes on
+        sources.append(())
+        errors.append(str(e))
     number += len(chunk)
     wanted = [src for src in sources if src]
-    records = decode_sources(state, prepared, config, wanted, batch_size) if wanted else []
+    records = (decode_sources(state, prepared, config, wanted, batch_size, nbest) if wanted
+               else [])
     if heatmap_dir and records:
       os.makedirs(heatmap_dir, exist_ok=True)
       write_heatmaps(records, task, heatmap_dir, len(records), prefix="decode", start=decoded)
     decoded += len(records)
     in_order = iter(records)
-    for src in sources:
-      yield translation(next(in_order), task) if src else export.Translation(text="")
+    for line, src, error in zip(chunk, sources, errors):
+      line = line if isinstance(line, str) else ""
+      yield (dataclasses.replace(translation(next(in_order), task), line=line) if src else
+             export.Translation(text="", line=line, error=error))
 
 
 class InputError(ValueError):
   """An input line that is not text (one line naming the file and the line)."""
 
 
-def text_lines(stream: IO[bytes], name: str) -> Iterator[str]:
+def text_lines(stream: IO[bytes], name: str,
+               per_line: bool = False) -> Iterator[str | InputError]:
   """The lines of a binary stream as text, without their line ends, one at a time (memory
   stays flat); InputError naming ``name`` and the 1-based line at the first that is not
-  UTF-8."""
+  UTF-8 (``per_line``: yielded in that line's place, and reading goes on)."""
   for number, raw in enumerate(stream, 1):
     try:
       yield raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as e:
-      raise InputError(f"{name} line {number} is not UTF-8 text (byte 0x{raw[e.start]:02x} "
-                       f"at position {e.start + 1}: {e.reason})") from None
+      error = InputError(f"{name} line {number} is not UTF-8 text (byte "
+                         f"0x{raw[e.start]:02x} at position {e.start + 1}: {e.reason})")
+      if not per_line:
+        raise error from None
+      yield error
 
 
 def decode_lines(config: ml_collections.ConfigDict, workdir: str, lines: Sequence[str],
                  which: str = "best", heatmap_dir: str | None = None) -> list[str]:
   """Translates raw input lines with a saved checkpoint (``decode_stream`` in batches of
-  ``batching.eval_batch_size``): one output line per input line."""
-  return [t.text for t in decode_stream(config, workdir, lines, which, heatmap_dir,
-                                        config.batching.eval_batch_size)]
-
+  ``batching.eval_batch_size``): one output line per input line; ValueError naming the first
+  line that could not be decoded (too long under ``eval.on_long_input='error'``)."""
+  outputs = []
+  for t in decode_stream(config, workdir, lines, which, heatmap_dir,
+                         config.batching.eval_batch_size):
+    if t.error:
+      raise ValueError(t.error)
+    outputs.append(t.text)
+  return outputs
