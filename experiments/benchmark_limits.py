@@ -19,9 +19,8 @@ backend uses it, else are converted).
 
 Shapes: ``multi30k`` (configs/multi30k.py: bi-GRU 256, Bahdanau decoder, additive score,
 batch 128, 16 source and 16 target tokens, vocabularies 7,864 / 5,923), ``multi30k_tutorial``
-(configs/multi30k.py:tutorial=true, hidden 512), ``kjv`` (configs/kjv_rv1909.py's model at the
-corpus's mean verse, 28 source and 26 target tokens, vocabularies 9,000 / 12,000), ``date``
-(configs/date.py: the seed's shape, batch 32). Figures are for the machine they ran on; measure
+(configs/multi30k.py:tutorial=true, hidden 512), ``date`` (configs/date.py: the seed's shape,
+batch 32). Figures are for the machine they ran on; measure
 on an idle machine. Nothing here is a test.
 """
 
@@ -49,7 +48,6 @@ REPO_CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "conf
 SHAPES = {
     "multi30k": ("multi30k.py", None, 128, 16, 16, 7864, 5923),
     "multi30k_tutorial": ("multi30k.py", "tutorial=true", 128, 16, 16, 7864, 5923),
-    "kjv": ("kjv_rv1909.py", None, 64, 28, 26, 9000, 12000),
     "date": ("date.py", None, 32, 8, 11, 14, 24),
 }
 
@@ -136,7 +134,7 @@ def bench_shape(name: str, dtype: str, steps: int, rounds: int) -> dict:
 
 
 def define_flags(fv: flags.FlagValues) -> None:
-  flags.DEFINE_list("shapes", ["multi30k", "kjv", "date"], f"Shapes: {', '.join(SHAPES)}.",
+  flags.DEFINE_list("shapes", ["multi30k", "date"], f"Shapes: {', '.join(SHAPES)}.",
                     flag_values=fv)
   flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "model.dtype values.", flag_values=fv)
   flags.DEFINE_integer("steps", 5, "Steps per timed round.", lower_bound=1, flag_values=fv)
