@@ -267,17 +267,24 @@ def _validate_bucket_boundaries(config: ml_collections.ConfigDict) -> None:
                       f"e.g. --config.batching.bucket_boundaries='(30, 60)', got {value!r}")
 
 
+def _distinct_positive_ints(config: ml_collections.ConfigDict, key: str, example: str) -> tuple:
+  """``config``'s eval ``key`` (absent from older workdirs' config.json: ()), which must be
+  distinct positive integers; ConfigError naming ``example`` otherwise."""
+  value = config.eval.get(key, ())
+  if isinstance(value, str) or not isinstance(value, (tuple, list)) or not all(
+      isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value) or len(
+          set(value)) != len(value):
+    raise ConfigError(f"eval.{key}", "must be distinct positive integers, e.g. "
+                      f"--config.eval.{key}='{example}', got {value!r}")
+  return tuple(value)
+
+
 def _validate_test_beam_sizes(config: ml_collections.ConfigDict) -> None:
   """Extra beam sizes of the final test evaluation: distinct positive integers (one equal to
   eval.beam_size is skipped: the summary's "test" holds its results). Beam search works with
   every decoder (``decoding.beam_search``), as eval.beam_size does; only a coverage penalty
   needs a beam (> 1), since greedy decoding has no hypotheses to re-rank."""
-  value = config.eval.get("test_beam_sizes", ())  # absent from older workdirs' config.json
-  if isinstance(value, str) or not isinstance(value, (tuple, list)) or not all(
-      isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in value) or len(
-          set(value)) != len(value):
-    raise ConfigError("eval.test_beam_sizes", "must be distinct positive integers, e.g. "
-                      f"--config.eval.test_beam_sizes='(5,)', got {value!r}")
+  value = _distinct_positive_ints(config, "test_beam_sizes", "(5,)")
   if 1 in value and config.eval.coverage_penalty > 0:
     raise ConfigError("eval.test_beam_sizes", "1 (greedy) cannot apply eval.coverage_penalty "
                       "(it re-ranks beam hypotheses): list beam sizes > 1 or set the penalty to 0")
@@ -285,12 +292,7 @@ def _validate_test_beam_sizes(config: ml_collections.ConfigDict) -> None:
 
 def _validate_test_at_steps(config: ml_collections.ConfigDict) -> None:
   """Steps of the matched-step test evaluations: distinct positive integers."""
-  value = config.eval.get("test_at_steps", ())  # absent from older workdirs' config.json
-  if isinstance(value, str) or not isinstance(value, (tuple, list)) or not all(
-      isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in value) or len(
-          set(value)) != len(value):
-    raise ConfigError("eval.test_at_steps", "must be distinct positive integers, e.g. "
-                      f"--config.eval.test_at_steps='(1000, 2000)', got {value!r}")
+  _distinct_positive_ints(config, "test_at_steps", "(1000, 2000)")
 
 
 def _validate_grad_accum(config: ml_collections.ConfigDict) -> None:
