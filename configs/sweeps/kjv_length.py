@@ -15,9 +15,10 @@ feeding) with the ``general`` and ``scaled_dot`` scores trained to 50 (``general
 The report draws one line a model against source length, as the paper's figure. Axis ``seed``:
 each seed is its own trial (``seeds=N``; at least 2), pooled by the report into a mean with a
 Student t interval over seeds (each seed's bootstrap over sentences is in its summary.json).
-Seeds are separate processes rather than vmapped in one (``num_seeds``): a vmapped step pads
-every seed's batch to each length bucket any seed drew, and on the CPU that padding cost more
-than the second process.
+Seeds are separate processes rather than vmapped in one (``num_seeds``): a vmapped step runs
+once per distinct length bucket among its seeds' batches, every seed computing each time
+(attnlab.training.multiseed), so with this config's many buckets two vmapped seeds would
+compute about twice the padded batches of two processes (estimated from the bucket shapes).
 
 Lengths are words: the source's Moses tokens, punctuation marks included, as Bahdanau et al.
 counted their tokenized sentences; word-level vocabularies keep one token a word
@@ -43,9 +44,9 @@ Options: ``seeds=N`` (trials per model), ``steps=N`` (N steps, no early stopping
 ``full`` only).
 
 How ``small`` was sized (CPU time of real trials, steps 100-200 of 200-step runs; CPU time
-rather than wall time because other work shared the machine): the model is configs/kjv_rv1909.py's
-(embeddings 128, bidirectional GRU 128, 8,000-word vocabularies, batch 64, whose output softmax
-is most of a step). A step costs 1.0 (RNNencdec-30, estimated), 1.13 (RNNsearch-30), 1.52
+rather than wall time because other work shared the machine): the model is
+configs/kjv_rv1909.py's (embeddings 128, bidirectional GRU 128, 8,000-word vocabularies, batch
+64; the output softmax is most of a step). A step costs 1.0 (RNNencdec-30, estimated), 1.13 (RNNsearch-30), 1.52
 (RNNencdec-50) and 1.7 (RNNsearch-50) CPU-seconds; RNNsearch-50 alone on the idle machine runs
 1.3 steps/s on its two cores. A trial's other costs: start-up and tokenizing (20 CPU-s),
 compiling (about 40, shared between seeds by the XLA cache), 8 validations (15 each) and the
