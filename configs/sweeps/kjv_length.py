@@ -46,8 +46,8 @@ Options: ``seeds=N`` (trials per model), ``steps=N`` (N steps, no early stopping
 How ``small`` was sized (CPU time of real trials, steps 100-200 of 200-step runs; CPU time
 rather than wall time because other work shared the machine): the model is
 configs/kjv_rv1909.py's (embeddings 128, bidirectional GRU 128, 8,000-word vocabularies, batch
-64; the output softmax is most of a step). A step costs 1.0 (RNNencdec-30, estimated), 1.13 (RNNsearch-30), 1.52
-(RNNencdec-50) and 1.7 (RNNsearch-50) CPU-seconds; RNNsearch-50 alone on the idle machine runs
+64; the output softmax is most of a step). A step costs 1.0 (RNNencdec-30, estimated), 1.13
+(RNNsearch-30), 1.52 (RNNencdec-50) and 1.7 (RNNsearch-50) CPU-seconds; RNNsearch-50 alone on the idle machine runs
 1.3 steps/s on its two cores. A trial's other costs: start-up and tokenizing (20 CPU-s),
 compiling (about 40, shared between seeds by the XLA cache), 8 validations (15 each) and the
 test decoded greedily (40 s) and with beam 5 (150 s): about 460 CPU-s. Two trials at a time
