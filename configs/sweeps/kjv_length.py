@@ -47,17 +47,17 @@ How ``small`` was sized (CPU time of real trials, steps 100-200 of 200-step runs
 rather than wall time because other work shared the machine): the model is
 configs/kjv_rv1909.py's (embeddings 128, bidirectional GRU 128, 8,000-word vocabularies, batch
 64; the output softmax is most of a step). A step costs 1.0 (RNNencdec-30, estimated), 1.13
-(RNNsearch-30), 1.52 (RNNencdec-50) and 1.7 (RNNsearch-50) CPU-seconds; RNNsearch-50 alone on the idle machine runs
-1.3 steps/s on its two cores. A trial's other costs: start-up and tokenizing (20 CPU-s),
-compiling (about 40, shared between seeds by the XLA cache), 8 validations (15 each) and the
-test decoded greedily (40 s) and with beam 5 (150 s): about 460 CPU-s. Two trials at a time
-(``--max_parallel 2``) keep both cores busy: 3 hours are 21,600 CPU-seconds, and 8 trials of
-1,600 steps need 2 x 1,600 x (1.0 + 1.13 + 1.52 + 1.7) + 8 x 460 = 20,800, i.e. 2.9 hours
-(an estimate: those runs shared the machine; the published wall time should be measured).
-1,600 steps of 64 pairs are 4.2 epochs of the 24,581 pairs of at most 50 words and 6.7 of the
-15,238 of at most 30. The Luong pair (``luong=true``) adds 4 trials at 50 words, about 1.7
-hours more. Wider models do not fit: hidden 256 with 14,017 Spanish words costs 2.4 times as
-much a step.
+(RNNsearch-30), 1.52 (RNNencdec-50) and 1.7 (RNNsearch-50) CPU-seconds; RNNsearch-50 alone on
+the idle machine runs 1.3 steps/s on its two cores. A trial's other costs: start-up and
+tokenizing (20 CPU-s), compiling (about 40, shared between seeds by the XLA cache), 8
+validations (15 each) and the test decoded greedily (40 s) and with beam 5 (150 s): about 460
+CPU-s. Two trials at a time (``--max_parallel 2``) keep both cores busy: 3 hours are 21,600
+CPU-seconds, and 8 trials of 1,600 steps need 2 x 1,600 x (1.0 + 1.13 + 1.52 + 1.7) + 8 x 460 =
+20,800, i.e. 2.9 hours (an estimate: those runs shared the machine; the published wall time
+should be measured). 1,600 steps of 64 pairs are 4.2 epochs of the 24,581 pairs of at most 50
+words and 6.7 of the 15,238 of at most 30. The Luong pair (``luong=true``) adds 4 trials at 50
+words, about 1.7 hours more. Wider models do not fit: hidden 256 with 14,017 Spanish words costs
+2.4 times as much a step.
 """
 
 import os
