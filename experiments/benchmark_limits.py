@@ -144,8 +144,13 @@ def define_flags(fv: flags.FlagValues) -> None:
                       "the temporary directory).", flag_values=fv)
 
 
+def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
+  """The flags from ``argv`` (None: ``sys.argv[1:]``); bad flags exit 2 with one line."""
+  return _cli.parse(define_flags, argv, __doc__)[0]
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-  args = _cli.parse(define_flags, argv, __doc__)[0]
+  args = parse_flags(argv)
   unknown = [s for s in args.shapes if s not in SHAPES]
   bad_dtypes = [d for d in args.dtypes if d not in ("float32", "bfloat16")]
   if unknown or bad_dtypes or not args.shapes or not args.dtypes:
