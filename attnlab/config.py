@@ -95,6 +95,7 @@ REAL_RANGES = {
     "train.early_stopping_min_delta": "[0, inf)",
     "train.early_stopping_min_relative_delta": "[0, 1)",
     "train.plateau_factor": "(0, 1)",  # 1 would never lower the learning rate
+    "batching.tgt_quantile": "(0, 1]",
     "model.dropout_rate": "[0, 1)",
     "model.hard_temperature": "(0, inf)",
     "model.hard_entropy_weight": "[0, inf)",

@@ -100,6 +100,10 @@ def base_config(task: str = "date") -> ml_collections.ConfigDict:
   # (empty = quantiles); the largest must cover the longest source of every split. A
   # multi-seed run whose training sources all fit one bound takes one call per step.
   c.batching.bucket_boundaries = ()
+  # Each bucket's padded target length holds this quantile of its examples' target lengths
+  # (1 = all); longer targets go to a later bucket with room (attnlab.data.make_buckets). Below
+  # 1 it saves the padding a few long-target pairs would force on every batch of their bucket.
+  c.batching.tgt_quantile = 1.0
   # Token-based training batches (fairseq's --max-tokens); 0 = off (batch_size rows). Each
   # length bucket's batches get as many rows as keep its padded source and target arrays within
   # this many tokens (rows * max(src_len, tgt_len) <= max_tokens; batch_size is then unused),

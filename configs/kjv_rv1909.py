@@ -80,6 +80,12 @@ MAX_VOCAB_SIZE = 8000
 # every split) put a quarter of the training batches in the widest held-out shape, 98 source and
 # 94 target positions.
 BUCKET_BOUNDARIES = (10, 15, 20, 25, 30, 35, 40, 45, 50, 60, 70, 80, 128)
+# Each bucket's padded target length holds 95% of its pairs' targets (batching.tgt_quantile); the
+# longer 5% go to a later bucket. A verse's translation is sometimes much longer than its source
+# (or the versifications misalign): with every target held, training pairs of at most 50 words
+# padded to 1.19 million target positions an epoch, 1.9 times their 0.63 million; with 95%, 0.77
+# million (measured on the kjv_length sweep's training pairs).
+TGT_QUANTILE = 0.95
 
 
 def get_config(arg: str | None = None):
@@ -104,6 +110,7 @@ def get_config(arg: str | None = None):
   config.batching.batch_size = 64
   config.batching.eval_batch_size = 256
   config.batching.bucket_boundaries = BUCKET_BOUNDARIES
+  config.batching.tgt_quantile = TGT_QUANTILE
   config.model.cell = "gru"
   config.model.bidirectional = True
   config.model.decoder = "bahdanau"

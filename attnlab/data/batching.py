@@ -77,6 +77,7 @@ def make_buckets(
     *,
     round_to: int = 1,
     boundaries: Sequence[int] | None = None,
+    tgt_quantile: float = 1.0,
 ) -> tuple[Bucket, ...]:
   """Padded `(src_len, tgt_len)` shapes covering `examples`, sorted by src_len.
 
@@ -88,12 +89,19 @@ def make_buckets(
   examples, rounded up to `round_to`. Buckets that no example falls in are dropped. The result
   depends only on the lengths, so it is deterministic.
 
+  With `tgt_quantile` below 1, a bucket's tgt_len is that quantile of its examples' `len(tgt) +
+  1` instead (observed lengths, rounded up): the few pairs whose target is far longer than their
+  source then go to the first later bucket with room for both (`bucket_of`), rather than padding
+  every batch of their bucket to their length; the last bucket grows to hold any example no
+  bucket has room for, so every example still fits.
+
   Args:
     examples: the examples the buckets must cover.
     num_buckets: at most this many buckets (ignored with `boundaries`).
     round_to: round padded lengths up to a multiple of this (e.g. 8 for friendlier shapes).
     boundaries: explicit source-length upper boundaries instead of quantiles; the largest must
       cover the longest source.
+    tgt_quantile: in (0, 1]: the quantile of target lengths each bucket's tgt_len holds.
 
   Returns:
     `((src_len, tgt_len), ...)` with strictly increasing src_len.
@@ -101,6 +109,8 @@ def make_buckets(
   _check_examples(examples)
   if round_to < 1:
     raise ValueError(f"round_to must be >= 1, got {round_to}")
+  if not 0 < tgt_quantile <= 1:
+    raise ValueError(f"tgt_quantile must be in (0, 1], got {tgt_quantile}")
   src_lens = np.array([len(e.src) for e in examples])
   tgt_lens = np.array([len(e.tgt) + 1 for e in examples])
   if boundaries is None:
@@ -121,7 +131,14 @@ def make_buckets(
   for b, src_len in enumerate(bounds):
     in_bucket = which == b
     if in_bucket.any():
-      buckets.append((int(src_len), _round_up(int(tgt_lens[in_bucket].max()), round_to)))
+      tgt_len = np.quantile(tgt_lens[in_bucket], tgt_quantile, method="inverted_cdf")
+      buckets.append((int(src_len), _round_up(int(tgt_len), round_to)))
+  fits = np.zeros(len(examples), dtype=bool)
+  for src_len, tgt_len in buckets:
+    fits |= (src_lens <= src_len) & (tgt_lens <= tgt_len)
+  if not fits.all():  # only with tgt_quantile < 1
+    src_len, tgt_len = buckets[-1]
+    buckets[-1] = (src_len, max(tgt_len, _round_up(int(tgt_lens[~fits].max()), round_to)))
   return tuple(buckets)
 
 

@@ -52,7 +52,8 @@ def prepare(config: ml_collections.ConfigDict) -> Prepared:
   boundaries = tuple(config.batching.get("bucket_boundaries", ())) or None
   try:
     buckets = make_buckets(everything, config.batching.num_buckets,
-                           round_to=config.batching.round_to, boundaries=boundaries)
+                           round_to=config.batching.round_to, boundaries=boundaries,
+                           tgt_quantile=config.batching.get("tgt_quantile", 1.0))
   except ValueError as e:  # explicit boundaries that do not cover the longest source
     raise ConfigError("batching.bucket_boundaries", str(e)) from None
   _check_max_tokens(config, task, buckets)

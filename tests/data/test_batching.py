@@ -57,6 +57,36 @@ def test_make_buckets_round_to_and_boundaries(task):
     make_buckets(task.train, num_buckets=0)
 
 
+@hypothesis.settings(deadline=None, max_examples=40)
+@hypothesis.given(
+    lengths=st.lists(st.tuples(st.integers(1, 30), st.integers(0, 30)), min_size=1, max_size=60),
+    num_buckets=st.integers(1, 5),
+    quantile=st.floats(0.05, 1.0),
+    round_to=st.integers(1, 4),
+)
+def test_target_quantile_buckets_still_cover_every_example(lengths, num_buckets, quantile,
+                                                           round_to):
+  examples = [Example(("x",) * n, ("y",) * m) for n, m in lengths]
+  full = make_buckets(examples, num_buckets, round_to=round_to)
+  cut = make_buckets(examples, num_buckets, round_to=round_to, tgt_quantile=quantile)
+  assert [s for s, _ in cut] == [s for s, _ in full]  # the source boundaries do not move
+  assert all(any(_fits(e, b) for b in cut) for e in examples)
+  assert all(t <= f for (_, t), (_, f) in zip(cut[:-1], full[:-1]))  # never more padding
+  assert make_buckets(examples, num_buckets, round_to=round_to, tgt_quantile=1.0) == full
+
+
+def test_a_target_quantile_moves_long_targets_to_a_later_bucket():
+  examples = [Example(("x",) * 2, ("y",) * 2) for _ in range(19)]
+  examples += [Example(("x",) * 2, ("y",) * 9)]  # one long target among short sources
+  examples += [Example(("x",) * 8, ("y",) * 9) for _ in range(5)]
+  assert make_buckets(examples, boundaries=(2, 8)) == ((2, 10), (8, 10))
+  buckets = make_buckets(examples, boundaries=(2, 8), tgt_quantile=0.9)
+  assert buckets == ((2, 3), (8, 10))
+  assert bucket_of(2, buckets, 10) == 1
+  with pytest.raises(ValueError, match="tgt_quantile"):
+    make_buckets(examples, tgt_quantile=0)
+
+
 def test_bucket_of():
   buckets = ((4, 6), (8, 9), (12, 13))
   assert [bucket_of(n, buckets) for n in (1, 4, 5, 8, 12)] == [0, 0, 1, 1, 2]
