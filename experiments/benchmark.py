@@ -58,7 +58,7 @@ from attnlab import parallel, training
 from attnlab.attention import score_names
 from attnlab.config import base_config, build_model
 from attnlab.data import TrainBatches
-from experiments import _cli
+from experiments import cli
 
 _COMPILES: list[float] = []
 
@@ -327,23 +327,23 @@ def _ints(fv: flags.FlagValues, name: str) -> list[int]:
   try:
     values = [int(x) for x in fv[name].value]
   except ValueError:
-    _cli.fail(f"--{name}={','.join(fv[name].value)}: not a comma-separated list of integers")
+    cli.fail(f"--{name}={','.join(fv[name].value)}: not a comma-separated list of integers")
   if not values or min(values) < 1:
-    _cli.fail(f"--{name}={','.join(fv[name].value)}: needs positive integers")
+    cli.fail(f"--{name}={','.join(fv[name].value)}: needs positive integers")
   return values
 
 
 def _choices(fv: flags.FlagValues, name: str, valid: Sequence[str]) -> list[str]:
   unknown = [x for x in fv[name].value if x not in valid]
   if unknown or not fv[name].value:
-    _cli.fail(f"--{name}: unknown value(s) {', '.join(unknown) or '(none given)'}; "
+    cli.fail(f"--{name}: unknown value(s) {', '.join(unknown) or '(none given)'}; "
               f"valid: {', '.join(valid)}")
   return list(fv[name].value)
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
   """The flags from ``argv`` (None: ``sys.argv[1:]``); bad flags exit 2 with one line."""
-  return _cli.parse(define_flags, argv, __doc__)[0]
+  return cli.parse(define_flags, argv, __doc__)[0]
 
 
 QUICK = (("decoders", ["luong"]), ("attentions", ["general"]), ("src_lens", ["10", "20", "40"]),
@@ -358,9 +358,9 @@ def out_path(out: str) -> str:
     os.close(handle)
     return path
   if os.path.exists(out):
-    _cli.fail(f"--out={out} exists; name another file or remove it")
+    cli.fail(f"--out={out} exists; name another file or remove it")
   if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
-    _cli.fail(f"--out={out}: no such folder {os.path.dirname(os.path.abspath(out))}")
+    cli.fail(f"--out={out}: no such folder {os.path.dirname(os.path.abspath(out))}")
   return out
 
 
@@ -435,4 +435,4 @@ def _cpu_count() -> int:
 
 
 if __name__ == "__main__":
-  _cli.run(main)
+  cli.run(main)

@@ -40,7 +40,7 @@ from absl import flags
 
 from attnlab import training
 from attnlab.config import build_model
-from experiments import _cli
+from experiments import cli
 from experiments.benchmark import out_path
 
 REPO_CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
@@ -146,7 +146,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
   """The flags from ``argv`` (None: ``sys.argv[1:]``); bad flags exit 2 with one line."""
-  return _cli.parse(define_flags, argv, __doc__)[0]
+  return cli.parse(define_flags, argv, __doc__)[0]
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   unknown = [s for s in args.shapes if s not in SHAPES]
   bad_dtypes = [d for d in args.dtypes if d not in ("float32", "bfloat16")]
   if unknown or bad_dtypes or not args.shapes or not args.dtypes:
-    _cli.fail(f"--shapes: valid {', '.join(SHAPES)}; --dtypes: float32, bfloat16; got "
+    cli.fail(f"--shapes: valid {', '.join(SHAPES)}; --dtypes: float32, bfloat16; got "
               f"{','.join(args.shapes)} / {','.join(args.dtypes)}")
   out = out_path(args.out)
   result = {"devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
@@ -181,4 +181,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-  _cli.run(main)
+  cli.run(main)

@@ -38,7 +38,7 @@ from attnlab.attention import hard as hard_lib
 from attnlab.attention import mechanism_names, score_names
 from attnlab.data.vocab import BOS, PAD
 from attnlab.models import Seq2Seq
-from experiments import _cli
+from experiments import cli
 
 VOCAB = 32
 
@@ -129,7 +129,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
   """The flags from ``argv`` (None: ``sys.argv[1:]``); bad flags exit 2 with one line."""
-  return _cli.parse(define_flags, argv, __doc__)[0]
+  return cli.parse(define_flags, argv, __doc__)[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,16 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     src_lens = [int(s) for s in args.src_lens]
   except ValueError:
-    _cli.fail(f"--src_lens={','.join(args.src_lens)}: not a comma-separated list of integers")
+    cli.fail(f"--src_lens={','.join(args.src_lens)}: not a comma-separated list of integers")
   if not src_lens or min(src_lens) < 1:
-    _cli.fail(f"--src_lens={','.join(args.src_lens)}: needs positive integers")
+    cli.fail(f"--src_lens={','.join(args.src_lens)}: needs positive integers")
   mechanisms = list(args.mechanisms)
   for name in mechanisms:
     if name not in mechanism_names():
-      _cli.fail(f"--mechanisms: unknown mechanism {name!r}; valid: "
+      cli.fail(f"--mechanisms: unknown mechanism {name!r}; valid: "
                 f"{', '.join(mechanism_names())}")
   if args.attention not in score_names():
-    _cli.fail(f"--attention: unknown score {args.attention!r}; valid: {', '.join(score_names())}")
+    cli.fail(f"--attention: unknown score {args.attention!r}; valid: {', '.join(score_names())}")
 
   print(f"device: {jax.devices()[0].device_kind}; batch {args.batch_size}, "
         f"tgt_len {args.tgt_len}, "
@@ -172,4 +172,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  _cli.run(main)
+  cli.run(main)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from experiments import _cli
+from experiments import cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
   """The flags from ``argv`` (None: ``sys.argv[1:]``); bad flags exit 2 with one line."""
-  return _cli.parse(define_flags, argv, __doc__)[0]
+  return cli.parse(define_flags, argv, __doc__)[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,4 +59,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  _cli.run(main)
+  cli.run(main)

@@ -79,7 +79,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import flags
 
-from experiments import _cli, outcomes, report_figures, report_positions, report_tables
+from experiments import cli, outcomes, report_figures, report_positions, report_tables
 
 # Re-exported: what the report's tables and figures show (experiments.atlas reads them here).
 METRICS, OVERALL = report_tables.METRICS, report_tables.OVERALL
@@ -94,7 +94,7 @@ def _labels_from_name(name: str) -> dict[str, str] | None:
   return {axis: label for axis, _, label in parts}
 
 
-class ReportError(_cli.UsageError):
+class ReportError(cli.UsageError):
   """Nothing to report on (or a bad --line / --x): ``main`` prints it as one line, exit 2."""
 
 
@@ -373,7 +373,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
   """The flags from ``argv`` (None: ``sys.argv[1:]``); bad flags exit 2 with one line."""
-  return _cli.parse(define_flags, argv, __doc__, required=("root",))[0]
+  return cli.parse(define_flags, argv, __doc__, required=("root",))[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -381,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     paths = write_report(fv.root, fv.out, fv.line, fv.x, fv.compare)
   except ReportError as e:
-    _cli.fail(e)
+    cli.fail(e)
   print(paths["markdown"].read_text(encoding="utf-8"))
   if "comparison" in paths:
     print(paths["comparison"].read_text(encoding="utf-8"))
@@ -396,4 +396,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  _cli.run(main)
+  cli.run(main)

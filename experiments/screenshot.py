@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from experiments import _cli
+from experiments import cli
 
 # As tests/experiments/test_atlas.py starts it: no sandbox (root), no GPU, no background traffic.
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -94,14 +94,14 @@ def screenshot(page_path: pathlib.Path, out: pathlib.Path, width: int, height: i
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
   """The flags from ``argv`` (None: ``sys.argv[1:]``); bad flags exit 2 with one line."""
-  return _cli.parse(define_flags, argv, __doc__, required=("page", "out"))[0]
+  return cli.parse(define_flags, argv, __doc__, required=("page", "out"))[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   fv = parse_flags(argv)
   page_path = pathlib.Path(fv.page)
   if not page_path.is_file():
-    _cli.fail(f"--page {fv.page!r} is not a file")
+    cli.fail(f"--page {fv.page!r} is not a file")
   try:
     screenshot(page_path, pathlib.Path(fv.out), fv.width, fv.height, fv.start)
   except (RuntimeError, ImportError) as e:
@@ -112,4 +112,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  _cli.run(main)
+  cli.run(main)

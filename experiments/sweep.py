@@ -62,7 +62,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from absl import flags
 
 from attnlab.defaults import load_config_file
-from experiments import _cli
+from experiments import cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STDERR_TAIL_CHARS = 4000
@@ -452,10 +452,10 @@ def launch_local(trials: list[dict], max_parallel: int,
 def check_trial_resources(cpus_per_trial: float, gpus_per_trial: float | None) -> None:
   """What Ray accepts: CPUs > 0; GPUs >= 0, fractional only below 1 (trials sharing a GPU)."""
   if not cpus_per_trial > 0:
-    raise _cli.UsageError(f"--cpus_per_trial={cpus_per_trial:g}: must be > 0")
+    raise cli.UsageError(f"--cpus_per_trial={cpus_per_trial:g}: must be > 0")
   if gpus_per_trial is not None and (
       gpus_per_trial < 0 or (gpus_per_trial > 1 and not float(gpus_per_trial).is_integer())):
-    raise _cli.UsageError(f"--gpus_per_trial={gpus_per_trial:g}: must be 0, a fraction of "
+    raise cli.UsageError(f"--gpus_per_trial={gpus_per_trial:g}: must be 0, a fraction of "
                           "one GPU (trials sharing it) or a whole number")
 
 
@@ -466,7 +466,7 @@ def resolve_gpus_per_trial(gpus_per_trial: float | None, resources: Mapping[str,
   if gpus_per_trial is None:
     return 1.0 if available >= 1 else 0.0
   if gpus_per_trial > available:
-    raise _cli.UsageError(f"--gpus_per_trial={gpus_per_trial:g}: the Ray cluster has "
+    raise cli.UsageError(f"--gpus_per_trial={gpus_per_trial:g}: the Ray cluster has "
                           f"{available:g} GPU(s)")
   return float(gpus_per_trial)
 
@@ -479,7 +479,7 @@ def ray_capacity(resources: Mapping[str, float], cpus_per_trial: float,
   if gpus_per_trial > 0:
     capacity = min(capacity, resources.get("GPU", 0) // gpus_per_trial)
   if capacity < 1:
-    raise _cli.UsageError(
+    raise cli.UsageError(
         f"one trial needs {cpus_per_trial:g} CPU(s) and {gpus_per_trial:g} GPU(s); the Ray "
         f"cluster has {resources.get('CPU', 0):g} CPU(s) and {resources.get('GPU', 0):g} GPU(s)")
   return int(capacity)
@@ -542,7 +542,7 @@ def launch_ray(trials: list[dict], max_parallel: int, address: str | None,
   try:
     import ray  # optional: pip install -e '.[ray]'
   except ImportError:
-    raise _cli.UsageError("--launcher=ray needs Ray: pip install -e '.[ray]'") from None
+    raise cli.UsageError("--launcher=ray needs Ray: pip install -e '.[ray]'") from None
   check_trial_resources(cpus_per_trial, gpus_per_trial)
   stop = stop or StopSignals()
   started_here = not ray.is_initialized()
@@ -638,7 +638,7 @@ def _plan_or_fail(sweep_spec: str, root, extra_flags) -> dict:
   try:
     return plan(sweep_spec, root, extra_flags)
   except (OSError, ValueError) as e:
-    raise _cli.UsageError(f"--sweep {sweep_spec}: {e}") from e
+    raise cli.UsageError(f"--sweep {sweep_spec}: {e}") from e
 
 
 NOT_DONE = ("failed", "stopped", "already running", "not started")
@@ -753,25 +753,25 @@ def _trial_flags(extra: Sequence[str]) -> list[str]:
   for arg in extra:
     name = arg.lstrip("-").partition("=")[0]
     if not arg.startswith("--"):
-      raise _cli.UsageError(f"unexpected argument {arg!r} (trial flags take the form "
+      raise cli.UsageError(f"unexpected argument {arg!r} (trial flags take the form "
                             "--config.KEY=VALUE)")
     if not (name.startswith("config.") or name in TRIAL_FLAGS):
-      raise _cli.UsageError(f"unknown flag {arg.partition('=')[0]} (--help lists the flags; "
+      raise cli.UsageError(f"unknown flag {arg.partition('=')[0]} (--help lists the flags; "
                             "--config.KEY=VALUE and --jax_cache_dir=DIR go to every trial)")
     if "=" not in arg:
-      raise _cli.UsageError(f"{arg} needs a value: {arg}=VALUE")
+      raise cli.UsageError(f"{arg} needs a value: {arg}=VALUE")
   return list(extra)
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> tuple[flags.FlagValues, list[str]]:
   """(this launcher's flags, the flags for every trial); bad flags exit 2 with one line."""
   argv = sys.argv[1:] if argv is None else argv
-  fv, extra = _cli.parse(define_flags, _only_values(argv), __doc__, known_only=True)
+  fv, extra = cli.parse(define_flags, _only_values(argv), __doc__, known_only=True)
   try:
     extra = _trial_flags(extra)
-  except _cli.UsageError as e:
-    _cli.fail(e)
-  _cli.require(fv, ("sweep", "root"))
+  except cli.UsageError as e:
+    cli.fail(e)
+  cli.require(fv, ("sweep", "root"))
   return fv, extra
 
 
@@ -783,7 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if fv.launcher == "local":
       for name in ("cpus_per_trial", "gpus_per_trial", "ray_address"):
         if fv[name].present:
-          raise _cli.UsageError(f"--{name} is for --launcher=ray")
+          raise cli.UsageError(f"--{name} is for --launcher=ray")
     else:
       check_trial_resources(fv.cpus_per_trial, fv.gpus_per_trial)
     if fv.dry_run:
@@ -792,8 +792,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       return 0
     sweep = run_sweep(fv.sweep, fv.root, fv.launcher, fv.max_parallel, fv.ray_address, extra,
                       fv.only, fv.cpus_per_trial, fv.gpus_per_trial)
-  except _cli.UsageError as e:
-    _cli.fail(e)
+  except cli.UsageError as e:
+    cli.fail(e)
   counts = {s: [t["name"] for t in sweep["trials"] if t["status"] == s] for s in NOT_DONE}
   done = sum(t["status"] in ("ok", "skipped (complete)") for t in sweep["trials"])
   print(f"done in {sweep['wall_time_s']:.0f} s: {done} ok or complete"
@@ -807,4 +807,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  _cli.run(main)
+  cli.run(main)

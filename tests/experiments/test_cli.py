@@ -12,7 +12,7 @@ import sys
 import pytest
 from absl import flags
 
-from experiments import _cli, sweep
+from experiments import cli, sweep
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # Entry points: the experiments/ modules run as `python -m experiments.NAME` (libraries such as
@@ -36,7 +36,7 @@ def _flag_names(module) -> set[str]:
 def test_entry_point_uses_absl_flags(name):
   source = (REPO / "experiments" / f"{name}.py").read_text(encoding="utf-8")
   assert "argparse" not in source
-  assert "from absl import" in source and "_cli.run(main)" in source
+  assert "from absl import" in source and "cli.run(main)" in source
 
 
 @pytest.mark.parametrize("name", ENTRY_POINTS)
@@ -127,4 +127,4 @@ def test_documented_command_parses(where, name, args):
     path, _ = sweep.split_spec(fv.sweep)
     assert (REPO / path).is_file(), f"{where}: no sweep file {path}"
   if "--help" not in args:
-    assert isinstance(_cli.usage(fv, module.__doc__), str)
+    assert isinstance(cli.usage(fv, module.__doc__), str)

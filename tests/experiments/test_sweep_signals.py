@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from experiments import sweep
+from experiments import cli, sweep
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SWEEPS = REPO / "configs" / "sweeps"
@@ -325,9 +325,9 @@ def test_ray_capacity_is_what_the_cluster_holds_at_once():
   assert sweep.ray_capacity({"CPU": 16.0, "GPU": 4.0}, 2.0, 1.0) == 4  # GPUs bound it
   assert sweep.ray_capacity({"CPU": 16.0, "GPU": 4.0}, 2.0, 0.5) == 8  # CPUs bound it
   assert sweep.ray_capacity({"CPU": 3.0}, 2.0) == 1
-  with pytest.raises(sweep._cli.UsageError, match="needs 4 CPU"):
+  with pytest.raises(cli.UsageError, match="needs 4 CPU"):
     sweep.ray_capacity({"CPU": 2.0}, 4.0)
-  with pytest.raises(sweep._cli.UsageError, match="0 GPU"):
+  with pytest.raises(cli.UsageError, match="0 GPU"):
     sweep.ray_capacity({"CPU": 8.0}, 1.0, 1.0)
 
 
@@ -336,7 +336,7 @@ def test_gpus_per_trial_defaults_to_one_gpu_on_a_gpu_cluster():
   assert sweep.resolve_gpus_per_trial(None, {"CPU": 8.0}) == 0.0
   assert sweep.resolve_gpus_per_trial(0.25, {"CPU": 8.0, "GPU": 1.0}) == 0.25
   assert sweep.resolve_gpus_per_trial(0.0, {"CPU": 8.0, "GPU": 1.0}) == 0.0  # asked: CPU only
-  with pytest.raises(sweep._cli.UsageError, match="has 0 GPU"):
+  with pytest.raises(cli.UsageError, match="has 0 GPU"):
     sweep.resolve_gpus_per_trial(1.0, {"CPU": 8.0})
 
 
@@ -396,7 +396,7 @@ def test_ray_trials_run_with_their_thread_limit(tmp_path):
                                               (1.0, -1.0, "gpus_per_trial=-1"),
                                               (1.0, 1.5, "gpus_per_trial=1.5")])
 def test_bad_trial_resources(cpus, gpus, needle):
-  with pytest.raises(sweep._cli.UsageError, match=needle):
+  with pytest.raises(cli.UsageError, match=needle):
     sweep.check_trial_resources(cpus, gpus)
   sweep.check_trial_resources(1.0, 2.0)
   sweep.check_trial_resources(0.5, 0.25)
