@@ -37,7 +37,8 @@ true alignment; [|A∩S|, |A∩P|, |A|, |S|], ``metrics.alignment_counts``). Cor
 any subset of sentences are functions of their summed statistics: ``attnlab.intervals``
 bootstraps them, ``experiments.report`` pools seeds and compares runs with them.
 
-All JSON is strict: non-finite floats are ``null`` (``attnlab.summaries.dumps``).
+All JSON is strict: non-finite floats are ``null`` (``attnlab.run_record.dumps``); whole files
+are written through the run record (``attnlab.run_record``), which names them.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from typing import IO, Any
 import numpy as np
 
 from attnlab import metrics as metrics_lib
-from attnlab import summaries
+from attnlab import run_record
 
 WEIGHT_DECIMALS = 6  # attention weights are float32: 6 decimals keep their precision
 
@@ -164,11 +165,11 @@ class DecodeWriter:
       self.alignments.write(pharaoh(alignment_links(translation.attention)) + "\n")
       self.alignments.flush()
     if self.weights is not None:
-      self.weights.write(summaries.dumps(weights_record(translation)) + "\n")
+      self.weights.write(run_record.dumps(weights_record(translation)) + "\n")
       self.weights.flush()
     scored = None
     if self.scores is not None or self.jsonl:
-      scored = summaries.dumps(scored_record(translation, self.alignments is not None))
+      scored = run_record.dumps(scored_record(translation, self.alignments is not None))
     if self.scores is not None:
       self.scores.write(scored + "\n")
       self.scores.flush()
@@ -232,10 +233,4 @@ def outcome_row(record: dict, index: int) -> dict:
   return row
 
 
-def write_jsonl(path: str, rows: Sequence[dict]) -> None:
-  """One strict-JSON object per line, written atomically (a crash never leaves half a file)."""
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    for row in rows:
-      f.write(summaries.dumps(row) + "\n")
-  os.replace(tmp, path)
+write_jsonl = run_record.write_jsonl  # one strict-JSON object per line, atomically

@@ -1,13 +1,8 @@
 """What a run writes for people and tools: strict JSON, and TensorBoard summaries.
 
-JSON: every JSON file a run writes (``metrics.jsonl``, ``summary.json``, ``eval_*.json``,
-``config.json``, ``vocab.json``) is strict JSON (RFC 8259). A non-finite float (NaN, +inf,
--inf: the loss of a diverged run, an undefined metric) is written as ``null``, which
-JavaScript's ``JSON.parse``, jq and every strict parser accept, where Python's default bare
-``NaN`` is rejected. `dumps` does this with simplejson's ``ignore_nan`` (the ECMA-262
-behaviour) and passes ``allow_nan=False`` as a guard: should a value ever bypass it, writing
-raises instead of producing a file other tools cannot read. Numpy and JAX scalars and arrays
-are written as numbers and lists.
+JSON: every JSON file a run writes is strict JSON; ``dumps`` and ``dump`` are the run
+record's (``attnlab.run_record``, which owns the workdir's files), re-exported here for the
+writers that stream JSON lines (metrics.jsonl, decode outputs).
 
 TensorBoard: pure helpers the run's ``MetricWriter`` (``attnlab.training.writer``) feeds to
 tensorboardX: the config as hparams (`flatten_hparams`, `session_hparams`,
@@ -18,39 +13,22 @@ optimizer steps per second (`StepRate`).
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import simplejson
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from attnlab import run_record
 
 BY_LENGTH = "_by_length"  # suffix of evaluate()'s per-source-length-bucket metrics
 
 
 # ---------------------------------------------------------------- JSON
 
-def _builtin(value: Any) -> Any:
-  """``default`` hook: numpy/JAX scalars and arrays as Python numbers and lists."""
-  if hasattr(value, "tolist"):  # np.generic, np.ndarray, jax.Array
-    return value.tolist()
-  return float(value)
-
-
-def dumps(obj: Any, **kwargs) -> str:
-  """``obj`` as strict JSON text: non-finite floats become ``null`` (module doc).
-
-  Keyword arguments go to ``simplejson.dumps`` (e.g. ``indent=2``).
-  """
-  return simplejson.dumps(obj, ignore_nan=True, allow_nan=False, default=_builtin, **kwargs)
-
-
-def dump(obj: Any, fp, **kwargs) -> None:
-  """Writes ``dumps(obj, **kwargs)`` to the text file ``fp``."""
-  fp.write(dumps(obj, **kwargs))
+# Strict JSON is the run record's (attnlab.run_record); re-exported for the TensorBoard writers.
+dumps, dump = run_record.dumps, run_record.dump
 
 
 # ---------------------------------------------------------------- hparams
@@ -122,10 +100,10 @@ def session_hparams(hparams: Mapping[str, HParam], directory: str) -> dict[str, 
   seed's own where ``directory`` is one seed's of a vmapped run (``seed_<k>``, ``seed <= k <
   seed + num_seeds``: the layout of ``attnlab.training.multiseed``), so each seed's session
   says which seed it is."""
-  match = re.fullmatch(r"seed_(\d+)", os.path.basename(os.path.normpath(directory)))
+  seed = run_record.seed_of_folder(directory)
   first, count = hparams.get("seed", 0), hparams.get("num_seeds", 1)
-  if match and count > 1 and first <= int(match.group(1)) < first + count:
-    return {**hparams, "seed": int(match.group(1))}
+  if seed is not None and count > 1 and first <= seed < first + count:
+    return {**hparams, "seed": seed}
   return dict(hparams)
 
 

@@ -2,20 +2,20 @@
 
 Reads ``config.json``, ``summary.json``, and per model (the workdir, or each ``seed_<k>/`` of a
 multi-seed run) ``metrics.jsonl`` and ``attention_examples.json``
-(``attnlab.training.run_page``). Shows the test metrics, training and validation curves, the
-per-source-length metrics, the test examples (the worst-scoring first) with their attention,
-and the config. The readers here (``model_dirs``, ``curve_points``, ``bucket_points``,
-``sentence_menu``) are shared with the sweep atlas (``experiments.atlas``).
+(``attnlab.training.run_page``), through the run record (``attnlab.run_record``). Shows the test
+metrics, training and validation curves, the per-source-length metrics, the test examples (the
+worst-scoring first) with their attention, and the config. The chart helpers here
+(``curve_points``, ``bucket_points``, ``sentence_menu``, ``band``) are shared with the sweep
+atlas (``experiments.atlas``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 from collections.abc import Mapping, Sequence
 
-from attnlab import summaries
+from attnlab import run_record
 from attnlab.atlas import charts
 from attnlab.atlas.page import Page, esc
 
@@ -25,42 +25,13 @@ CURVES = (("loss", "loss"), ("exact_match", "exact match"), ("bleu", "BLEU"),
           ("attention_entropy", "attention entropy"))
 BY_LENGTH = (("exact_match", "exact match"), ("bleu", "BLEU"),
              ("alignment_error_rate", "alignment error rate"))
-EXAMPLES_FILE = "attention_examples.json"
-
-
-def read_json(path: str | os.PathLike) -> dict | None:
-  """A JSON file, or None when it is missing or unreadable."""
-  try:
-    return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
-  except (OSError, ValueError):
-    return None
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-  """The records of a metrics.jsonl (a torn or missing file gives what could be read; a
-  line that is not JSON, or not UTF-8, is left out)."""
-  records = []
-  try:
-    with open(path, "rb") as f:  # decoded line by line: bad bytes fail one line only
-      for line in f:
-        try:
-          records.append(json.loads(line.decode("utf-8")))
-        except ValueError:
-          continue
-  except OSError:
-    pass
-  return records
 
 
 def model_dirs(workdir: str | os.PathLike, summary: Mapping) -> list[tuple[str, pathlib.Path,
                                                                           dict]]:
-  """(label, folder, test metrics) per model of a run: ``seed <s>`` and ``seed_<s>/`` for a
-  multi-seed run (``summary["seeds"]``), else ``run`` and the workdir itself."""
-  workdir = pathlib.Path(workdir)
-  if "seeds" in summary:
-    return [(f"seed {s['seed']}", workdir / f"seed_{s['seed']}", s.get("test", {}))
-            for s in summary["seeds"]]
-  return [("run", workdir, summary.get("test", {}))]
+  """(label, folder, test metrics) per model of a run (``run_record.model_dirs``)."""
+  return [(label, folder, entry.get("test", {}))
+          for label, folder, entry in run_record.model_dirs(workdir, summary)]
 
 
 def _number(value) -> bool:
@@ -163,7 +134,7 @@ def _flatten(config: Mapping, page_dir: str | os.PathLike, prefix: str = "") -> 
       flat.update(_flatten(value, page_dir, f"{prefix}{key}."))
     else:
       flat[f"{prefix}{key}"] = (page_path(value, page_dir) if isinstance(value, str)
-                                else summaries.dumps(value))
+                                else run_record.dumps(value))
   return flat
 
 
@@ -189,8 +160,8 @@ def _examples_table(page: Page, model: str, contents: Mapping) -> None:
 def write_run_page(workdir: str | os.PathLike) -> pathlib.Path:
   """Writes ``WORKDIR/report.html`` (module doc) and returns its path."""
   workdir = pathlib.Path(workdir)
-  config = read_json(workdir / "config.json") or {}
-  summary = read_json(workdir / "summary.json") or {}
+  config = run_record.read_json_or_none(workdir / run_record.CONFIG) or {}
+  summary = run_record.read_json_or_none(workdir / run_record.SUMMARY) or {}
   models = model_dirs(workdir, summary)
   model = config.get("model", {})
   title = f"attnlab run: {workdir.resolve().name}"
@@ -204,7 +175,8 @@ def write_run_page(workdir: str | os.PathLike) -> pathlib.Path:
           if _number(models[0][2].get(k))]
   page.table(["model"] + keys, [[m] + [_fmt(t.get(k)) for k in keys] for m, _, t in models])
 
-  curves = [p for m, d, _ in models for p in curve_points(read_jsonl(d / "metrics.jsonl"), m)]
+  curves = [p for m, d, _ in models
+            for p in curve_points(run_record.read_jsonl(d / run_record.METRICS), m)]
   if curves:
     page.section("Training and validation", "Hover a point for its value; click a legend "
                  "entry to hide or show that model.")
@@ -219,7 +191,7 @@ def write_run_page(workdir: str | os.PathLike) -> pathlib.Path:
     page.chart(charts.metric_curves(buckets, x_title="source length (bucket mean)",
                                     series_title="model"), "by-length")
 
-  examples = {m: read_json(d / EXAMPLES_FILE) for m, d, _ in models}
+  examples = {m: run_record.read_json_or_none(d / run_record.EXAMPLES) for m, d, _ in models}
   examples = {m: e for m, e in examples.items() if e and e.get("examples")}
   if examples:
     first = next(iter(examples.values()))

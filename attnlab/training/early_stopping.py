@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from attnlab.atlas.run import read_jsonl
+from attnlab import run_record
 
 
 def stalled_evaluations(values: Sequence[float], mode: str, min_delta: float = 0.0,
@@ -71,7 +71,7 @@ def valid_history(dirs: Sequence[str], metric: str, upto_step: int) -> list[floa
   per_dir = []
   for directory in dirs:
     per_dir.append({int(r["step"]): float(r[metric])
-                    for r in read_jsonl(os.path.join(directory, "metrics.jsonl"))
+                    for r in run_record.read_jsonl(os.path.join(directory, run_record.METRICS))
                     if r.get("split") == "valid" and r.get("step", upto_step + 1) <= upto_step
                     and isinstance(r.get(metric), (int, float))})
   if not per_dir:

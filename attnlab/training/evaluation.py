@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 
 from attnlab import (decoding, export, length_buckets, metrics as metrics_lib, parallel, plots,
-                     position_metrics)
+                     position_metrics, run_record)
 from attnlab.data import TaskData, eval_batches
 from attnlab.data.tasks import Example
 from attnlab.training.preparation import Prepared
@@ -187,10 +187,7 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
   return result, records
 
 
-def decoding_name(beam_size: int) -> str:
-  """How a beam size decodes, as ``experiments.report``'s ``decoding`` axis labels it:
-  ``greedy`` (1) or ``beam<k>``."""
-  return "greedy" if beam_size == 1 else f"beam{beam_size}"
+decoding_name = run_record.decoding_name  # greedy (1) or beam<k>: the run record names them
 
 
 def evaluate_test_beams(state: TrainState, prepared: Prepared, examples: Sequence[Example],
@@ -214,7 +211,7 @@ def write_test_outcomes(records: Sequence[dict], directory: str, beam_size: int)
   the per-sentence outcomes (``export.outcome_row``) of a test evaluation decoded with
   ``beam_size``, as ``test_outcomes.jsonl`` holds those of ``eval.beam_size``'s. Returns
   the path."""
-  path = os.path.join(directory, f"test_outcomes_{decoding_name(beam_size)}.jsonl")
+  path = os.path.join(directory, run_record.outcomes_file(decoding_name(beam_size)))
   export.write_jsonl(path, [export.outcome_row(r, i) for i, r in enumerate(records)])
   return path
 

@@ -36,14 +36,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from attnlab import metrics as metrics_lib, summaries
+from attnlab import metrics as metrics_lib, run_record, summaries
 from attnlab.data import TaskData
 from attnlab.data.tasks import Example
 from attnlab.training.evaluation import prediction_text, prediction_tokens
 
 NUM_SPREAD = 10
 NUM_WORST = 6
-EXAMPLES_FILE = "attention_examples.json"
+EXAMPLES_FILE = run_record.EXAMPLES
 
 
 def spread_indices(examples: Sequence[Example], count: int = NUM_SPREAD) -> list[int]:

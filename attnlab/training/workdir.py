@@ -1,22 +1,18 @@
-"""The workdir: what it holds, and the workdir as a resource.
+"""The workdir as a resource: checks, the writer's lock, checkpoints, the vocabulary.
 
-    workdir/config.json        the resolved config (eval and decode read it back)
-    workdir/vocab.json         source and target vocabularies (and the tokenizer, if it has
-                               state), with the SHA-256 of its content (``write_vocab``)
-    workdir/run.json           shapes decode needs without the dataset: longest source, ...
-    workdir/checkpoints/       orbax checkpoints (latest few + best on validation)
-    workdir/metrics.jsonl      one strict-JSON object per logged step and split
-    workdir/tensorboard/       TensorBoard events
-    workdir/attention_*.png    attention heatmaps of test examples
-    workdir/summary.json       final metrics
-
-Every JSON file is strict JSON: non-finite floats are ``null`` (``summaries.dumps``).
+What the workdir holds (config.json, vocab.json, run.json, checkpoints/, metrics.jsonl,
+summary.json, seed_<k>/, ...) and how its files are read and written (strict JSON,
+atomically) is the run record's, ``attnlab.run_record``; this module adds what needs the running
+process: JAX, the config and the task. Besides those files, ``tensorboard/`` holds TensorBoard
+events and ``attention_*.png`` attention heatmaps of test examples.
 
 * ``check(path, create)``: the workdir is a directory that exists (eval, decode) or can be
   created and written (train); a clear ``WorkdirError`` otherwise, never a traceback.
 * ``lock(path)``: an exclusive, advisory lock on ``path/.lock`` (``fcntl.flock``) for the
   processes that write a run (train, eval); a second one gets ``WorkdirError`` naming the
-  holder's PID and host. The kernel drops the lock when its holder dies, even by ``kill -9``.
+  holder's PID and host, which the holder records in the file while it holds the lock
+  (``run_record.read_holder``: what a sweep reads to tell a locked workdir from a failure). The
+  kernel drops the lock when its holder dies, even by ``kill -9``.
 * ``check_same_model(config, path)``: the config describes the model whose checkpoints the
   workdir holds (its ``config.json``); differing keys are named.
 * ``read_vocab(path)``: the run's vocab.json, refused when it no longer matches the checksum
@@ -31,22 +27,20 @@ import fcntl
 import hashlib
 import json
 import os
-import socket
 from typing import Iterator
 
 import jax
 import ml_collections
 
-from attnlab import checkpointing, summaries
+from attnlab import checkpointing, run_record
 from attnlab.data import TaskData
 
-LOCK_FILE = ".lock"
 # Config keys that decide the shapes of a run's checkpoints: a differing value means the
 # checkpoints cannot be this config's model (train.*, eval.* and data sizes may change).
 MODEL_KEYS = ("num_seeds", "data.task", "model")
 
 
-class WorkdirError(ValueError):
+class WorkdirError(run_record.RecordError):
   """The workdir cannot be used as asked (one line, for the command line's exit status 2)."""
 
 
@@ -67,32 +61,24 @@ def check(path: str, create: bool) -> None:
     raise WorkdirError(f"--workdir {path!r} is not writable")
 
 
-def _holder(lock_path: str) -> str:
-  try:
-    with open(lock_path, encoding="utf-8") as f:
-      info = json.load(f)
-    return f"PID {info['pid']} on host {info['host']}"
-  except (OSError, ValueError, KeyError, TypeError):
-    return "another process"
-
-
 @contextlib.contextmanager
 def lock(path: str) -> Iterator[None]:
   """Holds an exclusive lock on the workdir ``path`` (which must exist) while inside."""
-  lock_path = os.path.join(path, LOCK_FILE)
+  lock_path = os.path.join(path, run_record.LOCK)
   fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
   try:
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-      raise WorkdirError(f"--workdir {path!r} is in use by {_holder(lock_path)}: wait for it "
+      held_by = run_record.describe_holder(run_record.read_holder(path))
+      raise WorkdirError(f"--workdir {path!r} is in use by {held_by}: wait for it "
                          "to finish or stop it, or use another workdir") from None
     os.ftruncate(fd, 0)
-    os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+    os.write(fd, json.dumps(run_record.holder()).encode())
     try:
       yield
     finally:
-      os.ftruncate(fd, 0)
+      os.ftruncate(fd, 0)  # released: the file records no holder
       fcntl.flock(fd, fcntl.LOCK_UN)
   finally:
     os.close(fd)
@@ -121,14 +107,10 @@ def differing_model_keys(config: dict, saved: dict) -> list[str]:
 def check_same_model(config: ml_collections.ConfigDict, path: str) -> None:
   """Raises WorkdirError when ``path/config.json`` describes another model than ``config``
   (nothing to compare when the workdir has no config.json yet)."""
-  saved_path = os.path.join(path, "config.json")
+  saved_path = os.path.join(path, run_record.CONFIG)
   if not os.path.isfile(saved_path):
     return
-  try:
-    with open(saved_path, encoding="utf-8") as f:
-      saved = json.load(f)
-  except (OSError, ValueError) as e:
-    raise WorkdirError(f"{saved_path} cannot be read: {e}") from None
+  saved = read_json(saved_path)
   current = json.loads(json.dumps(config.to_dict(), default=float))  # as config.json holds it
   differing = differing_model_keys(current, saved)
   if differing:
@@ -140,29 +122,21 @@ def check_same_model(config: ml_collections.ConfigDict, path: str) -> None:
                        "use the run's own config or another workdir")
 
 
-def write_json(path: str, obj) -> None:
-  """``obj`` as strict JSON (non-finite floats as ``null``: ``summaries.dumps``), atomically."""
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    summaries.dump(obj, f, indent=2)
-  os.replace(tmp, path)  # atomic: a crash never leaves half a file
+write_json = run_record.write_json  # strict JSON, atomically
 
 
 def read_json(path: str):
   """A JSON file of the workdir; WorkdirError (one line) when it is missing or damaged."""
   try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except OSError as e:
-    raise WorkdirError(f"cannot read {path}: {e.strerror}") from None
-  except ValueError as e:
-    raise WorkdirError(f"{path} is damaged: {e}") from None
+    return run_record.read_json(path)
+  except run_record.RecordError as e:
+    raise WorkdirError(str(e)) from None
 
 
 def checkpointer(path: str, config: ml_collections.ConfigDict) -> checkpointing.Checkpointer:
   """The checkpoints of the workdir ``path`` (``path/checkpoints``), kept and ranked as
   ``config.train`` says."""
-  return checkpointing.Checkpointer(os.path.join(path, "checkpoints"),
+  return checkpointing.Checkpointer(os.path.join(path, run_record.CHECKPOINTS),
                                     keep=config.train.keep_checkpoints,
                                     best_metric=config.train.best_metric,
                                     best_mode=config.train.best_mode)
@@ -177,16 +151,13 @@ def finished_summary(config: ml_collections.ConfigDict, path: str) -> dict | Non
   """The summary of a run in ``path`` that already trained ``config.train.num_steps`` steps
   (or stopped early: ``attnlab.training.early_stopping``) and was evaluated (its
   summary.json), else None. Reads no checkpoint."""
-  summary_path = os.path.join(path, "summary.json")
-  checkpoints = os.path.join(path, "checkpoints")
+  checkpoints = os.path.join(path, run_record.CHECKPOINTS)
   steps = [int(n) for n in os.listdir(checkpoints) if n.isdigit()] if os.path.isdir(
       checkpoints) else []
-  if not steps or not os.path.isfile(summary_path):
+  if not steps or not run_record.is_finished(path):
     return None
-  try:
-    with open(summary_path, encoding="utf-8") as f:
-      summary = json.load(f)
-  except (OSError, ValueError):
+  summary = run_record.read_json_or_none(os.path.join(path, run_record.SUMMARY))
+  if not isinstance(summary, dict):
     return None  # a damaged summary: evaluate again
   step = summary.get("step", -1)
   if summary.get("stopped_early"):  # the test saw the best checkpoint, before the last one
@@ -209,14 +180,14 @@ def write_vocab(path: str, task: TaskData) -> None:
   vocab = {"src": list(task.src_vocab.tokens), "tgt": list(task.tgt_vocab.tokens),
            "src_tokenizer": task.src_tokenizer.to_dict(),
            "tgt_tokenizer": task.tgt_tokenizer.to_dict()}
-  vocab = json.loads(summaries.dumps(vocab))  # as it will be read back
-  write_json(os.path.join(path, "vocab.json"), {**vocab, VOCAB_CHECKSUM: vocab_checksum(vocab)})
+  vocab = json.loads(run_record.dumps(vocab))  # as it will be read back
+  write_json(os.path.join(path, run_record.VOCAB), {**vocab, VOCAB_CHECKSUM: vocab_checksum(vocab)})
 
 
 def read_vocab(path: str) -> dict:
   """``path/vocab.json``; WorkdirError when it is missing, damaged, or differs from the
   checksum recorded with it (a workdir written before checksums were recorded: unchecked)."""
-  vocab_path = os.path.join(path, "vocab.json")
+  vocab_path = os.path.join(path, run_record.VOCAB)
   vocab = read_json(vocab_path)
   if not isinstance(vocab, dict) or not {"src", "tgt"} <= set(vocab):
     raise WorkdirError(f"{vocab_path} is damaged: it holds no src and tgt vocabularies")
@@ -231,7 +202,7 @@ def read_vocab(path: str) -> dict:
 def check_same_vocab(task: TaskData, path: str) -> None:
   """The vocabularies built from the config are the run's (its vocab.json, checked by
   ``read_vocab``): the same ids."""
-  if not os.path.isfile(os.path.join(path, "vocab.json")):
+  if not os.path.isfile(os.path.join(path, run_record.VOCAB)):
     return
   saved = read_vocab(path)
   for side, vocab in (("src", task.src_vocab), ("tgt", task.tgt_vocab)):

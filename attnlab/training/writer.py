@@ -13,7 +13,7 @@ from typing import Sequence
 import jax
 import ml_collections
 
-from attnlab import export, plots, summaries
+from attnlab import export, plots, run_record, summaries
 from attnlab.data import TaskData
 from attnlab.training.evaluation import heatmap_parts, prediction_text, scalars
 
@@ -92,7 +92,7 @@ class MetricWriter:
     if records and self.task is not None:
       self._write_examples(step, split, records)
     if split in ("test", TEST_AT_STEP) and records:
-      name = "test_outcomes.jsonl" if split == "test" else f"test_outcomes_step{step}.jsonl"
+      name = run_record.outcomes_file(None if split == "test" else run_record.step_name(step))
       export.write_jsonl(os.path.join(self.directory, name),
                          [export.outcome_row(r, i) for i, r in enumerate(records)])
     if split == "test" and self.hparams is not None:

@@ -8,12 +8,12 @@ import pathlib
 import pytest
 
 from attnlab.config import validate
-from experiments import sweep
+from experiments import grid, sweep
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SWEEP = REPO / "configs" / "sweeps" / "kjv_length.py"
 KJV = REPO.parent / "shared" / "data" / "kjv-rv1909"
-module = sweep.load_sweep_module(str(SWEEP))
+module = grid.load_sweep_module(str(SWEEP))
 PAPER_MODELS = ["RNNencdec-30", "RNNencdec-50", "RNNsearch-30", "RNNsearch-50"]
 
 
@@ -39,7 +39,7 @@ def trial_config(arg, overrides, tmp_path):
     ("tiny", ["RNNencdec-30", "RNNsearch-30"], 1),
 ])
 def test_the_grid_is_model_by_seed(tmp_path, arg, models, seeds):
-  plan = sweep.plan(f"{SWEEP}:{arg}", tmp_path)
+  plan = grid.plan(f"{SWEEP}:{arg}", tmp_path)
   assert plan["axes"] == ["model", "seed"]
   assert [t["name"] for t in plan["trials"]] == [
       f"model={m},seed={s}" for m in models for s in range(seeds)]

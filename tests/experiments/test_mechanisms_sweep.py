@@ -8,13 +8,13 @@ import pathlib
 import pytest
 
 from attnlab.attention import mechanism_names
-from experiments import sweep
+from experiments import grid, sweep
 
 SWEEPS = pathlib.Path(__file__).resolve().parents[2] / "configs" / "sweeps"
 
 
 def test_the_sweep_compares_every_mechanism_with_the_score_fixed():
-  module = sweep.load_sweep_module(str(SWEEPS / "mechanisms.py"))
+  module = grid.load_sweep_module(str(SWEEPS / "mechanisms.py"))
   assert sorted(module.MECHANISMS) == sorted(mechanism_names())
   assert len(set(module.MECHANISMS)) == len(module.MECHANISMS)
   for profile in ("small", "full"):

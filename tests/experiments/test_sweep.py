@@ -1,4 +1,5 @@
-"""experiments.sweep: grid expansion, trial names, the local launcher (skip, failures), Ray."""
+"""experiments.sweep and experiments.grid: grid expansion, trial names, the local launcher (skip,
+failures), Ray."""
 
 import json
 import os
@@ -11,14 +12,14 @@ import pytest
 from attnlab.attention import score_names
 from attnlab.config import validate
 from attnlab import defaults
-from experiments import sweep
+from experiments import grid, ray_launch, sweep
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SWEEPS = REPO / "configs" / "sweeps"
 
 
 def test_expand_is_the_product_of_the_axes_in_order():
-  trials = sweep.expand({
+  trials = grid.expand({
       "variant": {"none": {"model.decoder": "none"}, "dot": {"model.attention": "dot"}},
       "train_len": {"10": {"data.train_max_src_len": 10}, "20": {"data.train_max_src_len": 20},
                     "all": {}},
@@ -39,7 +40,7 @@ def test_expand_is_the_product_of_the_axes_in_order():
 ])
 def test_expand_rejects_bad_grids(axes, needle):
   with pytest.raises(ValueError, match=needle):
-    sweep.expand(axes)
+    grid.expand(axes)
 
 
 def test_parse_arg():
@@ -75,10 +76,10 @@ def _apply(config, overrides):
     ("mechanisms.py:tiny", 2),
 ])
 def test_sweep_files_expand_to_valid_configs(tmp_path, spec, count):
-  plan = sweep.plan(str(SWEEPS / spec), tmp_path)
+  plan = grid.plan(str(SWEEPS / spec), tmp_path)
   assert len(plan["trials"]) == count
-  path, arg = sweep.split_spec(str(SWEEPS / spec))
-  module = sweep.load_sweep_module(path)
+  path, arg = grid.split_spec(str(SWEEPS / spec))
+  module = grid.load_sweep_module(path)
   for trial in plan["trials"]:
     assert trial["workdir"] == str(tmp_path.resolve() / trial["name"])
     assert trial["command"][1:5] == ["-m", "attnlab.main", "--config",
@@ -119,7 +120,7 @@ def test_sweep_files_expand_to_valid_configs(tmp_path, spec, count):
 @pytest.mark.parametrize("profile", ["small", "full"])
 def test_the_wider_no_attention_baseline_matches_rnnsearchs_parameters(profile):
   from attnlab.training.preparation import init_state, prepare
-  module = sweep.load_sweep_module(str(SWEEPS / "long_sentence.py"))
+  module = grid.load_sweep_module(str(SWEEPS / "long_sentence.py"))
   variants = module.get_sweep(profile)["variant"]
 
   def parameters(variant):
@@ -134,9 +135,9 @@ def test_the_wider_no_attention_baseline_matches_rnnsearchs_parameters(profile):
 
 
 def test_trial_command_formats_overrides():
-  command = sweep.trial_command("c.py:small", "/r/x", {"model.attention": "dot",
-                                                       "eval.length_boundaries": (5, 10),
-                                                       "model.bidirectional": False})
+  command = grid.trial_command("c.py:small", "/r/x", {"model.attention": "dot",
+                                                      "eval.length_boundaries": (5, 10),
+                                                      "model.bidirectional": False})
   assert command[-3:] == ["--config.model.attention=dot", "--config.eval.length_boundaries=5,10",
                           "--config.model.bidirectional=False"]
 
@@ -184,7 +185,7 @@ def test_ray_launcher_runs_and_records_trials(tmp_path):
   ]
   ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
   try:
-    statuses = sweep.launch_ray(trials, max_parallel=2, address=None)
+    statuses = ray_launch.launch_ray(trials, max_parallel=2, address=None)
   finally:
     ray.shutdown()
   assert [s["status"] for s in statuses] == ["ok", "failed"]
@@ -194,10 +195,10 @@ def test_ray_launcher_runs_and_records_trials(tmp_path):
 
 
 def test_only_selects_trials_by_pattern_in_pattern_order():
-  trials = sweep.expand({"variant": {v: {} for v in ("none", "dot", "additive")},
-                         "dim": {d: {} for d in ("16", "256")}})
-  chosen = sweep.select(trials, ["*,dim=256", "variant=dot,*"])
+  trials = grid.expand({"variant": {v: {} for v in ("none", "dot", "additive")},
+                        "dim": {d: {} for d in ("16", "256")}})
+  chosen = grid.select(trials, ["*,dim=256", "variant=dot,*"])
   assert [t["name"] for t in chosen] == [
       "variant=none,dim=256", "variant=dot,dim=256", "variant=additive,dim=256",
       "variant=dot,dim=16"]
-  assert sweep.select(trials, None) == trials
+  assert grid.select(trials, None) == trials

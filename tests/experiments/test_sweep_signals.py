@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from experiments import cli, sweep
+from experiments import cli, grid, launch, locks, ray_launch, sweep
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SWEEPS = REPO / "configs" / "sweeps"
@@ -72,7 +72,7 @@ def _sleepers(tmp_path, count: int) -> list[dict]:
           for i in range(count)]
 
 
-def _signal_when_ready(stop: sweep.StopSignals, ready: list[pathlib.Path], signums) -> None:
+def _signal_when_ready(stop: launch.StopSignals, ready: list[pathlib.Path], signums) -> None:
   """Appends ``signums`` to ``stop`` (as its handler would) once every ``ready`` file exists."""
 
   def wait_and_signal():
@@ -89,10 +89,10 @@ def _signal_when_ready(stop: sweep.StopSignals, ready: list[pathlib.Path], signu
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_reaches_the_running_trials_and_nothing_more_starts(tmp_path, signum):
   trials = _sleepers(tmp_path, 3)
-  stop = sweep.StopSignals()
+  stop = launch.StopSignals()
   _signal_when_ready(stop, [tmp_path / "ready0", tmp_path / "ready1"], [signum])
   start = time.time()
-  statuses = sweep.launch_local(trials, max_parallel=2, stop=stop)
+  statuses = launch.launch_local(trials, max_parallel=2, stop=stop)
   assert time.time() - start < 60  # not the sleepers' 120 s
   assert [s["status"] for s in statuses] == ["stopped", "stopped", "not started"]
   for status, ready in zip(statuses[:2], ("ready0", "ready1")):
@@ -108,9 +108,9 @@ def test_a_second_signal_kills_trials_that_ignore_the_first(tmp_path):
   trials = _sleepers(tmp_path, 1)
   os.environ["IGNORE"] = "1"  # inherited by the trial: it ignores SIGTERM
   try:
-    stop = sweep.StopSignals()
+    stop = launch.StopSignals()
     _signal_when_ready(stop, [tmp_path / "ready0"], [signal.SIGTERM, signal.SIGTERM])
-    statuses = sweep.launch_local(trials, max_parallel=1, stop=stop)
+    statuses = launch.launch_local(trials, max_parallel=1, stop=stop)
   finally:
     del os.environ["IGNORE"]
   assert statuses[0]["status"] == "stopped"
@@ -119,7 +119,7 @@ def test_a_second_signal_kills_trials_that_ignore_the_first(tmp_path):
 
 def test_the_trial_records_its_pid_while_it_runs(tmp_path):
   trials = _sleepers(tmp_path, 1)
-  stop = sweep.StopSignals()
+  stop = launch.StopSignals()
   seen = {}
 
   def look():
@@ -128,7 +128,7 @@ def test_the_trial_records_its_pid_while_it_runs(tmp_path):
     stop.received.append(signal.SIGTERM)
 
   threading.Thread(target=look, daemon=True).start()
-  sweep.launch_local(trials, max_parallel=1, stop=stop)
+  launch.launch_local(trials, max_parallel=1, stop=stop)
   assert seen["status"] == "running"
   assert seen["pid"] == int((tmp_path / "ready0").read_text())
   assert seen["host"] and seen["launcher_pid"] == os.getpid()
@@ -141,10 +141,10 @@ def test_a_killed_launcher_takes_its_trials_with_it(tmp_path):
     pytest.skip("parent-death signal is Linux-only")
   script = textwrap.dedent(f"""
       import sys
-      from experiments import sweep
+      from experiments import launch
       trials = [{{"name": "t0", "workdir": {str(tmp_path / 't0')!r},
                  "command": [sys.executable, "-c", {SLEEPER!r}, {str(tmp_path / 'ready0')!r}]}}]
-      sweep.launch_local(trials, max_parallel=1)
+      launch.launch_local(trials, max_parallel=1)
   """)
   launcher = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)  # this checkout's sweep
   try:
@@ -162,30 +162,52 @@ def test_a_killed_launcher_takes_its_trials_with_it(tmp_path):
 
 # ---------------------------------------------------------------- never twice
 
+def _held_by(pid: int, host: str, exit_code: int = 2) -> str:
+  """A trainer stand-in whose workdir (its --workdir, argv[-1]) another run holds: the lock
+  file records that holder, and it exits ``exit_code`` with a message in any wording."""
+  return (f"import json, pathlib, sys; pathlib.Path(sys.argv[-1], '.lock').write_text("
+          f"json.dumps({{'pid': {pid}, 'host': {host!r}}})); "
+          f"print('error: some wording', file=sys.stderr); sys.exit({exit_code})")
+
+
+def _trial(tmp_path, name: str, code: str) -> dict:
+  workdir = tmp_path / name
+  return {"name": name, "workdir": str(workdir),
+          "command": [sys.executable, "-c", code, "--workdir", str(workdir)]}
+
+
 def test_a_trial_whose_workdir_is_locked_is_reported_already_running(tmp_path):
-  """The trainer exits 2 naming the PID and host of the run that holds its workdir's lock."""
-  message = ("error: --workdir '/runs/x' is in use by PID 4242 on host gpu7: wait for it to "
-             "finish or stop it, or use another workdir")
-  trials = [{"name": "locked", "workdir": str(tmp_path / "locked"),
-             "command": [sys.executable, "-c",
-                         f"import sys; print({message!r}, file=sys.stderr); sys.exit(2)"]}]
-  statuses = sweep.launch_local(trials, max_parallel=1)
+  """The trainer exits 2 while the workdir's lock file names another run: the record says so,
+  not the wording of its message."""
+  trials = [_trial(tmp_path, "locked", _held_by(4242, "gpu7"))]
+  statuses = launch.launch_local(trials, max_parallel=1)
   assert statuses[0]["status"] == "already running"
   assert "PID 4242 on host gpu7" in statuses[0]["reason"]
   recorded = json.loads((tmp_path / "locked" / "status.json").read_text())
   assert recorded["status"] == "already running" and recorded["returncode"] == 2
 
 
+@pytest.mark.parametrize("code", [
+    _held_by(4242, "gpu7", exit_code=1),  # a crash, whatever the lock file says
+    "import sys; print('error: --workdir is in use by PID 1 on host h', file=sys.stderr); "
+    "sys.exit(2)",  # the wording alone, no holder recorded: a failure
+    _held_by(2**22 + 7, socket.gethostname()),  # a holder of this host that is gone
+], ids=["exit 1", "message only", "dead holder"])
+def test_other_failures_are_not_taken_for_a_locked_workdir(tmp_path, code):
+  (status,) = launch.launch_local([_trial(tmp_path, "t", code)], max_parallel=1)
+  assert status["status"] == "failed", status
+
+
 def test_sweep_reports_locked_trials_and_exits_1(tmp_path, capsys, monkeypatch):
-  message = "error: --workdir 'x' is in use by PID 4242 on host gpu7: wait for it"
-  fake = [sys.executable, "-c", f"import sys; print({message!r}, file=sys.stderr); sys.exit(2)"]
-  monkeypatch.setattr(sweep, "trial_command", lambda *args, **kwargs: fake)
+  def fake(config_spec, workdir, *args, **kwargs):
+    return [sys.executable, "-c", _held_by(4242, "gpu7"), "--workdir", str(workdir)]
+  monkeypatch.setattr(grid, "trial_command", fake)
   exit_code = sweep.main(["--sweep", str(SWEEPS / "alignment.py:tiny"),
                           "--root", str(tmp_path), "--max_parallel", "2"])
   out = capsys.readouterr().out
   assert exit_code == 1
   line = next(line for line in out.splitlines() if line.startswith("already running variant=dot"))
-  assert line.endswith(": " + message), line
+  assert line.endswith("variant=dot is in use by PID 4242 on host gpu7 (.lock)"), line
   assert "2 already running: variant=dot, variant=location" in out
   recorded = json.loads((tmp_path / "sweep.json").read_text())
   assert {t["status"] for t in recorded["trials"]} == {"already running"}
@@ -224,7 +246,7 @@ def test_a_trial_another_launcher_runs_on_this_host_is_not_started_twice(tmp_pat
         {"name": "t0", "status": "running", "pid": holder.pid, "host": socket.gethostname()}))
     trials = [{"name": "t0", "workdir": str(workdir),
                "command": [sys.executable, "-c", "print('second run')"]}]
-    statuses = sweep.launch_local(trials, max_parallel=1)
+    statuses = launch.launch_local(trials, max_parallel=1)
   finally:
     holder.kill()
     holder.wait()
@@ -232,7 +254,7 @@ def test_a_trial_another_launcher_runs_on_this_host_is_not_started_twice(tmp_pat
   assert f"PID {holder.pid}" in statuses[0]["reason"]
   assert not (workdir / "stdout.txt").exists()  # it did not start
   # Once that process is gone the record is stale: the trial runs.
-  statuses = sweep.launch_local(trials, max_parallel=1)
+  statuses = launch.launch_local(trials, max_parallel=1)
   assert statuses[0]["status"] == "ok"
   assert (workdir / "stdout.txt").read_text() == "second run\n"
 
@@ -242,7 +264,7 @@ def test_a_recycled_pid_is_not_mistaken_for_the_trial(tmp_path):
   workdir.mkdir()
   (workdir / "status.json").write_text(json.dumps(  # this test's own PID: alive, not the trial
       {"name": "t0", "status": "running", "pid": os.getpid(), "host": socket.gethostname()}))
-  assert sweep.running_elsewhere(workdir) is None
+  assert locks.running_elsewhere(workdir) is None
 
 
 # ---------------------------------------------------------------- the whole launcher
@@ -321,35 +343,38 @@ def test_sigterm_stops_the_launcher_after_its_trials(tmp_path):
 # ---------------------------------------------------------------- Ray's side, without Ray
 
 def test_ray_capacity_is_what_the_cluster_holds_at_once():
-  assert sweep.ray_capacity({"CPU": 16.0}, 1.0) == 16
-  assert sweep.ray_capacity({"CPU": 16.0, "GPU": 4.0}, 2.0, 1.0) == 4  # GPUs bound it
-  assert sweep.ray_capacity({"CPU": 16.0, "GPU": 4.0}, 2.0, 0.5) == 8  # CPUs bound it
-  assert sweep.ray_capacity({"CPU": 3.0}, 2.0) == 1
+  assert ray_launch.ray_capacity({"CPU": 16.0}, 1.0) == 16
+  assert ray_launch.ray_capacity({"CPU": 16.0, "GPU": 4.0}, 2.0, 1.0) == 4  # GPUs bound it
+  assert ray_launch.ray_capacity({"CPU": 16.0, "GPU": 4.0}, 2.0, 0.5) == 8  # CPUs bound it
+  assert ray_launch.ray_capacity({"CPU": 3.0}, 2.0) == 1
   with pytest.raises(cli.UsageError, match="needs 4 CPU"):
-    sweep.ray_capacity({"CPU": 2.0}, 4.0)
+    ray_launch.ray_capacity({"CPU": 2.0}, 4.0)
   with pytest.raises(cli.UsageError, match="0 GPU"):
-    sweep.ray_capacity({"CPU": 8.0}, 1.0, 1.0)
+    ray_launch.ray_capacity({"CPU": 8.0}, 1.0, 1.0)
 
 
 def test_gpus_per_trial_defaults_to_one_gpu_on_a_gpu_cluster():
-  assert sweep.resolve_gpus_per_trial(None, {"CPU": 8.0, "GPU": 2.0}) == 1.0
-  assert sweep.resolve_gpus_per_trial(None, {"CPU": 8.0}) == 0.0
-  assert sweep.resolve_gpus_per_trial(0.25, {"CPU": 8.0, "GPU": 1.0}) == 0.25
-  assert sweep.resolve_gpus_per_trial(0.0, {"CPU": 8.0, "GPU": 1.0}) == 0.0  # asked: CPU only
+  assert ray_launch.resolve_gpus_per_trial(None, {"CPU": 8.0, "GPU": 2.0}) == 1.0
+  assert ray_launch.resolve_gpus_per_trial(None, {"CPU": 8.0}) == 0.0
+  assert ray_launch.resolve_gpus_per_trial(0.25, {"CPU": 8.0, "GPU": 1.0}) == 0.25
+  # Asked for none: CPU only.
+  assert ray_launch.resolve_gpus_per_trial(0.0, {"CPU": 8.0, "GPU": 1.0}) == 0.0
   with pytest.raises(cli.UsageError, match="has 0 GPU"):
-    sweep.resolve_gpus_per_trial(1.0, {"CPU": 8.0})
+    ray_launch.resolve_gpus_per_trial(1.0, {"CPU": 8.0})
 
 
 def test_ray_task_options_request_the_trials_gpus():
-  assert sweep.ray_task_options(2.0, 1.0) == {"num_cpus": 2.0, "num_gpus": 1.0, "max_retries": 0}
-  assert sweep.ray_task_options(1.0, 0.0)["num_gpus"] == 0.0
-  assert sweep.trial_env(1.0, 0.5)["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"  # sharing a GPU
-  assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in sweep.trial_env(1.0, 1.0)
-  assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in sweep.trial_env(1.0, 0.0)
+  assert ray_launch.ray_task_options(2.0, 1.0) == {"num_cpus": 2.0, "num_gpus": 1.0,
+                                                   "max_retries": 0}
+  assert ray_launch.ray_task_options(1.0, 0.0)["num_gpus"] == 0.0
+  # Trials sharing a GPU.
+  assert ray_launch.trial_env(1.0, 0.5)["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+  assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in ray_launch.trial_env(1.0, 1.0)
+  assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in ray_launch.trial_env(1.0, 0.0)
 
 
 def test_trial_env_bounds_xla_threads_to_the_cpus_asked_for():
-  assert [sweep.trial_env(c, 0.0)["NPROC"] for c in (0.5, 1.0, 2.0, 2.5, 16.0)] == [
+  assert [ray_launch.trial_env(c, 0.0)["NPROC"] for c in (0.5, 1.0, 2.0, 2.5, 16.0)] == [
       "1", "1", "2", "2", "16"]
 
 
@@ -370,12 +395,12 @@ def test_trial_env_limits_the_threads_xla_computes_with():
 
   def xla_threads(env):
     out = subprocess.run([sys.executable, "-c", XLA_THREADS], env={**host, **env},
-                         capture_output=True, text=True, check=True, cwd=sweep.REPO)
+                         capture_output=True, text=True, check=True, cwd=REPO)
     return int(out.stdout.split()[-1])
   if xla_threads({}) == 0:
     pytest.skip("this jaxlib names no XLAEigen threads: nothing to count")
-  assert xla_threads(sweep.trial_env(1.0, 0.0)) == 1
-  assert xla_threads(sweep.trial_env(3.0, 0.0)) == 3
+  assert xla_threads(ray_launch.trial_env(1.0, 0.0)) == 1
+  assert xla_threads(ray_launch.trial_env(3.0, 0.0)) == 3
 
 
 def test_ray_trials_run_with_their_thread_limit(tmp_path):
@@ -384,8 +409,8 @@ def test_ray_trials_run_with_their_thread_limit(tmp_path):
            "command": [sys.executable, "-c", "import os; print(os.environ['NPROC'])"]}
   ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
   try:
-    (status,) = sweep.launch_ray([trial], max_parallel=1, address=None, cpus_per_trial=2.0,
-                                 gpus_per_trial=0.0)
+    (status,) = ray_launch.launch_ray([trial], max_parallel=1, address=None,
+                                      cpus_per_trial=2.0, gpus_per_trial=0.0)
   finally:
     ray.shutdown()
   assert status["status"] == "ok"
@@ -397,19 +422,19 @@ def test_ray_trials_run_with_their_thread_limit(tmp_path):
                                               (1.0, 1.5, "gpus_per_trial=1.5")])
 def test_bad_trial_resources(cpus, gpus, needle):
   with pytest.raises(cli.UsageError, match=needle):
-    sweep.check_trial_resources(cpus, gpus)
-  sweep.check_trial_resources(1.0, 2.0)
-  sweep.check_trial_resources(0.5, 0.25)
+    ray_launch.check_trial_resources(cpus, gpus)
+  ray_launch.check_trial_resources(1.0, 2.0)
+  ray_launch.check_trial_resources(0.5, 0.25)
 
 
 def test_workers_run_trials_with_their_own_python(tmp_path):
   """The driver's interpreter path (a venv on the head node) may not exist on a worker."""
-  command = sweep.trial_command("/c.py:small", tmp_path / "x", {"model.attention": "dot"})
+  command = grid.trial_command("/c.py:small", tmp_path / "x", {"model.attention": "dot"})
   driver = ["/home/someone/.venv/bin/python", *command[1:]]
-  assert sweep.worker_command(driver) == [sys.executable, *command[1:]]
+  assert ray_launch.worker_command(driver) == [sys.executable, *command[1:]]
   trial = {"name": "x", "workdir": str(tmp_path / "x"),
            "command": ["/no/such/driver/python", "-c", "import sys; print(sys.executable)"]}
-  status = sweep._run_trial_on_worker(trial, str(REPO), {})
+  status = ray_launch.run_trial_on_worker(trial, str(REPO), {})
   assert status["status"] == "ok", status
   assert (tmp_path / "x" / "stdout.txt").read_text().strip() == sys.executable
 
@@ -429,6 +454,66 @@ def test_bad_launcher_flags_exit_2_with_one_line(tmp_path, capsys, flags, needle
   assert not (tmp_path / "sweep.json").exists()
 
 
+class _FakeRay:
+  """Just enough of ``ray`` for ``launch_ray``: a task runs when ``ray.wait`` looks at it."""
+
+  class exceptions:  # noqa: N801  (ray.exceptions)
+    class TaskCancelledError(Exception):
+      pass
+
+  def __init__(self):
+    self.submitted, self.cancelled, self.calls = [], [], {}
+
+  def is_initialized(self):
+    return True  # as if the caller had started it: launch_ray neither inits nor shuts down
+
+  def cluster_resources(self):
+    return {"CPU": 2.0}
+
+  def remote(self, function):
+    fake = self
+
+    class Task:
+      def options(self, **options):
+        fake.options = options
+        return self
+
+      def remote(self, *args):
+        ref = len(fake.submitted)
+        fake.submitted.append(ref)
+        fake.calls[ref] = (function, args)
+        return ref
+    return Task()
+
+  def wait(self, refs, num_returns, timeout):  # noqa: ARG002
+    return refs[:1], refs[1:]
+
+  def get(self, ref):
+    function, args = self.calls.pop(ref)
+    return function(*args)
+
+  def cancel(self, ref, force=False):
+    self.cancelled.append((ref, force))
+
+
+def test_the_ray_launcher_shares_the_local_queue(tmp_path, monkeypatch):
+  """Without Ray installed: the tasks ``launch_ray`` submits run ``run_trial_on_worker`` and
+  come back through the queue both launchers share, in order, at most ``max_parallel`` at
+  once."""
+  fake = _FakeRay()
+  monkeypatch.setitem(sys.modules, "ray", fake)
+  trials = [{"name": name, "workdir": str(tmp_path / name),
+             "command": ["/no/such/python", "-c", code]}
+            for name, code in (("ok", "print('trained')"), ("crash", "raise SystemExit(3)"))]
+  done = []
+  statuses = ray_launch.launch_ray(trials, max_parallel=1, address=None, on_done=done.append)
+  assert [s["status"] for s in statuses] == ["ok", "failed"] and done == statuses
+  assert statuses[1]["returncode"] == 3
+  assert fake.options == {"num_cpus": 1.0, "num_gpus": 0.0, "max_retries": 0}
+  assert (tmp_path / "ok" / "stdout.txt").read_text() == "trained\n"  # the worker's Python
+  assert json.loads((tmp_path / "crash" / "status.json").read_text())["status"] == "failed"
+
+
 # ---------------------------------------------------------------- Ray, when installed
 
 def test_ray_stop_cancels_the_tasks_and_their_trials(tmp_path):
@@ -436,10 +521,11 @@ def test_ray_stop_cancels_the_tasks_and_their_trials(tmp_path):
   trials = _sleepers(tmp_path, 3)
   ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
   try:
-    stop = sweep.StopSignals()
+    stop = launch.StopSignals()
     _signal_when_ready(stop, [tmp_path / "ready0", tmp_path / "ready1"], [signal.SIGTERM])
     start = time.time()
-    statuses = sweep.launch_ray(trials, max_parallel=0, address=None, stop=stop)  # 2 CPUs: 2
+    # 2 CPUs: 2 at once.
+    statuses = ray_launch.launch_ray(trials, max_parallel=0, address=None, stop=stop)
   finally:
     ray.shutdown()
   assert time.time() - start < 90

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from attnlab.atlas.run import read_jsonl
+from attnlab.run_record import read_jsonl
 from attnlab.training.writer import step_of
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
