@@ -26,10 +26,13 @@ sentences, so a resampled test set costs one weighted sum, never a re-decode:
 
   exact_match           [correct, 1]                       sum0 / sum1
   bleu                  sacrebleu's [hyp_len, ref_len,     corpus BLEU by sacrebleu
-                        correct_1..4, total_1..4]          (``metrics.bleu_from_statistics``)
+                        correct_1..4, total_1..4]          (``bleu_from_statistics``)
                         (``metrics.bleu_statistics``)
   alignment_error_rate  [|A∩S|, |A∩P|, |A|, |S|]           pooled AER, Och & Ney 2003
-                        (``metrics.alignment_counts``)     (``metrics.aer_from_counts``)
+                        (``metrics.alignment_counts``)     (``aer_from_counts``)
+
+(the right-hand functions are ``attnlab.corpus_scores``': no JAX, so reading a sweep's
+results needs none).
 
 A run's ``test_outcomes.jsonl`` (``attnlab.export.outcome_row``) holds them per test sentence;
 `sentence_statistics` turns its rows into the [n, k] arrays the functions below take. Sentence
@@ -48,7 +51,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.stats
 
-from attnlab import metrics
+from attnlab import corpus_scores
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 1000  # bootstrap intervals: Koehn (2004) and sacrebleu use 1000 as well
@@ -65,11 +68,11 @@ def _exact_match(sums: np.ndarray) -> np.ndarray:
 
 
 def _bleu(sums: np.ndarray) -> np.ndarray:
-  return _per_row(metrics.bleu_from_statistics, sums)
+  return _per_row(corpus_scores.bleu_from_statistics, sums)
 
 
 def _alignment_error_rate(sums: np.ndarray) -> np.ndarray:
-  return _per_row(lambda row: metrics.aer_from_counts(*(int(x) for x in row)), sums)
+  return _per_row(lambda row: corpus_scores.aer_from_counts(*(int(x) for x in row)), sums)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,11 +24,10 @@ import numpy as np
 import optax
 import sacrebleu
 
+from attnlab.corpus_scores import aer_from_counts, bleu_from_statistics  # noqa: F401
 from attnlab.data.vocab import BOS, EOS, PAD
 
 Array = jax.Array
-# sacrebleu's BLEU settings, which `corpus_bleu` uses and `bleu_from_statistics` repeats.
-_BLEU = sacrebleu.BLEU(tokenize="none")
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,7 +250,8 @@ def bleu_statistics(hypotheses: Sequence[str], references: Sequence[str],
   """sacrebleu's sufficient statistics of each sentence, as `corpus_bleu` computes them.
 
   Corpus BLEU is a function of these statistics summed over the sentences
-  (`bleu_from_statistics`), so a subset's or a resampled corpus's BLEU needs no re-scoring.
+  (`bleu_from_statistics`, from ``attnlab.corpus_scores``), so a subset's or a resampled
+  corpus's BLEU needs no re-scoring.
 
   Args:
     hypotheses, references: [num_sentences] strings, as `corpus_bleu`.
@@ -269,17 +269,6 @@ def bleu_statistics(hypotheses: Sequence[str], references: Sequence[str],
     score = bleu.corpus_score([hyp], [[ref]])
     rows.append([score.sys_len, score.ref_len, *score.counts, *score.totals])
   return np.array(rows, np.int64).reshape(len(rows), 2 + 2 * bleu.max_ngram_order)
-
-
-def bleu_from_statistics(stats) -> float:
-  """BLEU (0-100) from summed `bleu_statistics` [2 + 2 * 4] with `corpus_bleu`'s settings
-  (sacrebleu's defaults: exponential smoothing, 4-grams): `corpus_bleu` of those sentences."""
-  stats = [int(x) for x in np.asarray(stats).reshape(-1)]
-  order = (len(stats) - 2) // 2
-  return float(sacrebleu.BLEU.compute_bleu(
-      correct=stats[2:2 + order], total=stats[2 + order:], sys_len=stats[0], ref_len=stats[1],
-      smooth_method=_BLEU.smooth_method, smooth_value=_BLEU.smooth_value,
-      effective_order=_BLEU.effective_order, max_ngram_order=order).score)
 
 
 def alignment_counts(
@@ -329,13 +318,6 @@ def alignment_counts(
   hard = np.argmax(attention[:tgt_length, :src_length], axis=-1)  # [tgt_length]
   a = {(i, int(j)) for i, j in enumerate(hard)}
   return {"a_and_s": len(a & s), "a_and_p": len(a & p), "a": len(a), "s": len(s)}
-
-
-def aer_from_counts(a_and_s: int, a_and_p: int, a: int, s: int) -> float:
-  """AER = 1 - (|A∩S| + |A∩P|) / (|A| + |S|)   (Och & Ney 2003, eq. 18)."""
-  if a + s == 0:
-    raise ValueError("alignment error rate is undefined with no predicted and no sure links")
-  return 1.0 - (a_and_s + a_and_p) / (a + s)
 
 
 def alignment_error_rate(

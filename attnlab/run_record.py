@@ -59,6 +59,8 @@ SWEEP = "sweep.json"
 STATUS = "status.json"
 STDOUT = "stdout.txt"
 STDERR = "stderr.txt"
+# metrics.jsonl's split of a test at a matched training step (``eval.test_at_steps``).
+TEST_AT_STEP = "test_at_step"
 
 _SEED_FOLDER = re.compile(r"seed_(\d+)")
 

@@ -1,9 +1,10 @@
 """The sweep atlas: ``OUT/index.html``, every trial of a sweep on one self-contained page.
 
 Written by ``python -m experiments.report --root ROOT`` (``OUT`` = ``--out``, default
-``ROOT/report``) beside results.csv, whose rows it shows (whatever fields the report writes:
-mean, std over seeds, and the interval ``low`` / ``high`` where there is one). Open it from
-disk in any browser: no server, no network (``attnlab.atlas``). It holds:
+``ROOT/report``) beside results.csv, from the same results in memory (the trials that
+``attnlab.results.load_trials`` read and the rows of ``attnlab.results.rows``: mean, std over
+seeds, and the interval ``low`` / ``high`` where there is one). Open it from disk in any
+browser: no server, no network (``attnlab.atlas``). It holds:
 
 * **Results**: per metric, settings x source-length buckets, then every overall metric;
   click a column header to sort.
@@ -22,41 +23,26 @@ disk in any browser: no server, no network (``attnlab.atlas``). It holds:
 
 from __future__ import annotations
 
-import csv
 import os
 import pathlib
 from collections.abc import Mapping, Sequence
 
+from attnlab import run_record
 from attnlab.atlas import charts, run as run_lib
 from attnlab.atlas.page import Page, esc
-from experiments import report as report_lib
-from experiments import report_tables
-
-
-def _parse(value: str):
-  try:
-    return float(value)
-  except ValueError:
-    return value
-
-
-def read_rows(path: str | os.PathLike, axes: Sequence[str]) -> list[dict]:
-  """results.csv's rows: the axes' labels as text, other numbers as floats ('' stays '')."""
-  with open(path, newline="", encoding="utf-8") as f:
-    return [{k: v if k in axes else _parse(v) for k, v in row.items()}
-            for row in csv.DictReader(f)]
+from attnlab.results import COSTS, METRICS, OVERALL
 
 
 def _cell(row: Mapping) -> str:
   """``mean [low, high]``, else ``mean ± std`` over seeds; the mean alone where the row's value
   is one measurement: one seed, or a cost that a trial's vmapped seeds share (std 0; a spread
   of one value is no uncertainty: never "± 0.000")."""
-  digits = 1 if row["metric"] in ("bleu",) + report_tables.COSTS else 3
+  digits = 1 if row["metric"] in ("bleu",) + COSTS else 3
   interval = run_lib.band(row, with_std=False)
   if interval:
     return f"{row['mean']:.{digits}f} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
   std = row.get("std")
-  one_value = row.get("num_seeds") == 1 or (row["metric"] in report_tables.COSTS and not std)
+  one_value = row.get("num_seeds") == 1 or (row["metric"] in COSTS and not std)
   return f"{row['mean']:.{digits}f}" + (f" ± {std:.{digits}f}" if isinstance(std, float)
                                         and not one_value else "")
 
@@ -67,10 +53,10 @@ def _suffix(setting: Mapping[str, str]) -> str:
 
 def results_tables(page: Page, axes: Sequence[str], rows: Sequence[dict]) -> None:
   """Per metric: settings x buckets; then settings x every overall metric. Sortable."""
-  names = dict(report_lib.OVERALL)
+  names = dict(OVERALL)
   settings = list(dict.fromkeys(tuple(str(r[a]) for a in axes) for r in rows))
   key = lambda r: tuple(str(r[a]) for a in axes)  # noqa: E731
-  for metric, label in report_lib.METRICS:
+  for metric, label in METRICS:
     mine = [r for r in rows if r["metric"] == metric and r["bucket"] != "all"]
     if not mine:
       continue
@@ -85,7 +71,7 @@ def results_tables(page: Page, axes: Sequence[str], rows: Sequence[dict]) -> Non
                sort_keys=[[None] * len(axes) + [cells[s, b]["mean"] if (s, b) in cells else ""
                                                 for b in buckets] for s in body])
   overall = {(key(r), r["metric"]): r for r in rows if r["bucket"] == "all"}
-  metrics = [m for m, _ in report_lib.OVERALL if any(k[1] == m for k in overall)]
+  metrics = [m for m, _ in OVERALL if any(k[1] == m for k in overall)]
   page.table(list(axes) + [names[m] for m in metrics] + ["seeds"],
              [list(s) + [_cell(overall[s, m]) if (s, m) in overall else "" for m in metrics]
               + [_int(next((overall[s, m].get("num_seeds") for m in metrics
@@ -101,11 +87,11 @@ def _int(value) -> str:
 
 def metric_points(axes: Sequence[str], rows: Sequence[dict], line: str,
                   x_axis: str) -> list[dict]:
-  """results.csv rows as ``charts.metric_curves`` points: per metric (and value of the other
+  """results.csv's rows as ``charts.metric_curves`` points: per metric (and value of the other
   axes) a panel, a line per value of ``line``, against length or the ``x_axis`` value."""
   points = []
   others = [a for a in axes if a not in (line, x_axis)]
-  metrics = report_lib.METRICS if x_axis == "length" else report_lib.OVERALL
+  metrics = METRICS if x_axis == "length" else OVERALL
   for metric, label in metrics:
     for r in rows:
       if r["metric"] != metric or (r["bucket"] == "all") != (x_axis != "length"):
@@ -124,18 +110,17 @@ def metric_points(axes: Sequence[str], rows: Sequence[dict], line: str,
   return points
 
 
-def trial_models(root: pathlib.Path, trial: Mapping) -> list[tuple[str, pathlib.Path]]:
-  """(seed label, folder) per model of a trial (``run_lib.model_dirs``)."""
-  workdir = root / trial["name"]
-  summary = run_lib.read_json(workdir / "summary.json") or {}
-  return [(label, folder) for label, folder, _ in run_lib.model_dirs(workdir, summary)]
+def trial_models(trial: Mapping) -> list[tuple[str, pathlib.Path]]:
+  """(seed label, folder) per model of a trial (its runs)."""
+  return [(run["label"], pathlib.Path(run["folder"])) for run in trial["runs"]]
 
 
-def _first_examples(root: pathlib.Path, trial: Mapping) -> list[dict] | None:
+def _first_examples(trial: Mapping) -> list[dict] | None:
   """The first seed's attention examples (spread over lengths), else the longest example of
   an older run; None without attention (``model.decoder=none``)."""
-  models = trial_models(root, trial)
-  contents = run_lib.read_json(models[0][1] / run_lib.EXAMPLES_FILE) if models else None
+  models = trial_models(trial)
+  contents = (run_record.read_json_or_none(models[0][1] / run_record.EXAMPLES) if models
+              else None)
   if contents is not None:
     if not contents.get("has_attention"):
       return None
@@ -148,8 +133,7 @@ def _first_examples(root: pathlib.Path, trial: Mapping) -> list[dict] | None:
            "forced_attention": None, "gold": None}]
 
 
-def explorers(page: Page, root: pathlib.Path, trials: Sequence[dict], axes: Sequence[str],
-              line: str) -> None:
+def explorers(page: Page, trials: Sequence[dict], axes: Sequence[str], line: str) -> None:
   """One attention explorer per value of the axes other than ``line``."""
   others = [a for a in axes if a not in (line, "seed")]
   panels: dict[tuple, dict] = {}
@@ -159,7 +143,7 @@ def explorers(page: Page, root: pathlib.Path, trials: Sequence[dict], axes: Sequ
     labels = trial["labels"]
     panel = panels.setdefault(tuple(labels[a] for a in others), {})
     if labels[line] not in panel:  # the first trial (seed) of each variant
-      panel[labels[line]] = _first_examples(root, trial)
+      panel[labels[line]] = _first_examples(trial)
   for n, (panel, models) in enumerate(panels.items()):
     without = [m for m, e in models.items() if e is None]
     models = {m: e for m, e in models.items() if e is not None}
@@ -180,8 +164,7 @@ def explorers(page: Page, root: pathlib.Path, trials: Sequence[dict], axes: Sequ
       page.chart(spec, f"explorer-{n}")
 
 
-def curve_points(root: pathlib.Path, trials: Sequence[dict], axes: Sequence[str],
-                 line: str) -> list[dict]:
+def curve_points(trials: Sequence[dict], axes: Sequence[str], line: str) -> list[dict]:
   """Validation curves of every trial and seed (thin lines), a colour per line value."""
   others = [a for a in axes if a not in (line, "seed")]
   points = []
@@ -190,25 +173,28 @@ def curve_points(root: pathlib.Path, trials: Sequence[dict], axes: Sequence[str]
       continue
     labels = trial["labels"]
     suffix = _suffix({a: labels[a] for a in others})
-    for seed, folder in trial_models(root, trial):
-      records = [r for r in run_lib.read_jsonl(folder / "metrics.jsonl")
+    for seed, folder in trial_models(trial):
+      records = [r for r in run_record.read_jsonl(folder / run_record.METRICS)
                  if r.get("split") == "valid"]
       points += run_lib.curve_points(records, str(labels[line]), suffix,
                                      run=f"{trial['name']} {seed}")
   return points
 
 
-def write_atlas(root: str | os.PathLike, out: str | os.PathLike | None = None,
-                line: str | None = None, x_axis: str | None = None) -> pathlib.Path:
-  """Writes ``OUT/index.html`` (after ``report.write_report`` wrote OUT/results.csv)."""
-  root = pathlib.Path(root)
-  out = pathlib.Path(out) if out else root / "report"
-  trials, defaults = report_lib.load_trials(root)
-  axes, groups = report_lib.group_runs(trials)
-  line = line or report_lib.default_line(axes, groups, defaults)
-  x_axis = x_axis or defaults.get("x") or "length"
-  rows = read_rows(out / "results.csv", axes)
-  sweep = run_lib.read_json(root / "sweep.json") or {}
+def write_atlas(root: str | os.PathLike, out: str | os.PathLike, trials: Sequence[dict],
+                axes: Sequence[str], rows: Sequence[dict], line: str,
+                x_axis: str = "length") -> pathlib.Path:
+  """Writes ``OUT/index.html`` and returns its path.
+
+  Args:
+    root: the sweep's root (or a single run's workdir) the trials were read from.
+    out: the report's folder.
+    trials: ``attnlab.results.load_trials``' trials; axes: their axes but ``seed``
+      (``results.group_runs``); rows: ``results.rows`` of those groups (results.csv's).
+    line: the axis drawn as one line per value; x_axis: ``length`` or a numeric axis.
+  """
+  root, out = pathlib.Path(root), pathlib.Path(out)
+  sweep = run_record.read_json_or_none(root / run_record.SWEEP) or {}
   # Paths relative to the page: a published page names no folder of the machine that made it.
   name = pathlib.PurePath(sweep.get("sweep") or root.resolve().name).name  # FILE:ARG's name
   page = Page(f"attnlab atlas: {name}", esc(
@@ -231,8 +217,8 @@ def write_atlas(root: str | os.PathLike, out: str | os.PathLike | None = None,
                f"under every {esc(line)}. Teacher-forced: rows are the reference's words, the "
                "task's gold links outlined in red; decoding: rows are each model's own output. "
                "Hover a cell for its weight.")
-  explorers(page, root, trials, axes, line)
-  curves = curve_points(root, trials, axes, line)
+  explorers(page, trials, axes, line)
+  curves = curve_points(trials, axes, line)
   if curves:
     page.section("Learning curves", "Validation metrics against the step, a thin line per "
                  "trial and seed; click a legend entry to hide or show it.")

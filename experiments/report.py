@@ -1,10 +1,11 @@
 """One table and figures from a sweep's workdirs: ``python -m experiments.report --root DIR``.
 
 Reads ``ROOT/sweep.json`` (written by ``experiments.sweep``: the trials and their axis labels)
-and each finished trial's ``config.json`` and ``summary.json``. A trial contributes one run
-per seed: ``summary["seeds"]`` when it trained ``num_seeds`` seeds at once
-(``attnlab.training.multiseed``), else its one ``summary["test"]``; a ``seed`` axis is pooled the same
-way. Writes to ``--out`` (default ``ROOT/report``):
+and each finished trial's ``config.json`` and ``summary.json`` (``attnlab.results``: the
+reading and the statistics, which a pip user can import without JAX). A trial contributes one
+run per seed: ``summary["seeds"]`` when it trained ``num_seeds`` seeds at once
+(``attnlab.training.multiseed``), else its one ``summary["test"]``; a ``seed`` axis is pooled
+the same way. Writes to ``--out`` (default ``ROOT/report``):
 
 * ``results.csv``: one row per (setting, metric, source-length bucket or ``all``): mean and
   standard deviation over seeds (``ddof=1``; 0 with one seed), number of seeds, examples, and
@@ -35,13 +36,14 @@ way. Writes to ``--out`` (default ``ROOT/report``):
 * ``comparison.md`` and ``comparison.csv`` with ``--compare A --compare B`` (two settings,
   e.g. ``variant=additive``; more pairs, ``--compare C --compare D``, add more tests to the
   file): A against B on the same test sentences, per metric, overall and per length bucket
-  (``experiments.outcomes``, ``attnlab.comparisons``): the difference, its 95% interval, the
-  two-sided p and its Holm-adjusted p over every test on the page (the family), paired by
-  seed when A and B are the same trained models (two decodings), Welch's t otherwise, a
-  permutation test over the test sentences with one seed; then one sentence per metric that
-  claims a difference only where the adjusted p is below 0.05. ``bucket=<label>`` in both
-  specs (``variant=additive,bucket=11-20`` against ``variant=additive,bucket=41-50``) tests
-  those buckets against each other instead: one model at two test lengths, paired by seed.
+  (``attnlab.results.compare_settings``, ``experiments.report_comparison``): the difference,
+  its 95% interval, the two-sided p and its Holm-adjusted p over every test on the page (the
+  family), paired by seed when A and B are the same trained models (two decodings), Welch's t
+  otherwise, a permutation test over the test sentences with one seed; then one sentence per
+  metric that claims a difference only where the adjusted p is below 0.05. ``bucket=<label>``
+  in both specs (``variant=additive,bucket=11-20`` against ``variant=additive,bucket=41-50``)
+  tests those buckets against each other instead: one model at two test lengths, paired by
+  seed.
   Printed too.
 * ``<metric>_vs_length[__<axis>-<label>].png``: metric against source length (bucket mean),
   one line per value of the line axis (``--line``, default ``variant``), a ±std band over
@@ -50,7 +52,7 @@ way. Writes to ``--out`` (default ``ROOT/report``):
   With ``--x AXIS`` the x axis is that (numeric) sweep axis instead, on a log2 scale, for
   every overall metric (attention entropy and test loss too).
 * A ``checkpoint`` axis (``best``, ``step<k>``) when trials were also tested at matched
-  training steps (``eval.test_at_steps``; ``experiments.report_positions.with_checkpoints``):
+  training steps (``eval.test_at_steps``; ``attnlab.results.with_checkpoints``):
   every table and figure then compares the variants after equal training as well as each at
   its best checkpoint.
 * ``positions.csv``, a section of results.md and ``<metric>_vs_position[...].png``: per
@@ -58,6 +60,9 @@ way. Writes to ``--out`` (default ``ROOT/report``):
   wrong at each position (``experiments.report_positions``), where the runs wrote them.
 * ``attention_grid[__<axis>-<label>].png``: the longest test example's decoding attention
   under every variant (seed ``seed`` of each; ``attnlab.plots.attention_grid_figure``).
+
+* ``index.html``: the atlas (``experiments.atlas``), every trial on one page, built from the
+  same results in memory.
 
 The sweep file's ``get_report(arg)`` gives defaults for ``--line`` and ``--x``.
 
@@ -70,195 +75,35 @@ folder without finished trials is one ``error:`` line and exit status 2.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import pathlib
-import sys
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 from absl import flags
 
-from experiments import cli, outcomes, report_figures, report_positions, report_tables
-
-# Re-exported: what the report's tables and figures show (experiments.atlas reads them here).
-METRICS, OVERALL = report_tables.METRICS, report_tables.OVERALL
-
-
-# ---------------------------------------------------------------- reading
-
-def _labels_from_name(name: str) -> dict[str, str] | None:
-  parts = [p.partition("=") for p in name.split(",")]
-  if not all(eq for _, eq, _ in parts):
-    return None
-  return {axis: label for axis, _, label in parts}
+from attnlab import results, run_record
+from attnlab.results import METRICS, OVERALL
+from experiments import (atlas, cli, report_comparison, report_figures, report_positions,
+                         report_tables)
 
 
 class ReportError(cli.UsageError):
-  """Nothing to report on (or a bad --line / --x): ``main`` prints it as one line, exit 2."""
+  """Nothing to report on (or a bad --line / --x / --compare): one line, exit status 2."""
 
 
 def load_trials(root: str | os.PathLike) -> tuple[list[dict], dict]:
-  """The finished trials under ``root``: [{"name", "labels", "config", "runs"}], and the
-  sweep's report defaults. ``runs`` holds one {"seed", "test", "longest_test_example",
-  "test_beam", "outcomes", "folder", "train_max_src_len"} per seed (``folder``: the model's
-  own, with its metrics.jsonl). Unfinished or failed trials are skipped (and listed on
-  stderr). ``root`` may be a single run's workdir: one trial, labelled ``{"run": folder
-  name}``. Trials with extra beam decodings come with a ``decoding`` axis
-  (``with_decodings``)."""
-  root = pathlib.Path(root)
-  if not root.is_dir():
-    raise ReportError(f"--root {root}: no such folder")
-  sweep_file = root / "sweep.json"
-  if sweep_file.exists():
-    sweep = json.loads(sweep_file.read_text(encoding="utf-8"))
-    entries = [(t["name"], t["labels"]) for t in sweep["trials"]]
-    defaults = sweep.get("report", {})
-  elif (root / "summary.json").exists() or (root / "config.json").exists():  # one run
-    if not (root / "summary.json").exists():
-      raise ReportError(f"--root {root} is a run's workdir without summary.json: the run has "
-                        "not finished (rerun its attnlab.main command to resume it)")
-    entries = [(".", {"run": root.resolve().name})]
-    defaults = {}
-  else:  # no sweep.json: every subfolder named axis=label,...
-    entries = [(p.name, _labels_from_name(p.name)) for p in sorted(root.iterdir()) if p.is_dir()]
-    entries = [(n, l) for n, l in entries if l]
-    defaults = {}
-  trials, missing = [], []
-  for name, labels in entries:
-    workdir = root / name
-    if not (workdir / "summary.json").exists():
-      missing.append(name)
-      continue
-    summary = json.loads((workdir / "summary.json").read_text(encoding="utf-8"))
-    config = json.loads((workdir / "config.json").read_text(encoding="utf-8"))
-    if "seeds" in summary:
-      models = [(r, workdir / r.get("workdir", f"seed_{r['seed']}")) for r in summary["seeds"]]
-    else:
-      models = [({"seed": config["seed"], "test": summary["test"],
-                  "test_beam": summary.get("test_beam", {}),
-                  "longest_test_example": summary.get("longest_test_example")}, workdir)]
-    cost = cost_scalars(summary.get("cost"))
-    models = [({**r, "test": {**r["test"], **cost}}, folder) for r, folder in models]
-    train_length = config.get("data", {}).get("train_max_src_len", 0)
-    runs = [{**r, "folder": folder, "outcomes": outcomes.load(folder),
-             "train_max_src_len": train_length} for r, folder in models]
-    trials.append({"name": name, "labels": dict(labels), "config": config, "runs": runs})
-  if missing:
-    print(f"skipping {len(missing)} unfinished or failed trial(s): {', '.join(missing)}",
-          file=sys.stderr)
-  if not trials:
-    raise ReportError(f"no finished trials (summary.json) under {root}: --root takes a sweep's "
-                      "root (experiments.sweep --root) or a single run's workdir")
-  return with_decodings(report_positions.with_checkpoints(trials)), defaults
-
-
-def cost_scalars(cost: Mapping | None) -> dict:
-  """A run's training cost as report metrics: ``train_steps_per_second`` (every seed of a
-  multi-seed run trains in the same step) and ``train_step_memory_mb`` (XLA's memory of the
-  compiled train step, where the run measured it: ``train.measure_memory``)."""
-  cost = cost or {}
-  out = {}
-  if isinstance(cost.get("train_steps_per_second"), (int, float)):
-    out["train_steps_per_second"] = float(cost["train_steps_per_second"])
-  if isinstance(cost.get("train_step_memory_bytes"), (int, float)):
-    out["train_step_memory_mb"] = cost["train_step_memory_bytes"] / 2**20
-  return out
-
-
-def with_decodings(trials: Sequence[dict]) -> list[dict]:
-  """Adds a ``decoding`` axis when a trial decoded its test set with several beams
-  (``eval.test_beam_sizes``: each run's ``test_beam``): each trial labelled with its own
-  decoding (``eval.beam_size``: ``greedy`` or ``beam<k>``), followed by one copy per extra
-  beam size that all its runs have (labelled ``beam<k>``, ``decoded_again``: the same models,
-  the test metrics and outcomes of that decoding). Else ``trials`` as they are."""
-  if not any(r.get("test_beam") for t in trials for r in t["runs"]):
-    return list(trials)
-  expanded = []
-  for trial in trials:
-    own = outcomes.decoding(trial["config"].get("eval", {}).get("beam_size", 1))
-    expanded.append({**trial, "labels": {**trial["labels"], "decoding": own}})
-    sizes = sorted({int(k) for r in trial["runs"] for k in r.get("test_beam") or {}})
-    for size in sizes:
-      label = outcomes.decoding(size)
-      if label == own or not all(str(size) in (r.get("test_beam") or {}) for r in trial["runs"]):
-        continue
-      runs = [{**r, "test": r["test_beam"][str(size)], "longest_test_example": None,
-               "outcomes": outcomes.load(r["folder"], label)} for r in trial["runs"]]
-      expanded.append({**trial, "labels": {**trial["labels"], "decoding": label},
-                       "runs": runs, "decoded_again": True})
-  return expanded
-
-
-def group_runs(trials: Sequence[dict]) -> tuple[list[str], dict[tuple, list[dict]]]:
-  """Pools seeds: {labels of every axis but ``seed``: [run, ...]} in sweep order."""
-  axes = [a for a in trials[0]["labels"] if a != "seed"]
-  groups: dict[tuple, list[dict]] = {}
-  for trial in trials:
-    key = tuple(trial["labels"][a] for a in axes)
-    groups.setdefault(key, []).extend(trial["runs"])
-  return axes, groups
-
-
-# ---------------------------------------------------------------- statistics
-
-def _stats(values: Sequence[float]) -> tuple[float, float]:
-  values = np.asarray(values, float)
-  return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
-
-
-def _interval(runs: Sequence[dict], metric: str, bucket: str, values: Sequence[float]) -> dict:
-  if metric in report_tables.COSTS:  # one measurement per trial, not a test metric per seed
-    return {"low": "", "high": "", "interval": ""}
-  return outcomes.interval(runs, metric, bucket, values)
-
-
-def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
-  """The CSV rows: per setting, metric and bucket (or "all"), mean and std over seeds, and
-  the 95% interval (``outcomes.interval``: t over the seeds, or with one seed the sentence
-  bootstrap where its outcomes allow it; none for the training cost); a bucket's ``regime``
-  (``regime``) by the setting's longest training source."""
-  out, old_bleu = [], False
-  for key, runs in groups.items():
-    setting = dict(zip(axes, key))
-    for metric, _ in OVERALL:
-      values = [r["test"][metric] for r in runs if metric in r["test"]]
-      if len(values) == len(runs):
-        mean, std = _stats(values)
-        out.append({**setting, "metric": metric, "bucket": "all", "regime": "",
-                    "mean_length": "", "mean": mean, "std": std,
-                    **_interval(runs, metric, "all", values),
-                    "num_seeds": len(values),
-                    "num_examples": runs[0]["test"].get("num_examples", "")})
-      by_length = [r["test"].get(f"{metric}_by_length") for r in runs]
-      if not all(by_length):
-        continue
-      if metric == "bleu" and not all("sentence_bleu_by_length" in r["test"] for r in runs):
-        old_bleu = True  # a mean of sentence BLEUs, not the bucket's corpus BLEU: left out
-        continue
-      for bucket in by_length[0]:
-        cells = [b[bucket] for b in by_length if bucket in b]
-        if len(cells) != len(runs):
-          continue
-        values = [c["mean"] for c in cells]
-        mean, std = _stats(values)
-        train_length = runs[0].get("train_max_src_len") or 0
-        out.append({**setting, "metric": metric, "bucket": bucket,
-                    "regime": report_tables.regime(bucket, train_length),
-                    "mean_length": float(np.mean([c["mean_length"] for c in cells])),
-                    "mean": mean, "std": std, **_interval(runs, metric, bucket, values),
-                    "num_seeds": len(cells), "num_examples": cells[0]["count"]})
-  if old_bleu:
-    print("BLEU by length left out for runs written before it was the corpus BLEU of each "
-          "bucket (their summaries hold a mean sentence BLEU)", file=sys.stderr)
-  return out
+  """``results.load_trials``, with what cannot be read as a ``ReportError``."""
+  try:
+    return results.load_trials(root)
+  except (results.ResultsError, run_record.RecordError) as e:
+    raise ReportError(str(e)) from e
 
 
 def _select(axes: Sequence[str], groups: Mapping[tuple, list[dict]],
             spec: str) -> tuple[tuple, str | None]:
   """The one setting of ``groups`` that ``spec`` ("axis=label[,axis=label...]", optionally
   with ``bucket=<length bucket>``) names, and that bucket (None without one)."""
-  wanted = _labels_from_name(spec)
+  wanted = results.labels_from_name(spec)
   bucket = wanted.pop("bucket", None) if wanted and "bucket" not in axes else None
   if wanted is None or not (wanted or bucket) or not set(wanted) <= set(axes):
     raise ReportError(f"--compare {spec!r}: give axis=label pairs of the axes "
@@ -273,14 +118,14 @@ def _select(axes: Sequence[str], groups: Mapping[tuple, list[dict]],
 
 def comparison(axes: Sequence[str], groups: Mapping[tuple, list[dict]], a: str,
                b: str) -> list[dict]:
-  """The tests of setting ``a`` against ``b`` (``outcomes.compare_settings``), per metric with
+  """The tests of setting ``a`` against ``b`` (``results.compare_settings``), per metric with
   test outcomes, overall and per length bucket (or the two buckets the specs name); not yet
   adjusted for multiplicity."""
   (key_a, bucket_a), (key_b, bucket_b) = _select(axes, groups, a), _select(axes, groups, b)
   if (bucket_a is None) != (bucket_b is None):
     raise ReportError(f"--compare {a!r} {b!r}: give bucket= in both settings or in neither")
-  found = outcomes.compare_settings(groups[key_a], groups[key_b], METRICS,
-                                    (bucket_a, bucket_b) if bucket_a else None)
+  found = results.compare_settings(groups[key_a], groups[key_b], METRICS,
+                                   (bucket_a, bucket_b) if bucket_a else None)
   if not found:
     raise ReportError(f"--compare {a!r} {b!r}: no test outcomes (test_outcomes.jsonl) of both "
                       "on the same test sentences" + (" in those buckets" if bucket_a else ""))
@@ -306,27 +151,26 @@ def default_line(axes: Sequence[str], groups: Mapping[tuple, list[dict]],
 
 def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
                  line: str | None = None, x_axis: str | None = None,
-                 compare: Sequence[str] | None = None) -> dict:
-  """Writes results.csv, results.md, learning_curves.csv and the figures, and with
-  ``compare`` (settings in pairs) comparison.md and comparison.csv; returns their paths."""
+                 compare: Sequence[str] | None = None, atlas_page: bool = False) -> dict:
+  """Writes results.csv, results.md, learning_curves.csv and the figures, with ``compare``
+  (settings in pairs) comparison.md and comparison.csv, and with ``atlas_page`` the atlas
+  (index.html, from the same results); returns their paths."""
   if compare and len(compare) % 2:
     raise ReportError("--compare takes settings in pairs (--compare A --compare B [--compare C "
                       f"--compare D ...]), got {len(compare)}: {compare}")
   trials, defaults = load_trials(root)
   out = pathlib.Path(out) if out else pathlib.Path(root) / "report"
   out.mkdir(parents=True, exist_ok=True)
-  axes, groups = group_runs(trials)
+  axes, groups = results.group_runs(trials)
   line = line or default_line(axes, groups, defaults)
   x_axis = x_axis or defaults.get("x") or "length"
   if x_axis != "length" and x_axis not in axes:
     raise ReportError(f"--x {x_axis!r} is neither 'length' nor an axis: {', '.join(axes)}")
   if line not in axes:
     raise ReportError(f"--line {line!r} is not an axis of this sweep: {', '.join(axes)}")
-  table_rows = rows(axes, groups)
+  table_rows = results.rows(axes, groups)
   csv_path = out / "results.csv"
-  _write_csv(csv_path, list(axes) + ["metric", "bucket", "regime", "mean_length", "mean",
-                                     "std", "low", "high", "interval", "num_seeds",
-                                     "num_examples"], table_rows)
+  _write_csv(csv_path, list(axes) + list(results.ROW_FIELDS), table_rows)
   curve_axes, curves = report_figures.curve_rows(trials)
   curves_path = out / "learning_curves.csv"
   _write_csv(curves_path, curve_axes + list(report_figures.CURVE_FIELDS), curves)
@@ -347,12 +191,14 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
     _write_csv(paths["positions"], list(axes) + list(report_positions.POSITION_FIELDS),
                position_rows)
   if compare:
-    text, csv_rows = outcomes.comparison_page([(a, b, comparison(axes, groups, a, b))
-                                      for a, b in zip(compare[::2], compare[1::2])])
+    text, csv_rows = report_comparison.comparison_page(
+        [(a, b, comparison(axes, groups, a, b)) for a, b in zip(compare[::2], compare[1::2])])
     paths["comparison"] = out / "comparison.md"
     paths["comparison"].write_text(text, encoding="utf-8")
     paths["comparison_csv"] = out / "comparison.csv"
-    _write_csv(paths["comparison_csv"], outcomes.COMPARISON_FIELDS, csv_rows)
+    _write_csv(paths["comparison_csv"], report_comparison.COMPARISON_FIELDS, csv_rows)
+  if atlas_page:
+    paths["atlas"] = atlas.write_atlas(root, out, trials, axes, table_rows, line, x_axis)
   return paths
 
 
@@ -379,7 +225,7 @@ def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
 def main(argv: Sequence[str] | None = None) -> int:
   fv = parse_flags(argv)
   try:
-    paths = write_report(fv.root, fv.out, fv.line, fv.x, fv.compare)
+    paths = write_report(fv.root, fv.out, fv.line, fv.x, fv.compare, atlas_page=True)
   except ReportError as e:
     cli.fail(e)
   print(paths["markdown"].read_text(encoding="utf-8"))
@@ -390,8 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       print(paths[key])
   for path in paths["figures"]:
     print(path)
-  from experiments import atlas  # the HTML atlas (index.html), built on this module's readers
-  print(atlas.write_atlas(fv.root, paths["csv"].parent, fv.line, fv.x))
+  print(paths["atlas"])
   return 0
 
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from attnlab import plots
-from attnlab.atlas.run import read_jsonl
+from attnlab import run_record
 
 # Axes a learning curve does not depend on: seeds are pooled, decodings share the training.
 POOLED = ("seed", "decoding")
@@ -105,7 +105,7 @@ def figures(axes: Sequence[str], table_rows: Sequence[dict], groups: Mapping[tup
 # ---------------------------------------------------------------- learning curves
 
 def _valid_records(folder: pathlib.Path) -> list[dict]:
-  records = read_jsonl(pathlib.Path(folder) / "metrics.jsonl")
+  records = run_record.read_jsonl(pathlib.Path(folder) / run_record.METRICS)
   return [r for r in records if r.get("split") == "valid"]
 
 

@@ -1,6 +1,6 @@
-"""Where outputs go wrong, for ``experiments.report``: matched training steps as a ``checkpoint``
-axis, and per setting the teacher-forced token accuracy by target position and the share of
-test sentences whose decoding first errs in each position bucket (``attnlab.position_metrics``).
+"""Where outputs go wrong, for ``experiments.report``: per setting the teacher-forced token
+accuracy by target position and the share of test sentences whose decoding first errs in each
+position bucket (``attnlab.position_metrics``).
 
 A model trained on short sentences that fails on long ones may lose its place in the source
 (attention: errors at every position) or may never have learned to decode past its longest
@@ -8,11 +8,9 @@ training target (the decoder's length extrapolation: teacher-forced accuracy hol
 position, then falls, and first errors pile up there). These tables and figures tell the two
 apart; ``positions.csv`` holds their numbers.
 
-Matched steps: a trial trained with ``eval.test_at_steps`` also wrote test metrics at those
-steps (``test_at_step`` records in each model's metrics.jsonl, ``test_outcomes_step<k>.jsonl``).
-``with_checkpoints`` gives the trials a ``checkpoint`` axis: ``best`` (the final test, at the
-checkpoint validation chose) and ``step<k>``, so the report's tables and figures compare
-variants after equal amounts of training as well as each at its best.
+Trials tested at matched training steps (``eval.test_at_steps``) come with a ``checkpoint``
+axis (``attnlab.results.with_checkpoints``), so these tables compare variants after equal
+amounts of training as well as each at its best.
 """
 
 from __future__ import annotations
@@ -23,43 +21,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from attnlab import intervals, plots
-from attnlab.atlas.run import read_jsonl
-from experiments import outcomes, report_figures
+from experiments import report_figures
 
-TEST_AT_STEP = "test_at_step"  # metrics.jsonl's split (attnlab.training.writer.TEST_AT_STEP)
-BEST = "best"
 POSITION_METRICS = (("token_accuracy", "token_accuracy_by_position",
                      "teacher-forced token accuracy"),
                     ("first_error_share", "first_error_by_position",
                      "share of sentences first wrong here"))
 POSITION_FIELDS = ("metric", "position", "mean", "std", "low", "high", "num_seeds", "count")
-
-
-def _matched_steps(folder: pathlib.Path) -> dict[int, dict]:
-  """{step: test metrics} of a model's ``test_at_step`` records."""
-  return {int(r["step"]): r for r in read_jsonl(pathlib.Path(folder) / "metrics.jsonl")
-          if r.get("split") == TEST_AT_STEP}
-
-
-def with_checkpoints(trials: Sequence[dict]) -> list[dict]:
-  """Adds a ``checkpoint`` axis when trials tested at matched steps (module doc): each trial
-  labelled ``best``, then one copy per step that all its runs have (``step<k>``,
-  ``decoded_again``: the same training), whose runs hold that step's test metrics and
-  outcomes. Else ``trials`` as they are."""
-  matched = [[_matched_steps(r["folder"]) for r in t["runs"]] for t in trials]
-  if not any(m for runs in matched for m in runs):
-    return list(trials)
-  expanded = []
-  for trial, per_run in zip(trials, matched):
-    expanded.append({**trial, "labels": {**trial["labels"], "checkpoint": BEST}})
-    for step in sorted(set.intersection(*(set(m) for m in per_run))):
-      runs = [{**r, "test": {k: v for k, v in m[step].items() if k not in ("step", "split")},
-               "test_beam": {}, "longest_test_example": None,
-               "outcomes": outcomes.load(r["folder"], f"step{step}")}
-              for r, m in zip(trial["runs"], per_run)]
-      expanded.append({**trial, "labels": {**trial["labels"], "checkpoint": f"step{step}"},
-                       "runs": runs, "decoded_again": True})
-  return expanded
 
 
 def _shares(counts: Mapping[str, int]) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """results.md of ``experiments.report``: its Markdown tables (per metric, settings x length
-buckets, or x a sweep axis; every overall metric), the length regime of a bucket, and the
-closing notes on the decoding axis and the learning curves.
+buckets, or x a sweep axis; every overall metric) of ``attnlab.results.rows``, and the closing
+notes on the decoding axis and the learning curves.
 """
 
 from __future__ import annotations
@@ -8,42 +8,14 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Mapping, Sequence
 
-# (summary key, label): per-length values live under f"{key}_by_length".
-METRICS = (("exact_match", "exact match"), ("bleu", "BLEU"),
-           ("alignment_error_rate", "alignment error rate"))
-OVERALL = METRICS + (("detokenized_bleu", "detokenized BLEU (sacrebleu)"),
-                     ("attention_entropy", "attention entropy (nats)"),
-                     ("token_accuracy", "token accuracy"), ("loss", "test loss"),
-                     # A run's cost (summary.json "cost", attnlab.training.cost), where recorded.
-                     ("train_steps_per_second", "train steps/s"),
-                     ("train_step_memory_mb", "train step memory (MB)"))
-# The training cost: measured once per trial, not a test metric of each seed: no interval.
-COSTS = ("train_steps_per_second", "train_step_memory_mb")
+from attnlab.results import COSTS, METRICS, OVERALL
+
 # How each interval in results.csv (its "interval" field) was made, for the tables' notes.
 INTERVAL_NOTES = {
     "t": "95% t interval over seeds (seeds - 1 df): where the mean of a new training seed on "
          "this test set lies; test-set sampling not included",
     "sentence bootstrap": "with one seed, a 95% bootstrap interval over its test sentences "
                           "(seed variation not measured)"}
-
-
-def shortest_length(bucket: str) -> int | None:
-  """The shortest source length of a bucket label (``"5-8"``, ``"9"``, ``">20"``:
-  ``length_buckets.bucket_labels``), None for another label."""
-  first = bucket[1:] if bucket.startswith(">") else bucket.partition("-")[0]
-  if not first.isdigit():
-    return None
-  return int(first) + 1 if bucket.startswith(">") else int(first)
-
-
-def regime(bucket: str, train_length: int) -> str:
-  """``extrapolation`` when every source of ``bucket`` is longer than the longest training
-  source ``train_length`` (``data.train_max_src_len``), else ``in_range``; empty when that
-  is unknown (0: the training kept every length) or for ``all``."""
-  shortest = shortest_length(bucket)
-  if not train_length or shortest is None:
-    return ""
-  return "extrapolation" if shortest > train_length else "in_range"
 
 
 def fmt(row: Mapping, metric: str) -> str:

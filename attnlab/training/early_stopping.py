@@ -8,10 +8,10 @@ strict improvement; Keras's ``min_delta``) and by more than
 ``train.early_stopping_min_relative_delta`` times the best so far (default 0), so a curve that
 creeps up by a sentence now and then on a plateau counts as flat. The relative criterion holds
 at every scale: an absolute 0.005 nats is more than a converged loss of 0.003 can fall, while
-5% of the best says "stopped improving" at 0.3 and at 0.003 alike. ``train.num_steps`` stays the cap. Stopping early saves a
-checkpoint at that step, then the run is evaluated on the test split as at the end, with its
-best checkpoint (by ``train.best_metric``), and its summary says ``stopped_early: true`` and
-the step.
+5% of the best says "stopped improving" at 0.3 and at 0.003 alike. ``train.num_steps`` stays
+the cap. Stopping early saves a checkpoint at that step, then the run is evaluated on the test
+split as at the end, with its best checkpoint (by ``train.best_metric``), and its summary says
+``stopped_early: true`` and the step.
 
 This is how a comparison gives each variant the budget it needs (Prechelt 1998): a variant that
 learns fast stops soon, a slow one (the no-attention baseline) trains until its own curve is

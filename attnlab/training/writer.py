@@ -18,7 +18,7 @@ from attnlab.data import TaskData
 from attnlab.training.evaluation import heatmap_parts, prediction_text, scalars
 
 # The split of the test evaluations at fixed training steps (``eval.test_at_steps``).
-TEST_AT_STEP = "test_at_step"
+TEST_AT_STEP = run_record.TEST_AT_STEP
 
 
 class MetricWriter:

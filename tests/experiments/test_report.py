@@ -7,7 +7,7 @@ import pytest
 
 from statsmodels.stats.multitest import multipletests
 
-from attnlab import intervals, plots
+from attnlab import intervals, plots, results
 from experiments import report, report_tables
 
 
@@ -292,11 +292,11 @@ def test_the_extrapolation_label_goes_per_cell_when_the_train_length_is_an_axis(
 
 
 def test_cost_scalars_become_overall_metrics(written):
-  assert report.cost_scalars({"train_steps_per_second": 12.5, "train_step_memory_bytes": 2**21,
+  assert results.cost_scalars({"train_steps_per_second": 12.5, "train_step_memory_bytes": 2**21,
                               "peak_memory_source": "x"}) == {
       "train_steps_per_second": 12.5, "train_step_memory_mb": 2.0}
-  assert report.cost_scalars({"train_step_memory_bytes": None}) == {}
-  assert report.cost_scalars(None) == {}
+  assert results.cost_scalars({"train_step_memory_bytes": None}) == {}
+  assert results.cost_scalars(None) == {}
   with open(written["csv"], encoding="utf-8") as f:
     speed = [r for r in csv.DictReader(f) if r["metric"] == "train_steps_per_second"]
   # Every run records its training speed; one row per variant, over all its seeds.
