@@ -15,7 +15,8 @@ Results: docs/alignment.md.
 
 import os
 
-from attnlab.defaults import apply_seeds_and_steps, load_config_file, parse_arg
+from attnlab.defaults import load_config_file, parse_arg
+from attnlab.sweeps import PROFILES, apply_seeds_and_steps
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 toy_translation = load_config_file(os.path.join(CONFIGS, "toy_translation.py"))
@@ -24,19 +25,11 @@ toy_translation = load_config_file(os.path.join(CONFIGS, "toy_translation.py"))
 # tests/experiments/test_sweep.py checks they agree).
 SCORES = ("dot", "scaled_dot", "general", "concat", "additive", "additive_normalized", "location",
           "cosine")
-PROFILES = ("tiny", "small", "full")
 DEFAULTS = dict(profile="small", seeds=0, steps=0, decoder="luong")
 
 
-def _args(arg):
-  args = parse_arg(arg, **DEFAULTS)
-  if args["profile"] not in PROFILES:
-    raise ValueError(f"unknown profile {args['profile']!r}; valid: {', '.join(PROFILES)}")
-  return args
-
-
 def get_config(arg=None):
-  args = _args(arg)
+  args = parse_arg(arg, profiles=PROFILES, **DEFAULTS)
   profile = args["profile"]
   config = toy_translation.get_config("quick" if profile == "tiny" else None)
   config.model.decoder = args["decoder"]
@@ -69,7 +62,8 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
   """{axis: {label: overrides}}: one axis, every registered score function."""
-  names = ("dot", "location") if _args(arg)["profile"] == "tiny" else SCORES
+  tiny = parse_arg(arg, profiles=PROFILES, **DEFAULTS)["profile"] == "tiny"
+  names = ("dot", "location") if tiny else SCORES
   return {"variant": {name: {"model.attention": name} for name in names}}
 
 

@@ -88,9 +88,7 @@ DECODERS = {
 
 
 def _args(arg):
-  args = parse_arg(arg, **DEFAULTS)
-  if args["profile"] not in PROFILES:
-    raise ValueError(f"unknown profile {args['profile']!r}; valid: {', '.join(PROFILES)}")
+  args = parse_arg(arg, profiles=PROFILES, **DEFAULTS)
   args["luong"] = args["luong"].lower()
   if args["luong"] not in ("", "true", "false"):
     raise ValueError(f"luong must be true or false, got {args['luong']!r}")

@@ -47,7 +47,8 @@ options ``seeds=N``, ``steps=N`` (N steps, no early stopping). Results: docs/lon
 
 import os
 
-from attnlab.defaults import apply_seeds_and_steps, load_config_file, parse_arg
+from attnlab.defaults import load_config_file, parse_arg
+from attnlab.sweeps import PROFILES, apply_seeds_and_steps
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 toy_translation = load_config_file(os.path.join(CONFIGS, "toy_translation.py"))
@@ -57,7 +58,6 @@ toy_translation = load_config_file(os.path.join(CONFIGS, "toy_translation.py"))
 # that configs/sweeps/alignment.py compares (tests/experiments/test_sweep.py checks this).
 SCORES = ("dot", "scaled_dot", "general", "additive", "location", "cosine")
 SMALL_SCORES = ("general", "scaled_dot")
-PROFILES = ("tiny", "small", "full")
 DEFAULTS = dict(profile="small", seeds=0, steps=0)
 # Evaluations without a lower validation loss (by more than MIN_RELATIVE_DELTA of the best, the
 # mean over seeds) before a trial stops; the best checkpoint is the one of lowest validation loss.
@@ -71,21 +71,15 @@ MATCHED_HIDDEN = 84
 MATCHED_HIDDEN_FULL = 340
 
 
-def _args(arg):
-  args = parse_arg(arg, **DEFAULTS)
-  if args["profile"] not in PROFILES:
-    raise ValueError(f"unknown profile {args['profile']!r}; valid: {', '.join(PROFILES)}")
-  return args
-
-
 def train_lengths(arg=None) -> tuple[int, ...]:
   """The training regimes: the longest training (and validation) source, per profile
   (RNNsearch-30 and -50 in the paper)."""
-  return {"tiny": (8,), "small": (30, 50), "full": (30, 50)}[_args(arg)["profile"]]
+  profile = parse_arg(arg, profiles=PROFILES, **DEFAULTS)["profile"]
+  return {"tiny": (8,), "small": (30, 50), "full": (30, 50)}[profile]
 
 
 def get_config(arg=None):
-  args = _args(arg)
+  args = parse_arg(arg, profiles=PROFILES, **DEFAULTS)
   profile = args["profile"]
   config = toy_translation.get_config("quick" if profile == "tiny" else None)
   config.data.train_max_src_len = train_lengths(arg)[0]
@@ -140,14 +134,14 @@ def _regime(arg, train_len: int) -> dict:
   """A training regime's overrides: its longest training source and, but in the tiny profile
   (one quantile bucket), its padded source lengths (the training length, the longest test one)."""
   overrides = {"data.train_max_src_len": train_len}
-  if _args(arg)["profile"] != "tiny":
+  if parse_arg(arg, profiles=PROFILES, **DEFAULTS)["profile"] != "tiny":
     overrides["batching.bucket_boundaries"] = (train_len, get_config(arg).data.max_len)
   return overrides
 
 
 def get_sweep(arg=None):
   """{axis: {label: overrides}}: variant x train_len (experiments/sweep.py)."""
-  profile = _args(arg)["profile"]
+  profile = parse_arg(arg, profiles=PROFILES, **DEFAULTS)["profile"]
   variants = {"none": {"model.decoder": "none"}}
   if profile == "tiny":
     variants["additive"] = {"model.attention": "additive"}

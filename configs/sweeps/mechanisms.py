@@ -34,7 +34,8 @@ memory (XLA's analysis) does not depend on the load.
 
 import os
 
-from attnlab.defaults import apply_seeds_and_steps, load_config_file, parse_arg
+from attnlab.defaults import load_config_file, parse_arg
+from attnlab.sweeps import PROFILES, apply_seeds_and_steps
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 toy_translation = load_config_file(os.path.join(CONFIGS, "toy_translation.py"))
@@ -42,7 +43,6 @@ toy_translation = load_config_file(os.path.join(CONFIGS, "toy_translation.py"))
 # The mechanisms compared (attnlab.attention.mechanism_names(), written out: configs are data;
 # tests/experiments/test_mechanisms_sweep.py checks they agree), global, the reference, first.
 MECHANISMS = ("global", "local_m", "local_p", "monotonic", "hard")
-PROFILES = ("tiny", "small", "full")
 # Evaluations without a lower validation loss (by more than MIN_DELTA nats per token, the mean
 # over seeds) before a trial stops; the best checkpoint is the one of lowest validation loss.
 PATIENCE = 4
@@ -52,15 +52,8 @@ DEFAULTS = dict(profile="small", seeds=0, steps=0)
 ESTIMATORS = {"hard_gumbel": {"model.mechanism": "hard", "model.hard_estimator": "gumbel"}}
 
 
-def _args(arg):
-  args = parse_arg(arg, **DEFAULTS)
-  if args["profile"] not in PROFILES:
-    raise ValueError(f"unknown profile {args['profile']!r}; valid: {', '.join(PROFILES)}")
-  return args
-
-
 def get_config(arg=None):
-  args = _args(arg)
+  args = parse_arg(arg, profiles=PROFILES, **DEFAULTS)
   profile = args["profile"]
   config = toy_translation.get_config("quick" if profile == "tiny" else None)
   config.model.decoder = "luong"
@@ -113,7 +106,7 @@ def get_config(arg=None):
 def get_sweep(arg=None):
   """{axis: {label: overrides}}: one axis, every registered mechanism, and hard attention
   trained with the straight-through Gumbel-softmax as well as with REINFORCE."""
-  if _args(arg)["profile"] == "tiny":
+  if parse_arg(arg, profiles=PROFILES, **DEFAULTS)["profile"] == "tiny":
     return {"mechanism": {name: {"model.mechanism": name} for name in ("local_p", "hard")}}
   return {"mechanism": {**{name: {"model.mechanism": name} for name in MECHANISMS},
                         **ESTIMATORS}}

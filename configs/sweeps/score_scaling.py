@@ -30,33 +30,26 @@ training and sentences, for a GPU or TPU), ``tiny`` (a smoke test); options
 
 import os
 
-from attnlab.defaults import apply_seeds_and_steps, load_config_file, parse_arg
+from attnlab.defaults import load_config_file, parse_arg
+from attnlab.sweeps import PROFILES, apply_seeds_and_steps
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 toy_translation = load_config_file(os.path.join(CONFIGS, "toy_translation.py"))
 
-PROFILES = ("tiny", "small", "full")
 VARIANTS = ("dot", "general", "scaled_dot", "additive")
 DEFAULTS = dict(profile="small", seeds=0, steps=0)
 # Evaluations per run (train.eval_every = num_steps / EVALS): the learning curves' points.
 EVALS = 5
 
 
-def _args(arg):
-  args = parse_arg(arg, **DEFAULTS)
-  if args["profile"] not in PROFILES:
-    raise ValueError(f"unknown profile {args['profile']!r}; valid: {', '.join(PROFILES)}")
-  return args
-
-
 def dims(arg=None) -> tuple[int, ...]:
   """The attention widths swept (``model.attention_dim``)."""
   return {"tiny": (8, 16), "small": (16, 64, 256, 1024), "full": (128, 512, 1024, 2048)}[
-      _args(arg)["profile"]]
+      parse_arg(arg, profiles=PROFILES, **DEFAULTS)["profile"]]
 
 
 def get_config(arg=None):
-  args = _args(arg)
+  args = parse_arg(arg, profiles=PROFILES, **DEFAULTS)
   profile = args["profile"]
   config = toy_translation.get_config("quick" if profile == "tiny" else None)
   if profile == "tiny":

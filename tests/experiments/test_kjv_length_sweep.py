@@ -71,7 +71,7 @@ def test_full_profile_has_bahdanaus_sizes():
   small = module.get_config("small")
   assert small.model.hidden_dim < config.model.hidden_dim
   assert module.get_config("small,steps=50").train.early_stopping_patience == 0
-  with pytest.raises(ValueError, match="unknown profile"):
+  with pytest.raises(ValueError, match="unknown config argument .huge.; valid: tiny, small, full"):
     module.get_config("huge")
   with pytest.raises(ValueError, match="luong must be true or false"):
     module.get_sweep("small,luong=maybe")
