@@ -163,6 +163,74 @@ class Checkpointer:
     self.manager.close()
 
 
+def read_steps(directory: str | os.PathLike, steps: list[int],
+               target: Any) -> Iterator[tuple[int, Any]]:
+  """(step, state) of each of ``steps`` under ``directory``, restored into the structure of
+  ``target`` one at a time, read without changing anything there: a read-only orbax manager
+  creates, cleans and moves nothing (checkpoint averaging: the originals stay as they are).
+
+  Raises ``CheckpointMismatch`` at a checkpoint of another model (as ``restore_first``), and
+  ``CheckpointUnreadable`` naming the first one that does not read or no longer exists (a
+  running training may have deleted it: ``train.keep_checkpoints``).
+  """
+  directory = os.fspath(os.path.abspath(directory))
+  # read_only with the options it implies, so orbax has nothing to warn about but the fact.
+  options = ocp.CheckpointManagerOptions(
+      read_only=True, save_interval_steps=0, create=False, cleanup_tmp_directories=False,
+      enable_async_checkpointing=False)
+  with without_logs("Given directory is read only"):
+    manager = ocp.CheckpointManager(directory, options=options,
+                                    item_handlers=ocp.StandardCheckpointHandler())
+  wanted = flat_shapes(target)
+  try:
+    for step in steps:
+      state = None
+      with held_back() as attempt:
+        try:
+          stored = flat_shapes(manager.item_metadata(step))
+          if not stored:  # orbax gives None when the tree's metadata file is missing
+            raise FileNotFoundError("the checkpoint's tree metadata is missing")
+          mismatch = shape_mismatch(stored, wanted)
+          if not mismatch:
+            state = manager.restore(step, args=ocp.args.StandardRestore(target))
+        except Exception as e:  # noqa: BLE001  (orbax raises many types for bad files)
+          attempt.failed = e
+      if attempt.failed is not None:
+        raise CheckpointUnreadable(
+            f"checkpoint {step} in {directory} does not read ({type(attempt.failed).__name__}: "
+            f"{_first_words(attempt.failed)})")
+      if mismatch:
+        raise CheckpointMismatch(f"checkpoint {step} in {directory} holds another model than "
+                                 f"the config describes: {mismatch}")
+      yield step, state
+  finally:
+    manager.close()
+
+
+@contextlib.contextmanager
+def without_logs(*prefixes: str) -> Iterator[None]:
+  """Drops the log records (root and ``absl`` loggers' handlers) whose message starts with
+  one of ``prefixes`` while inside: orbax's warnings about what was asked on purpose."""
+  class Drop(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+      return not str(record.getMessage()).startswith(prefixes)
+
+  drop = Drop()
+  handlers = {h for name in ("", "absl") for h in logging.getLogger(name).handlers}
+  for handler in handlers:
+    handler.addFilter(drop)
+  try:
+    yield
+  finally:
+    for handler in handlers:
+      handler.removeFilter(drop)
+
+
+class CheckpointUnreadable(ValueError):
+  """A checkpoint that does not read (damaged, partial, or deleted meanwhile), where nothing
+  may be moved aside (``read_steps``)."""
+
+
 def _first_words(error: Exception, limit: int = 160) -> str:
   """The start of an error's first line (tensorstore's carry kilobytes of JSON spec)."""
   text = str(error).splitlines()[0] if str(error) else ""

@@ -10,6 +10,9 @@ ids; its tokens can then be extended ids (>= the target vocabulary size: that
 example's k-th source OOV, ``Vocab.decode(tokens, oovs=...)``), fed back to the
 decoder as UNK.
 
+``Ensemble`` decodes several models that share their vocabularies as one (the mean of their
+per-step output distributions), through the same two functions.
+
 Usage::
 
     result = greedy_decode(model, params, src, src_lengths, max_len=20)
@@ -248,3 +251,69 @@ def beam_search(model: nn.Module, params: Any, src: Array, src_lengths: Array, m
       x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)
   return DecodeResult(tokens=take(tokens), scores=take(scores), log_probs=take(log_prob),
                       lengths=take(lengths), attention=take(attention))
+
+
+class Ensemble(nn.Module):
+  """Models that share their vocabularies, decoded as one model (``greedy_decode`` and
+  ``beam_search`` take it as they take a ``Seq2Seq``).
+
+  Each step's output distribution is the mean of the members' distributions, each as the
+  member's own decoding ranks it (PAD and BOS forbidden): log (1/M) sum_m p_m(y | ...),
+  ``ensemble_logits``. Its attention is the mean of the members' attention weights (zeros
+  count for a member without attention). Parameters: ``{"members_0": ..., "members_1": ...}``.
+
+  Attributes:
+    members: the models (``Seq2Seq``), all copy models or none (``copy``: their
+      extended ids must mean the same).
+  """
+
+  members: tuple[nn.Module, ...]
+
+  def __post_init__(self):
+    # linen shares a module passed twice (one set of parameters, "members_0"): each member
+    # gets its own copy, so (model, model) has two parameter slots as (model, equal model) has
+    # (jit caches a trace by equality: a shared trace would give every member one slot).
+    self.members = tuple(m.clone() for m in self.members)
+    super().__post_init__()
+
+  @property
+  def copy(self) -> bool:
+    """Whether the members are copy models (they predict extended ids)."""
+    return bool(getattr(self.members[0], "copy", False))
+
+  @property
+  def decoder(self) -> str:
+    """The first attentive member's decoder style (``none`` when no member attends)."""
+    return next((m.decoder for m in self.members if m.decoder != "none"), "none")
+
+  def start(self, src: Array, src_lengths: Array, history_len: int = 0,
+            deterministic: bool = True) -> tuple[tuple, tuple]:
+    """Each member's ``start``: (memories, states), one per member."""
+    started = [m.start(src, src_lengths, history_len, deterministic) for m in self.members]
+    return tuple(s[0] for s in started), tuple(s[1] for s in started)
+
+  def step(self, memory: tuple, state: tuple, y_prev: Array, deterministic: bool = True,
+           src_ext: Array | None = None) -> tuple[tuple, Array, Array]:
+    """y_prev [batch] -> (states, logits [batch, vocab] of the mean distribution, attention
+    [batch, src_len], the members' mean)."""
+    steps = [m.step(mem, st, y_prev, deterministic, src_ext)
+             for m, mem, st in zip(self.members, memory, state)]
+    states, logits, weights = zip(*steps)
+    return tuple(states), ensemble_logits(jnp.stack(logits)), jnp.mean(jnp.stack(weights), 0)
+
+
+def ensemble_logits(logits: Array) -> Array:
+  """logits [members, batch, vocab] -> [batch, vocab] logits whose softmax (PAD and BOS
+  forbidden) is the mean of the members' softmaxes (each with PAD and BOS forbidden).
+
+  Written as the first member's logits plus log (mean_m p_m / p_0) (a log-mean-exp of the
+  members' log-probability differences), so that one member, or members that agree, give
+  back the first member's logits bit for bit: an ensemble of one run (or of a run and itself)
+  decodes exactly as the run, scores included.
+  """
+  if logits.shape[0] == 1:
+    return logits[0]
+  log_probs = _step_log_probs(logits)  # [members, batch, vocab]
+  diff = log_probs - log_probs[0]  # log (p_m / p_0); 0 where members agree
+  top = jnp.max(diff, axis=0)
+  return logits[0] + top + jnp.log(jnp.mean(jnp.exp(diff - top), axis=0))

@@ -28,7 +28,10 @@ run's own ``config.json`` from ``--workdir`` when it is left out. Modes:
   in a pipe) gets one ``error:`` line on stderr naming it and an empty output line, and decoding
   goes on; the exit status is then 2, once every line is done. These outputs are opened
   only once the model is restored and never over a file of the workdir being read or the
-  input. A reader that stops early (``| head -1``) ends it quietly (141).
+  input. A reader that stops early (``| head -1``) ends it quietly (141). ``--ensemble=DIR2,...``
+  decodes with those runs too (same vocabularies), as one model: ``inference.restore_for_decoding``.
+* Eval and decode take ``--average=last:K`` or ``best:K``: the mean of those checkpoints'
+  parameters (``attnlab.average`` writes such an average as a workdir of its own).
 
 Exit status: 0 done; 2 bad flags, config or input (one message, no traceback; in decode, one
 per failed line);
@@ -74,6 +77,10 @@ flags.DEFINE_enum("output_format", "text", ["text", "jsonl"], "Decode mode: stdo
                   "output line per input line (text) or one JSON object of scored hypotheses.")
 flags.DEFINE_string("scores", None, "Decode mode: write the scored hypotheses, one JSON object "
                     "per input line (as --output_format=jsonl), to this file.")
+flags.DEFINE_string("average", None, "Eval/decode: the mean parameters of the 'last:K' or "
+                    "'best:K' (lowest validation loss) checkpoints, in place of --checkpoint.")
+flags.DEFINE_list("ensemble", [], "Decode mode: more runs, sharing --workdir's vocabularies, to "
+                  "decode with as one ensemble (the mean of their output probabilities).")
 flags.DEFINE_string("jax_cache_dir",
                     os.environ.get("ATTNLAB_JAX_CACHE_DIR", os.path.join(
                         os.path.expanduser("~"), ".cache", "attnlab", "xla")),
@@ -155,6 +162,8 @@ def _check_paths() -> None:
   if FLAGS.mode == "decode" and FLAGS.input and not os.path.isfile(FLAGS.input):
     _fail(f"--input {FLAGS.input!r} is not a file" if os.path.exists(FLAGS.input)
           else f"--input {FLAGS.input!r} does not exist")
+  if FLAGS.ensemble and FLAGS.mode != "decode":
+    _fail("--ensemble is for --mode=decode")
   if FLAGS.mode == "decode":
     _check_outputs()
   if FLAGS.heatmaps:
@@ -184,9 +193,10 @@ def _check_outputs() -> None:
     _check_writable(path)
     if FLAGS.input and os.path.exists(path) and os.path.samefile(path, FLAGS.input):
       _fail(f"{flag} {path!r} is the --input file: name another file for the output")
-    if _inside(path, workdir) and os.path.lexists(path):
-      _fail(f"{flag} {path!r} is a file of --workdir {workdir!r}, which decode reads: "
-            "name a new file (outside the run's files)")
+    for flag_name, run in [("--workdir", workdir)] + [("--ensemble", r) for r in FLAGS.ensemble]:
+      if _inside(path, run) and os.path.lexists(path):
+        _fail(f"{flag} {path!r} is a file of {flag_name} {run!r}, which decode reads: "
+              "name a new file (outside the run's files)")
   for k, (flag, path) in enumerate(files):
     for other, path2 in files[k + 1:]:
       if os.path.realpath(path) == os.path.realpath(path2):
@@ -295,7 +305,8 @@ def _main(argv):
                        {"test_" + k: v for k, v in summary["test"].items()
                         if isinstance(v, (int, float))}))
     elif FLAGS.mode == "eval":
-      result = training.evaluate_checkpoint(config, FLAGS.workdir, FLAGS.checkpoint, FLAGS.split)
+      result = training.evaluate_checkpoint(config, FLAGS.workdir, FLAGS.checkpoint, FLAGS.split,
+                                            FLAGS.average)
       print(summaries.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}))
     else:
       _decode(config, training)
@@ -339,8 +350,8 @@ def _decode(config, training) -> None:
         pass
       source.seek(start)
       batch_size = config.batching.eval_batch_size
-    state, prepared, _ = training.restore_for_inference(config, FLAGS.workdir, FLAGS.checkpoint,
-                                                        for_decoding=True)
+    state, prepared = inference.restore_for_decoding(
+        config, [FLAGS.workdir, *FLAGS.ensemble], FLAGS.checkpoint, FLAGS.average)
     lines, inputs = inference.text_lines(source, name, per_line=True), []
     if FLAGS.heatmaps:  # each input, for DIR/index.html
       lines = (inputs.append(line) or line for line in lines)

@@ -10,6 +10,10 @@ also compares it with the vocabularies the config's data builds.
 A checkpoint that does not read is moved aside and the next one is used, as in training; one
 that holds another model than the config describes is a config error
 (``checkpointing.CheckpointMismatch``) and is left in place.
+
+Both can use the mean parameters of the last or best K checkpoints instead (``average``:
+``averaging``, which reads them and moves nothing); decoding can also restore several runs
+that share their vocabularies as one ensemble (``restore_for_decoding``).
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ import ml_collections
 import numpy as np
 
 from attnlab import decoding, export, run_config
-from attnlab.config import ConfigError, build_model
+from attnlab.config import ConfigError, build_model, validate
 from attnlab.data import TaskData, Vocab, encode_batch, tokenizer_from_dict
 from attnlab.data.tasks import Example
-from attnlab.training import workdir as workdir_lib
+from attnlab.training import averaging, workdir as workdir_lib
 from attnlab.training.evaluation import (copy_oovs, decode_batch, evaluate, is_copy_model,
                                          prediction_text, write_heatmaps)
 from attnlab.training.preparation import Prepared, init_state, prepare
@@ -65,17 +69,30 @@ def prepare_for_decoding(config: ml_collections.ConfigDict, workdir: str) -> Pre
 
 
 def restore_for_inference(config: ml_collections.ConfigDict, workdir: str, which: str = "best",
-                          for_decoding: bool = False) -> tuple[TrainState, Prepared, int]:
+                          for_decoding: bool = False,
+                          average: str | None = None) -> tuple[TrainState, Prepared, int]:
   """The prepared task/model and the state of the ``best`` or ``latest`` checkpoint.
 
   A checkpoint that does not restore is moved aside (as in training) and the next one is
   used: for ``best``, the best, then the newest first; for ``latest``, newest first.
   ``for_decoding``: the model and vocabularies come from the workdir (no dataset is built).
+  ``average`` (``'last:K'`` or ``'best:K'``, in place of ``which``): the mean parameters of
+  those checkpoints (``averaging``; nothing is moved), at the newest one's step.
   Raises ``workdir.WorkdirError`` (creating nothing) when the workdir does not exist or
   holds another model's run, ``checkpointing.CheckpointMismatch`` (moving nothing) when its
   checkpoints are not the shapes of the config's model (e.g. an edited config.json),
   FileNotFoundError when no checkpoint restores.
   """
+  state, prepared, steps = restore_checkpoints(config, workdir, which, for_decoding, average)
+  return state, prepared, steps[0]
+
+
+def restore_checkpoints(config: ml_collections.ConfigDict, workdir: str, which: str = "best",
+                        for_decoding: bool = False, average: str | None = None
+                        ) -> tuple[TrainState, Prepared, list[int]]:
+  """``restore_for_inference`` with every step the state comes from, newest first (one,
+  unless ``average``)."""
+  choice = averaging.parse_choice(average) if average else None
   workdir_lib.check(workdir, create=False)
   workdir_lib.check_same_model(config, workdir)
   if config.get("num_seeds", 1) > 1:
@@ -84,11 +101,15 @@ def restore_for_inference(config: ml_collections.ConfigDict, workdir: str, which
   checkpoints = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(checkpoints):
     raise FileNotFoundError(f"no checkpoint in {checkpoints}: train first (--mode=train)")
+  averaged_steps = averaging.chosen_steps(workdir, choice) if choice else None
   if for_decoding:
     prepared = prepare_for_decoding(config, workdir)
   else:
     prepared = prepare(config)
     workdir_lib.check_same_vocab(prepared.task, workdir)
+  if averaged_steps:
+    return (averaging.restore_average(workdir, averaged_steps, init_state(config, prepared)),
+            prepared, averaged_steps)
   ckpt = workdir_lib.checkpointer(workdir, config)
   try:
     steps = sorted(ckpt.all_steps(), reverse=True)
@@ -104,21 +125,77 @@ def restore_for_inference(config: ml_collections.ConfigDict, workdir: str, which
         f"no checkpoint in {checkpoints} restores (moved to {checkpoints}_corrupted): "
         "train again (--mode=train)")
   step, state = restored
-  return state, prepared, step
+  return state, prepared, [step]
+
+
+def restore_for_decoding(config: ml_collections.ConfigDict, workdirs: Sequence[str],
+                         which: str = "best", average: str | None = None
+                         ) -> tuple[TrainState, Prepared]:
+  """The state and prepared model that decode ``workdirs[0]``'s run (``config``: its own,
+  with any overrides) or, given several runs, their ``decoding.Ensemble``: the mean of their
+  per-step output probabilities, with the mean of their attention as the alignment.
+
+  Every run restores its ``which`` (or ``average``d) checkpoint with its own config.json;
+  decode options (``eval.*``), tokenizers and the longest output are the first run's, the
+  longest source the shortest member's. WorkdirError (one line) when a run's vocabularies
+  (tokens or tokenizers) differ from the first's, or some are copy models and some not.
+  """
+  check_shared_vocabularies(workdirs)
+  state, prepared, _ = restore_for_inference(config, workdirs[0], which, True, average)
+  states, models, max_src_len = [state], [prepared.model], prepared.max_src_len
+  for workdir in workdirs[1:]:
+    member_config = load_config(workdir)
+    validate(member_config)
+    member_state, member, _ = restore_for_inference(member_config, workdir, which, True,
+                                                    average)
+    if is_copy_model(member.model) != is_copy_model(prepared.model):
+      raise workdir_lib.WorkdirError(
+          f"--ensemble member {workdir!r} and {workdirs[0]!r} are not both copy models (or "
+          "both not): their output ids differ")
+    states.append(member_state)
+    models.append(member.model)
+    max_src_len = min(max_src_len, member.max_src_len)
+  if len(workdirs) == 1:
+    return state, prepared
+  ensemble = decoding.Ensemble(members=tuple(models))
+  params = {f"members_{i}": s.params for i, s in enumerate(states)}
+  return (state.replace(params=params),
+          dataclasses.replace(prepared, model=ensemble, max_src_len=max_src_len))
+
+
+def check_shared_vocabularies(workdirs: Sequence[str]) -> None:
+  """WorkdirError (one line) unless every run's vocab.json holds the first's vocabularies and
+  tokenizers (checked before any model is restored)."""
+  if len(workdirs) < 2:
+    return
+  workdir_lib.check(workdirs[0], create=False)
+  first = workdir_lib.read_vocab(workdirs[0])
+  for workdir in workdirs[1:]:
+    if not os.path.isdir(workdir):
+      raise workdir_lib.WorkdirError(f"--ensemble member {workdir!r} does not exist")
+    vocab = workdir_lib.read_vocab(workdir)
+    differ = [k for k in ("src", "tgt", "src_tokenizer", "tgt_tokenizer")
+              if vocab.get(k) != first.get(k)]
+    if differ:
+      raise workdir_lib.WorkdirError(
+          f"--ensemble member {workdir!r} has other vocabularies than {workdirs[0]!r} "
+          f"({', '.join(differ)} differ): the runs of an ensemble must share them")
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: str = "best",
-                        split: str = "test") -> dict:
-  """Evaluates a saved checkpoint on a split; writes ``eval_{split}.json`` and, one line per
-  example, ``eval_{split}_examples.jsonl`` (source, reference, hypothesis, score, per-example
+                        split: str = "test", average: str | None = None) -> dict:
+  """Evaluates a saved checkpoint (or the ``average`` of several: ``restore_for_inference``)
+  on a split; writes ``eval_{split}.json`` and, one line per example,
+  ``eval_{split}_examples.jsonl`` (source, reference, hypothesis, score, per-example
   metrics: ``attnlab.export``). Holds the workdir's lock."""
   workdir_lib.check(workdir, create=False)
   with workdir_lib.writer_lock(workdir):
-    state, prepared, step = restore_for_inference(config, workdir, which)
+    state, prepared, steps = restore_checkpoints(config, workdir, which, average=average)
     task = prepared.task
     examples = getattr(task, split)
     result, records = evaluate(state, prepared, examples, config)
-    result = {"checkpoint": which, "step": step, "split": split, **result}
+    result = {"checkpoint": average or which, "step": steps[0], "split": split,
+              **({"averaged_steps": steps} if average else {}), **result}
     workdir_lib.write_json(os.path.join(workdir, f"eval_{split}.json"), result)
     with_alignment = task.has_alignment and prepared.model.decoder != "none"
     export.write_jsonl(os.path.join(workdir, f"eval_{split}_examples.jsonl"),
