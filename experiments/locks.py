@@ -53,7 +53,8 @@ def locked_by(workdir: str | os.PathLike, returncode: int | None) -> str | None:
   holder = run_record.live_holder(workdir)
   if holder is None:
     return None
-  return f"{os.fspath(workdir)} is in use by {run_record.describe_holder(holder)} ({run_record.LOCK})"
+  held_by = run_record.describe_holder(holder)
+  return f"{os.fspath(workdir)} is in use by {held_by} ({run_record.LOCK})"
 
 
 def already_running(trial: Mapping, holder: str) -> dict:
