@@ -12,7 +12,7 @@ import sys
 import pytest
 from absl import flags
 
-from experiments import cli, sweep
+from experiments import cli, grid, sweep
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # Entry points: the experiments/ modules run as `python -m experiments.NAME` (libraries such as
@@ -128,7 +128,7 @@ def test_documented_command_parses(where, name, args):
     pytest.fail(f"{where}: python -m experiments.{name} {' '.join(args)}: exit {e.code}")
   fv = parsed[0] if isinstance(parsed, tuple) else parsed
   if name == "sweep":
-    path, _ = sweep.split_spec(fv.sweep)
+    path, _ = grid.split_spec(fv.sweep)
     assert (REPO / path).is_file(), f"{where}: no sweep file {path}"
   if "--help" not in args:
     assert isinstance(cli.usage(fv, module.__doc__), str)
