@@ -10,10 +10,11 @@ and type-checks the overrides as for any config file. Like every config file it 
 
 from __future__ import annotations
 
-import json
 import os
 
 import ml_collections
+
+from attnlab import run_record
 
 
 def from_json(config: dict) -> ml_collections.ConfigDict:
@@ -28,5 +29,4 @@ def from_json(config: dict) -> ml_collections.ConfigDict:
 
 def get_config(workdir: str) -> ml_collections.ConfigDict:
   """The config the run in ``workdir`` was trained with (its ``config.json``)."""
-  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-    return from_json(json.load(f))
+  return from_json(run_record.read_json(os.path.join(workdir, run_record.CONFIG)))

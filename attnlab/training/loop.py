@@ -30,7 +30,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from attnlab import parallel
+from attnlab import parallel, run_record
 from attnlab.data import TrainBatches
 from attnlab.training import early_stopping, run_page, workdir as workdir_lib
 from attnlab.training.cost import TrainTimer, cost_summary, largest_batch, train_step_memory
@@ -153,16 +153,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if finished is not None:
       logging.warning("this run is already complete at step %d (%s); nothing to do: "
                       "--mode=eval re-evaluates it, a larger train.num_steps trains on",
-                      finished["step"], os.path.join(workdir, "summary.json"))
+                      finished["step"], os.path.join(workdir, run_record.SUMMARY))
       return finished
     return _train(config, workdir)
 
 
 def _write_run_files(config: ml_collections.ConfigDict, workdir: str, prepared: Prepared):
   """config.json, vocab.json and run.json: what eval and decode rebuild the run from."""
-  workdir_lib.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  workdir_lib.write_json(os.path.join(workdir, run_record.CONFIG), config.to_dict())
   workdir_lib.write_vocab(workdir, prepared.task)  # with its checksum (read_vocab checks it)
-  workdir_lib.write_json(os.path.join(workdir, "run.json"), prepared.shapes())
+  workdir_lib.write_json(os.path.join(workdir, run_record.RUN), prepared.shapes())
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -356,7 +356,7 @@ def _finish(config, workdir: str, prepared: Prepared, stepper, writers, ckpt, di
     summary["test_beam"] = {k: mean for k, (mean, _) in means_and_stds.items()}
     summary["test_beam_std"] = {k: std for k, (_, std) in means_and_stds.items()}
   if jax.process_index() == 0:
-    workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
+    workdir_lib.write_json(os.path.join(workdir, run_record.SUMMARY), summary)
     run_page.write_run_page(workdir, task, dirs, test_records_per_model)  # + attention examples
   ckpt.close()
   logging.info("test: %s", scalars(summary["test"]))
