@@ -4,31 +4,33 @@ Experiment files in ``configs/`` start from ``base_config(task)`` and change a
 few fields; ``validate`` checks a config before anything is built, and
 ``build_model`` turns it into a ``Seq2Seq`` (models never read configs): ``model_options``
 makes ``config.model`` one ``attnlab.options.ModelOptions`` value, here and nowhere else.
+
+This is the one boundary where options are checked. The generic ones are listed below
+(``INTEGER_MINIMUMS``, ``REAL_RANGES``, ``validate``); each variant contributes the checks of
+its own options through its registry entry (``Score.option_checks``,
+``Mechanism.option_checks``, ``DECODER_STYLES[style]``: ``variant_checks``), so the modules
+that read them trust them. ``config.imports`` is imported first (``import_modules``), so a
+variant registered outside attnlab is checked like the others.
 """
 
 from __future__ import annotations
 
-import math
+import importlib
 import os
 
-import jax.numpy as jnp
 import ml_collections
 
-from attnlab.attention import HARD_ESTIMATORS, mechanism_names, score_names
-from attnlab.attention.mechanisms import NORMALIZERS
+from attnlab.attention import MECHANISMS, NORMALIZERS, SCORES
 from attnlab.data.tasks import TASKS
 from attnlab.data.text import SPM_MODEL_TYPES
 from attnlab.defaults import base_config, shrink_for_smoke_test  # noqa: F401  (re-exported)
 from attnlab.models import BRIDGES, DECODER_STYLES, Seq2Seq, cell_names
-from attnlab.options import ModelOptions
+from attnlab.options import DTYPES, Flag, Integer, ModelOptions, OneOf, Real
+from attnlab.options import in_interval  # noqa: F401  (re-exported)
 
 
 # train.schedule names (attnlab.training.steps.make_schedule / make_optimizer).
 SCHEDULES = ("cosine", "constant", "inverse_sqrt", "reduce_on_plateau")
-
-# model.dtype names -> computation dtypes.
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
 
 class ConfigError(ValueError):
   """A config value that cannot work; names the key and the valid choices."""
@@ -52,30 +54,31 @@ def _value(config, key: str):
 
 
 def _one_of(config, key: str, valid) -> None:
-  value = _value(config, key)
-  if value not in valid:
-    raise ConfigError(key, f"unknown value {value!r}; valid choices: {', '.join(sorted(valid))}")
+  _check(config, key, OneOf(tuple(valid)), absent_ok=False)
 
 
-def _integer(config, key: str, low: int) -> None:
+def _check(config, key: str, check, absent_ok: bool = True) -> None:
+  """ConfigError naming ``key`` when ``check`` finds its value wrong (a key a config.json from
+  before it existed lacks is fine, unless ``absent_ok`` is False)."""
   value = _value(config, key)
-  if value is ABSENT:
+  if value is ABSENT and absent_ok:
     return
-  if isinstance(value, bool) or not isinstance(value, int) or value < low:
-    raise ConfigError(key, f"must be an integer >= {low}, got {value!r}")
+  problem = check.problem(value)
+  if problem:
+    raise ConfigError(key, problem)
 
 
 # The integer options (counts, sizes, intervals, seeds) and the least value each takes.
 INTEGER_MINIMUMS = {
     **dict.fromkeys(("num_seeds", "model.emb_dim", "model.hidden_dim", "model.encoder_layers",
-                     "model.decoder_layers", "model.num_heads", "model.local_window",
+                     "model.decoder_layers", "model.num_heads",
                      "batching.batch_size", "batching.eval_batch_size", "batching.num_buckets",
                      "batching.round_to", "train.num_steps", "train.log_every",
                      "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
                      "eval.beam_size", "train.steps_per_dispatch", "train.grad_accum_steps",
                      "train.plateau_window", "train.plateau_patience"), 1),
     **dict.fromkeys(("seed", "data.train_max_src_len", "model.attention_dim",
-                     "model.max_src_len", "model.encoder_self_attention_layers",
+                     "model.encoder_self_attention_layers",
                      "train.warmup_steps", "eval.max_decode_len", "eval.num_heatmaps",
                      "eval.max_examples", "parallel.num_devices", "parallel.num_processes",
                      "train.early_stopping_patience", "batching.max_tokens"), 0),
@@ -84,7 +87,7 @@ INTEGER_MINIMUMS = {
 
 # The real-valued options and the interval each must lie in (a finite number, never True or
 # False): '[' / ']' include the bound, '(' / ')' leave it out. A config.json written before
-# an option existed may lack it.
+# an option existed may lack it. (A variant's own options: its registry entry, variant_checks.)
 REAL_RANGES = {
     "train.learning_rate": "(0, inf)",
     "train.grad_clip": "[0, inf)",  # 0: no clipping
@@ -97,51 +100,42 @@ REAL_RANGES = {
     "train.plateau_factor": "(0, 1)",  # 1 would never lower the learning rate
     "batching.tgt_quantile": "(0, 1]",
     "model.dropout_rate": "[0, 1)",
-    "model.hard_temperature": "(0, inf)",
-    "model.hard_entropy_weight": "[0, inf)",
-    "model.hard_baseline_decay": "[0, 1)",
-    "model.monotonic_noise": "[0, inf)",
-    "model.monotonic_bias": "(-inf, inf)",
-    "model.cosine_temperature": "(0, inf)",
     "eval.length_penalty": "[0, inf)",
     "eval.coverage_penalty": "[0, inf)",
 }
 
 
-def in_interval(value: float, interval: str) -> bool:
-  """Whether ``value`` lies in ``interval``, written as ``"[0, 1)"`` (``inf`` for no bound)."""
-  low, high = (float(bound) for bound in interval[1:-1].split(","))
-  above = low <= value if interval[0] == "[" else low < value
-  below = value <= high if interval[-1] == "]" else value < high
-  return above and below
+def variant_checks() -> list[tuple[str, object]]:
+  """(``model.<option>``, check) of every registered score function's and mechanism's own
+  options (``option_checks`` of each registry entry): an option's valid values do not depend
+  on whether this run's variant reads it, so all are checked (a sweep shares them)."""
+  return [(f"model.{name}", check)
+          for registry in (SCORES, MECHANISMS) for entry in registry.values()
+          for name, check in entry.option_checks.items()]
 
 
-def _describe(interval: str) -> str:
-  """``"[0, inf)"`` -> ``">= 0"``, ``"(0, inf)"`` -> ``"> 0"``, else ``"in [0, 1)"``."""
-  low, high = (bound.strip() for bound in interval[1:-1].split(","))
-  if high == "inf" and low != "-inf":
-    return (">= " if interval[0] == "[" else "> ") + low
-  return "" if low == "-inf" and high == "inf" else f"in {interval}"
-
-
-def _real(config, key: str, interval: str) -> None:
-  value = _value(config, key)
-  if value is ABSENT:
-    return
-  if (isinstance(value, bool) or not isinstance(value, (int, float))
-      or not math.isfinite(value) or not in_interval(value, interval)):
-    raise ConfigError(key, f"must be a finite number {_describe(interval)}".rstrip()
-                      + f", got {value!r}")
+def import_modules(config: ml_collections.ConfigDict) -> None:
+  """Imports ``config.imports`` (module names), so what they register can be named; a module
+  that does not import is a ConfigError naming it."""
+  names = config.get("imports", ())  # absent from config.json files before it existed
+  if isinstance(names, str) or not all(isinstance(name, str) for name in names):
+    raise ConfigError("imports", f"must be a list of module names, got {names!r}")
+  for name in names:
+    try:
+      importlib.import_module(name)
+    except ImportError as e:
+      raise ConfigError("imports", f"cannot import {name!r}: {e}") from None
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError naming the first bad key (and its valid choices)."""
+  """Raises ConfigError naming the first bad key (and its valid choices), after importing
+  ``config.imports``."""
+  import_modules(config)
   _one_of(config, "data.task", TASKS)
   _one_of(config, "model.cell", cell_names())
   _one_of(config, "model.decoder", DECODER_STYLES)
-  _one_of(config, "model.attention", score_names())
-  _one_of(config, "model.mechanism", mechanism_names())
-  _one_of(config, "model.hard_estimator", HARD_ESTIMATORS)
+  _one_of(config, "model.attention", SCORES)
+  _one_of(config, "model.mechanism", MECHANISMS)
   _one_of(config, "model.normalizer", NORMALIZERS)
   _one_of(config, "model.bridge", BRIDGES)
   _one_of(config, "train.schedule", SCHEDULES)
@@ -150,19 +144,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "eval.on_long_input", ("error", "truncate"))
   _one_of(config, "model.dtype", DTYPES)
   for key, low in INTEGER_MINIMUMS.items():
-    _integer(config, key, low)
+    _check(config, key, Integer(low))
   for key, interval in REAL_RANGES.items():
-    _real(config, key, interval)
-  if not isinstance(config.model.location_bias, bool):
-    raise ConfigError("model.location_bias",
-                      f"must be True or False, got {config.model.location_bias!r}")
-  # .get: a workdir's config.json from before these keys existed lacks them.
-  if not isinstance(config.model.get("cosine_learn_temperature", True), bool):
-    raise ConfigError("model.cosine_learn_temperature", "must be True or False, got "
-                      f"{config.model.cosine_learn_temperature!r}")
-  if not isinstance(config.train.get("measure_memory", False), bool):
-    raise ConfigError("train.measure_memory",
-                      f"must be True or False, got {config.train.measure_memory!r}")
+    _check(config, key, Real(interval))
+  for key in ("train.measure_memory", "model.coverage", "model.copy"):
+    _check(config, key, Flag())
+  for key, check in variant_checks():
+    _check(config, key, check)
+  model = config.model.to_dict()
+  for requirement in DECODER_STYLES[config.model.decoder]:
+    problem = requirement.problem(model)
+    if problem:
+      raise ConfigError(f"model.{requirement.name}", problem)
   _validate_best_metric(config)
   _validate_length_boundaries(config)
   _validate_bucket_boundaries(config)
@@ -175,9 +168,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.num_seeds > 1 and config.parallel.num_devices > 1:
     raise ConfigError("parallel.num_devices", "multi-seed runs (num_seeds > 1) run on one "
                       "device: set it to 0 or 1, or run the seeds separately")
-  if config.model.decoder == "none" and config.model.bridge == "zeros":
-    raise ConfigError("model.bridge", "the no-attention decoder needs bridge='dense' "
-                      "(the source reaches it only through its initial state)")
   _validate_coverage_and_alignment(config)
   _validate_copy(config)
   enc_width = config.model.hidden_dim * (2 if config.model.bidirectional else 1)
@@ -306,13 +296,9 @@ def _validate_grad_accum(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_coverage_and_alignment(config: ml_collections.ConfigDict) -> None:
-  """Coverage, the coverage loss and penalty, and guided alignment need attention weights."""
-  if not isinstance(config.model.coverage, bool):
-    raise ConfigError("model.coverage", f"must be True or False, got {config.model.coverage!r}")
+  """The coverage loss and penalty, and guided alignment need attention weights (coverage
+  itself: the ``none`` style's requirements, ``DECODER_STYLES``)."""
   no_attention = config.model.decoder == "none"
-  if config.model.coverage and no_attention:
-    raise ConfigError("model.coverage", "coverage sums attention weights, and decoder='none' "
-                      "has none: use decoder='bahdanau' or 'luong'")
   for key in ("train.coverage_loss_weight", "train.guided_alignment_weight",
               "eval.coverage_penalty"):
     if _value(config, key) > 0 and no_attention:  # a number >= 0 (REAL_RANGES)
@@ -325,16 +311,9 @@ def _validate_coverage_and_alignment(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_copy(config: ml_collections.ConfigDict) -> None:
-  """Copy attention copies through the attention weights, over an extended vocabulary."""
-  copy = config.model.get("copy", False)
-  if not isinstance(copy, bool):
-    raise ConfigError("model.copy", f"must be True or False, got {copy!r}")
-  if not copy:
-    return
-  if config.model.decoder == "none":
-    raise ConfigError("model.copy", "copying needs attention weights over the source, and "
-                      "decoder='none' has none: use decoder='bahdanau' or 'luong'")
-  if config.train.label_smoothing > 0:
+  """Copy attention predicts over an extended vocabulary (that it needs attention weights:
+  the ``none`` style's requirements, ``DECODER_STYLES``)."""
+  if config.model.get("copy", False) and config.train.label_smoothing > 0:
     # Smoothing would spread target mass over the extended vocabulary's unused OOV slots,
     # whose probability is exactly zero.
     raise ConfigError("train.label_smoothing", "must be 0 with model.copy=True (the extended "
@@ -362,17 +341,13 @@ def validate_task(config: ml_collections.ConfigDict, has_alignment: bool,
 def model_options(config: ml_collections.ConfigDict, max_src_len: int) -> ModelOptions:
   """``config.model`` as one ``ModelOptions``: each key sets the field of its name, every
   other key becomes an extra option (``ModelOptions.extra``) for the score or mechanism that
-  reads it. Also the attention-loss weights ``config.train.coverage_loss_weight`` /
-  ``guided_alignment_weight``, which ``Seq2Seq.attention_losses`` applies.
+  reads it. A config.json that lacks a key (written before the option existed) gets the
+  field's default, the value every run before it had.
 
   max_src_len: the longest source in the data (used when config.model.max_src_len is 0).
   """
   values = config.model.to_dict()
-  values.update(
-      attention_dim=values["attention_dim"] or None,  # 0 -> None: defaults.py says what it means
-      max_src_len=values["max_src_len"] or max_src_len, dtype=DTYPES[values["dtype"]],
-      coverage_loss_weight=float(config.train.coverage_loss_weight),
-      guided_alignment_weight=float(config.train.guided_alignment_weight))
+  values["max_src_len"] = values.get("max_src_len") or max_src_len
   return ModelOptions.from_flat(values)
 
 

@@ -8,7 +8,7 @@ Both are pure and jit-able and, like ``attnlab.metrics.sequence_cross_entropy``,
 * ``guided_alignment_loss`` (Chen et al. 2016; Garg et al. 2019): cross-entropy from the
   task's true alignment (rows normalised to distributions) to the attention weights.
 
-``Seq2Seq.attention_losses`` weights them (``train.coverage_loss_weight``,
+``training.steps.attention_losses`` weights them (``train.coverage_loss_weight``,
 ``train.guided_alignment_weight``) and ``training.steps.train_step`` adds them to the loss.
 
 Shapes: attention [batch, tgt_len, src_len], row t = the weights used to predict target token

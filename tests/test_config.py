@@ -8,6 +8,7 @@ import ml_collections
 import pytest
 
 from attnlab import config as config_lib
+from attnlab.options import Integer, Real
 from attnlab.attention import score_names
 from attnlab.data import TASKS
 
@@ -155,9 +156,13 @@ def test_coverage_config_reaches_the_model():
                       "eval.beam_size": 4})
   config_lib.validate(config)
   model = config_lib.build_model(config, 10, 12, 8)
-  assert model.options.coverage and model.options.coverage_loss_weight == 0.5
-  assert model.options.guided_alignment_weight == 2.0
+  assert model.options.coverage
   assert not config_lib.build_model(_config(), 10, 12, 8).options.coverage
+  # The loss weights are the training side's (steps.Objective), not the model's.
+  assert not hasattr(model.options, "coverage_loss_weight")
+  from attnlab.training.steps import Objective
+  assert Objective.create(config.train, model.options) == Objective(
+      coverage_loss_weight=0.5, guided_alignment_weight=2.0)
 
 
 @pytest.mark.parametrize("key,value", [("train.steps_per_dispatch", 4),
@@ -266,16 +271,24 @@ def just_outside(interval: str) -> list[float]:
   return outside
 
 
-@pytest.mark.parametrize("key", sorted(config_lib.REAL_RANGES))
+def real_ranges() -> dict:
+  """{key: interval} of every real option: the generic ones and each variant's own."""
+  return {**config_lib.REAL_RANGES, **{key: check.interval for key, check
+                                       in config_lib.variant_checks() if isinstance(check, Real)}}
+
+
+@pytest.mark.parametrize("key", sorted(real_ranges()))
 def test_every_real_option_refuses_the_nearest_values_outside_its_interval(key):
-  for value in just_outside(config_lib.REAL_RANGES[key]):
+  for value in just_outside(real_ranges()[key]):
     with pytest.raises(config_lib.ConfigError, match=f"config.{key}: must be a finite") as e:
       config_lib.validate(_from_json(key, value))
     assert e.value.key == key
 
 
 def test_every_numeric_option_has_a_range():
-  assert set(numeric_options()) <= set(config_lib.REAL_RANGES) | set(config_lib.INTEGER_MINIMUMS)
+  variants = {key for key, check in config_lib.variant_checks() if isinstance(check, Integer)}
+  assert set(numeric_options()) <= (set(real_ranges()) | set(config_lib.INTEGER_MINIMUMS)
+                                    | variants)
 
 
 def test_a_config_json_from_before_an_option_existed_still_validates():

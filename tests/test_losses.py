@@ -1,12 +1,12 @@
 """Auxiliary attention losses: coverage loss and guided alignment against direct numpy loops,
-masking, and their weighting in ``Seq2Seq.attention_losses``."""
+masking, and their weighting on the training side (``training.steps.attention_losses``)."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from attnlab import losses
-from attnlab.models import Seq2Seq
+from attnlab.training.steps import Objective, attention_losses
 
 BATCH, TGT_LEN, SRC_LEN = 3, 4, 5
 SRC_LENGTHS = np.array([5, 3, 1])
@@ -104,23 +104,19 @@ def test_guided_alignment_loss_is_smallest_at_the_reference():
   assert np.isfinite(float(zero)) and float(zero) > 10
 
 
-def _model(**kwargs):
-  return Seq2Seq.create(src_vocab_size=8, tgt_vocab_size=8, decoder="luong", **kwargs)
-
-
-def _attention_losses(model, attention, tgt_mask, alignment):
-  return model.apply({}, jnp.asarray(attention), jnp.asarray(tgt_mask), jnp.asarray(SRC_LENGTHS),
-                     alignment, method=model.attention_losses)
+def _attention_losses(objective, attention, tgt_mask, alignment):
+  return attention_losses(objective, jnp.asarray(attention), jnp.asarray(tgt_mask),
+                          jnp.asarray(SRC_LENGTHS), alignment)
 
 
 def test_attention_losses_weight_each_loss_and_report_it_unweighted():
   attention, tgt_mask, src_mask = _inputs()
   alignment = np.zeros((BATCH, TGT_LEN, SRC_LEN), np.float32)
   alignment[0, :, 0] = 1.0
-  total, parts = _attention_losses(_model(), attention, tgt_mask, None)
+  total, parts = _attention_losses(Objective(), attention, tgt_mask, None)
   assert float(total) == 0.0 and parts == {}
   total, parts = _attention_losses(
-      _model(coverage_loss_weight=2.0, guided_alignment_weight=0.5), attention, tgt_mask,
+      Objective(coverage_loss_weight=2.0, guided_alignment_weight=0.5), attention, tgt_mask,
       alignment)
   assert set(parts) == {"coverage_loss", "guided_alignment_loss"}
   cov_sum, cov_count = _coverage_loss_loops(attention, tgt_mask, src_mask)
@@ -136,4 +132,4 @@ def test_attention_losses_weight_each_loss_and_report_it_unweighted():
 def test_guided_alignment_without_alignment_is_an_error():
   attention, tgt_mask, _ = _inputs()
   with pytest.raises(ValueError, match="alignment"):
-    _attention_losses(_model(guided_alignment_weight=1.0), attention, tgt_mask, None)
+    _attention_losses(Objective(guided_alignment_weight=1.0), attention, tgt_mask, None)

@@ -1,5 +1,6 @@
-"""ModelOptions: the model as one value, made from the config in one place and read whole by
-the score and mechanism (attnlab/options.py)."""
+"""ModelOptions: the model as one value, each option declared once (the config's model section
+is made from it), made from the config in one place and read whole by the score and mechanism
+(attnlab/options.py)."""
 
 import dataclasses
 import math
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 
 from attnlab import config as config_lib
+from attnlab import defaults, options as options_lib
 from attnlab.attention import SCORES, Score, register_score
+from attnlab.attention.scores import projection_width
 from attnlab.models import ModelOptions, Seq2Seq
 
 SRC = jnp.array([[4, 5, 6, 0], [7, 8, 0, 0]])
@@ -53,7 +56,10 @@ def test_get_reads_a_field_then_an_extra_option_then_the_default():
   assert options.get("hidden_dim", 0) == 16
   assert options.get("toy_scale", 1.0) == 2.0
   assert options.get("absent", 1.0) == 1.0
-  assert options.attention_width == 16 and options.replace(attention_dim=7).attention_width == 7
+  # attention_dim: one encoding (an int, 0 = no width of its own); the additive scores'
+  # width falls back to hidden_dim in one place, scores.projection_width.
+  assert options.attention_dim == 0 and projection_width(options) == 16
+  assert projection_width(options.replace(attention_dim=7)) == 7
 
 
 def test_bad_extra_options_fail():
@@ -80,11 +86,39 @@ def test_the_config_maps_onto_the_options_key_for_key():
   c = _locked_config(attention_dim=0, max_src_len=0, dtype="bfloat16", local_window=4)
   options = config_lib.model_options(c, max_src_len=9)
   for key, value in c.model.items():  # a field of that name, or an extra option
-    if key not in ("attention_dim", "max_src_len", "dtype"):
+    if key != "max_src_len":
       assert options.get(key, None) == value, key
-  # The config's conventions, resolved in that one place.
-  assert (options.attention_dim, options.attention_width, options.max_src_len,
-          options.dtype) == (None, c.model.hidden_dim, 9, jnp.bfloat16)
+  # The one convention resolved there: max_src_len 0 = the data's longest source.
+  assert (options.attention_dim, options.max_src_len, options.dtype,
+          options.compute_dtype) == (0, 9, "bfloat16", jnp.bfloat16)
+  assert config_lib.model_options(_locked_config(max_src_len=20), 9).max_src_len == 20
+
+
+def test_the_config_model_section_is_made_from_the_options_declaration():
+  # One declaration: every field is a config key with the field's default, and back.
+  section = defaults.base_config("date").model.to_dict()
+  assert section == options_lib.defaults()
+  assert ModelOptions.from_flat(section) == ModelOptions()
+  assert "extra" not in section
+
+
+def test_options_import_no_jax():
+  # Config files build on attnlab.defaults, which builds on attnlab.options: neither may
+  # import JAX (configs are data).
+  import subprocess
+  import sys
+  code = ("import sys, attnlab.defaults, attnlab.options; "
+          "assert 'jax' not in sys.modules, 'jax imported'")
+  subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_config_json_lacking_a_model_key_builds_the_defaults_model():
+  values = defaults.base_config("date").to_dict()
+  for key in ("cosine_temperature", "bidirectional", "attention_dim", "dtype"):
+    del values["model"][key]
+  import ml_collections
+  options = config_lib.model_options(ml_collections.ConfigDict(values), 9)
+  assert options == ModelOptions(max_src_len=9)
 
 
 # --------------------------------------------------------------------------- cosine, end to end

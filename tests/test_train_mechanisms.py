@@ -9,6 +9,7 @@ import pytest
 from attnlab import config as config_lib
 from attnlab import training
 from attnlab.data import TrainBatches, eval_batches
+from attnlab.training.steps import Objective
 
 # The variants of this issue (global attention learns the task in tests/models/test_seq2seq.py).
 VARIANTS = {
@@ -55,8 +56,10 @@ def test_every_variant_learns_to_reverse():
                          first["tgt_in"][:1])["params"] for name, m in models.items()}
 
   params = init_all(jax.random.key(0))
-  states = {name: training.TrainState.create(apply_fn=models[name].apply, params=params[name],
-                                          tx=training.make_optimizer(configs[name].train))
+  states = {name: training.TrainState.create(
+      apply_fn=models[name].apply, params=params[name],
+      tx=training.make_optimizer(configs[name].train),
+      objective=Objective.create(configs[name].train, models[name].options))
             for name in models}
 
   @jax.jit

@@ -7,9 +7,12 @@ source positions. The context is the value at one position s_t:
 * training with ``hard_estimator='reinforce'``: s_t ~ Categorical(alpha). The
   sampling is not differentiable, so the mechanism sows log alpha[s_t] and the
   entropy H(alpha) [batch, q_len] into the ``SAMPLES`` collection and the
-  training loss adds ``reinforce_surrogate``: the score-function (REINFORCE,
+  training loss adds ``reinforce_loss``: the score-function (REINFORCE,
   Williams 1992) estimator with a moving-average baseline (``update_baseline``)
-  and an entropy bonus (Xu et al. 2015, eq. 12);
+  and an entropy bonus (Xu et al. 2015, eq. 12). The estimator lives here, with its
+  mechanism; the training step (``attnlab.training.steps``) gives it what only training
+  has: the reward (minus each example's target NLL) and the baseline, which it carries
+  from step to step in its state;
 * training with ``hard_estimator='gumbel'``: straight-through Gumbel-softmax
   (Jang et al. 2017): the forward pass uses the one-hot of argmax(scores + g),
   g ~ Gumbel(0, 1), the backward pass the gradient of softmax((scores + g) / tau)
@@ -27,11 +30,14 @@ import jax.numpy as jnp
 from attnlab.attention import masks as masks_lib
 from attnlab.attention.mechanisms import (Mechanism, get_normalizer, masked_softmax,
                                           register_mechanism, weighted_sum)
+from attnlab.options import OneOf, Real
 
 Array = jax.Array
 
 # The collection the REINFORCE samples are sown into (``apply(..., mutable=[SAMPLES])``).
 SAMPLES = "hard_attention"
+# hard_estimator values.
+HARD_ESTIMATORS = ("reinforce", "gumbel")
 
 
 def _safe_log(weights: Array) -> Array:
@@ -163,9 +169,50 @@ def collect_samples(sown: dict) -> tuple[Array, Array] | None:
   return join(found["log_prob"]), join(found["entropy"])
 
 
+def reinforce_loss(sown: dict, rewards: Array, baseline: Array, target_mask: Array,
+                   example_mask: Array, initialized: Array, entropy_weight: float,
+                   baseline_decay: float) -> tuple[Array, Array]:
+  """The REINFORCE term of hard attention's training loss, and the updated baseline.
+
+  Training with ``mechanism='hard'`` and ``hard_estimator='reinforce'``, the teacher-forced
+  pass sows the log-probability of each sampled position (``apply(..., deterministic=False,
+  mutable=[SAMPLES])``). Add the returned surrogate (``reinforce_surrogate``) to the loss.
+
+  Args:
+    sown: the ``SAMPLES`` collection of that pass.
+    rewards: [batch] per-example reward (minus the example's target NLL).
+    baseline: [] the moving-average reward baseline.
+    target_mask: [batch, tgt_len] bool, real target steps.
+    example_mask: [batch] bool, real examples (not batch padding).
+    initialized: [] bool, False before the first update (the baseline then starts at this
+      batch's mean reward).
+    entropy_weight, baseline_decay: the options ``hard_entropy_weight`` and
+      ``hard_baseline_decay``.
+
+  Returns:
+    surrogate loss [] (0 when nothing was sown) and the new baseline [].
+  """
+  samples = collect_samples(sown)
+  if samples is None:
+    return jnp.zeros((), jnp.float32), baseline
+  log_probs, entropies = samples
+  new_baseline = update_baseline(baseline, rewards, example_mask, baseline_decay, initialized)
+  # Before the first update the current batch's mean is the best baseline there is.
+  used = jnp.where(initialized, baseline, new_baseline)
+  surrogate = reinforce_surrogate(log_probs, entropies, rewards, used, target_mask,
+                                  entropy_weight)
+  return surrogate, new_baseline
+
+
 @register_mechanism("hard")
 class Hard(Mechanism):
   """Hard attention: the context is the value at one position (see the module docstring)."""
+
+  option_checks = {"hard_estimator": OneOf(HARD_ESTIMATORS),
+                   "hard_temperature": Real("(0, inf)"),
+                   "hard_entropy_weight": Real("[0, inf)"),
+                   "hard_baseline_decay": Real("[0, 1)")}
+  sown_collections = (SAMPLES,)
 
   def __call__(self, score_fn, query, memory, *, t, state, deterministic):
     scores = score_fn.score(query, memory.keys)  # [batch, q_len, k_len]

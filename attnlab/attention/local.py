@@ -34,6 +34,8 @@ import jax.numpy as jnp
 
 from attnlab.attention.mechanisms import (Mechanism, gather_values, get_normalizer,
                                           register_mechanism, scatter_weights, score_at)
+from attnlab.attention.scores import projection_width
+from attnlab.options import Integer
 
 Array = jax.Array
 
@@ -73,6 +75,7 @@ class _Local(Mechanism):
 
   gaussian: ClassVar[bool] = False  # local_p: multiply by the Gaussian around p_t
   recompute_in_backward = True  # keep O(1) per step for the backward pass, not the window
+  option_checks = {"local_window": Integer(1)}  # D: a window of at least 3 positions
 
   def center(self, query: Array, lengths: Array, t: Array) -> Array:
     """query [batch, q_len, d_q], lengths [batch], t [batch] -> p_t [batch, q_len] float."""
@@ -115,8 +118,8 @@ class LocalP(_Local):
 
   @nn.compact
   def center(self, query, lengths, t):
-    hidden = jnp.tanh(nn.Dense(self.options.attention_width, use_bias=False, dtype=self.dtype,
-                               name="W_p")(query))
+    width = projection_width(self.options)
+    hidden = jnp.tanh(nn.Dense(width, use_bias=False, dtype=self.dtype, name="W_p")(query))
     logit = nn.Dense(1, use_bias=False, dtype=self.dtype, name="v_p")(hidden)[..., 0]
     span = (jnp.maximum(lengths, 1) - 1).astype(jnp.float32)[:, None]
     return span * jax.nn.sigmoid(logit.astype(jnp.float32))

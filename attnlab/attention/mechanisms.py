@@ -34,12 +34,15 @@ Adding a mechanism is one Module plus one line::
         return context, weights, state
 
 An option of its own is read with a default, ``self.options.get("my_option", 1.0)``,
-and set from the config by one line in ``attnlab.config.base_config`` (as for scores).
+and set from a config by one line (``c.model.my_option = 1.0``, as for scores). Its valid
+values go in the class's ``option_checks`` (``{"my_option": Real("(0, inf)")}``, the check
+values of ``attnlab.options``): ``attnlab.config`` checks them once, before anything is built,
+and the mechanism trusts what it reads.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Dict, Type
+from typing import Any, Callable, ClassVar, Dict, Mapping, Type
 
 import flax
 import flax.linen as nn
@@ -205,9 +208,6 @@ def get_mechanism(name: str) -> Type["Mechanism"]:
   return _registry_get(MECHANISMS, "mechanism", name)
 
 
-HARD_ESTIMATORS = ("reinforce", "gumbel")
-
-
 class Mechanism(nn.Module):
   """Base class of attention mechanisms: where a query looks, given its scores.
 
@@ -215,8 +215,9 @@ class Mechanism(nn.Module):
 
   Attributes:
     options: the model's ``ModelOptions``. Read here: ``normalizer`` (a
-      ``NORMALIZERS`` name; global, local, hard), ``attention_width`` (hidden
-      width of local_p's position network), ``local_window`` (D, the half-width
+      ``NORMALIZERS`` name; global, local, hard), ``attention_dim`` (hidden
+      width of local_p's position network, ``scores.projection_width``),
+      ``local_window`` (D, the half-width
       of local windows [p_t - D, p_t + D]; local_p's Gaussian has sigma = D / 2),
       ``hard_estimator`` (hard attention's training estimator, ``reinforce``:
       score function, Williams 1992, or ``gumbel``: straight-through
@@ -231,6 +232,13 @@ class Mechanism(nn.Module):
 
   options: ModelOptions = ModelOptions()
 
+  # The valid values of the options this mechanism reads ({option: attnlab.options check}),
+  # checked by attnlab.config before anything is built.
+  option_checks: ClassVar[Mapping[str, Any]] = {}
+  # Collections this mechanism sows a value into at every decoder step (``self.sow``), which
+  # the decoder's scan stacks over time ([batch, tgt_len, ...]).
+  sown_collections: ClassVar[tuple[str, ...]] = ()
+
   # True for mechanisms that carry a per-example state across decoder steps.
   stateful: ClassVar[bool] = False
   # True: under differentiation, recompute the read in the backward pass rather than keep
@@ -241,8 +249,8 @@ class Mechanism(nn.Module):
 
   @property
   def dtype(self) -> Any:
-    """The computation dtype, ``options.dtype``."""
-    return self.options.dtype
+    """The computation dtype, ``options.compute_dtype``."""
+    return self.options.compute_dtype
 
   def initial_state(self, mask: Array) -> Array:
     """mask [batch, k_len] -> the state before decoder step 0.
@@ -330,15 +338,8 @@ class Attention(nn.Module):
 
   def setup(self):
     o = self.options
-    mechanism_cls = get_mechanism(o.mechanism)
-    get_normalizer(o.normalizer)
-    if o.local_window < 1:
-      raise ValueError(f"local_window must be >= 1, got {o.local_window}")
-    if o.hard_estimator not in HARD_ESTIMATORS:
-      raise ValueError(f"unknown hard_estimator {o.hard_estimator!r}; valid estimators: "
-                       f"{', '.join(HARD_ESTIMATORS)}")
     self.score_fn = scores_lib.get_score(o.attention)(options=o)
-    self.mechanism_fn = mechanism_cls(options=o)
+    self.mechanism_fn = get_mechanism(o.mechanism)(options=o)
     self.coverage_feature = CoverageFeature() if o.coverage else None
 
   def prepare(self, keys: Array, values: Array | None = None,

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from attnlab.attention.mechanisms import Mechanism, register_mechanism, score_at, weighted_sum
+from attnlab.options import Real
 
 Array = jax.Array
 
@@ -86,6 +87,7 @@ class Monotonic(Mechanism):
   """Monotonic attention (see the module docstring). Parameter: the energy bias ``r`` []."""
 
   stateful = True
+  option_checks = {"monotonic_noise": Real("[0, inf)"), "monotonic_bias": Real("(-inf, inf)")}
 
   def initial_state(self, mask: Array) -> Array:
     """mask [batch, k_len] -> alpha_0 [batch, k_len]: one-hot at position 0."""

@@ -18,22 +18,23 @@ step:
 
 ``__call__(query, keys)`` is the two composed. Every score module has one field,
 ``options``: the whole ``attnlab.options.ModelOptions`` of the model, from which
-each reads its own options (``attention_dim`` / ``attention_width``, ``max_src_len``,
-``location_bias``, ``cosine_temperature``...), so a model builds any of them the
-same way and nothing between the config and the score relays an option.
+each reads its own options (``attention_dim``, ``max_src_len``, ``location_bias``,
+``cosine_temperature``...), so a model builds any of them the same way and nothing
+between the config and the score relays an option.
 
-``options.attention_dim`` is the width of every score's projection. The additive
-scores (``concat``, ``additive``, ``additive_normalized``) always project, to
-``attention_width`` (``attention_dim``, or ``hidden_dim`` when it is None). The
-multiplicative scores (``dot``, ``scaled_dot``, ``general``) project only when
-``attention_dim`` is set: then query and keys both go to ``attention_dim`` first,
+``options.attention_dim`` is the width d_a of the score's learned projection of query and
+keys, 0 for none of its own (each score's published form). The additive scores (``concat``,
+``additive``, ``additive_normalized``) are a projection by definition: d_a wide, or
+``hidden_dim`` at 0 (``projection_width``). The multiplicative scores (``dot``,
+``scaled_dot``, ``general``) project only when d_a > 0: then query and keys both go to
+``attention_dim`` first,
 Britz et al. (2017)'s multiplicative attention, score(q, k) = (W_q q) . (W_k k) with
 no bias (``W_k k`` once per source in ``project_keys``, ``W_q q`` at every step), so
 the attention width varies independently of the recurrent width and d_q may differ
 from d_k; ``scaled_dot`` then divides by sqrt(attention_dim) and ``general`` puts its
-W_a [attention_dim, attention_dim] between them, (W_q q)^T W_a (W_k k). Unset (the
+W_a [attention_dim, attention_dim] between them, (W_q q)^T W_a (W_k k). At 0 (the
 default), they score the raw query and keys as Luong et al. (2015) do and have no
-projection. (``local_p``'s position network is attention_width wide too,
+projection. (``local_p``'s position network is ``projection_width`` wide too,
 ``attnlab.attention.local``; ``location`` and ``cosine`` have no projection.)
 
 Coverage (Tu et al. 2016; See et al. 2017) enters every score through the keys:
@@ -54,22 +55,24 @@ Adding a score function is one Module plus one line::
       def score(self, query, projected_keys): ...
 
 Its own option, if it has one, is read from the options with a default,
-``self.options.get("my_score_scale", 1.0)``, and set from the config by adding
-``c.model.my_score_scale = 1.0`` to ``attnlab.config.base_config`` (every
-``config.model`` key that names no ``ModelOptions`` field reaches the modules as
-an extra option; ``ModelOptions(extra={...})`` from Python).
+``self.options.get("my_score_scale", 1.0)``, and set from a config by adding
+``c.model.my_score_scale = 1.0`` (every ``config.model`` key that names no ``ModelOptions``
+field reaches the modules as an extra option; ``ModelOptions(extra={...})`` from Python).
+Its valid values go in ``option_checks = {"my_score_scale": Real("(0, inf)")}``, checked by
+``attnlab.config`` before anything is built. A score defined outside attnlab is named from a
+config that lists its module in ``config.imports``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, ClassVar, Dict, Type
+from typing import Any, Callable, ClassVar, Dict, Mapping, Type
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from attnlab.options import ModelOptions
+from attnlab.options import Flag, Integer, ModelOptions, Real
 
 Array = jax.Array
 
@@ -104,6 +107,13 @@ def get_score(name: str) -> Type["Score"]:
         f"{', '.join(score_names())}") from None
 
 
+def projection_width(options: ModelOptions) -> int:
+  """The width of a projection that a score (or local_p's position network) cannot do
+  without: ``attention_dim``, or ``hidden_dim`` when it is 0 (the additive scores'
+  published form, Bahdanau et al. 2015)."""
+  return options.attention_dim or options.hidden_dim
+
+
 def make_score(name: str, **options) -> "Score":
   """The score Module registered as ``name``, its options ``ModelOptions(**options)``
   (e.g. ``make_score("cosine", cosine_temperature=3.0)``)."""
@@ -115,9 +125,9 @@ class Score(nn.Module):
 
   Attributes:
     options: the model's ``ModelOptions``; each score reads its own fields:
-      ``attention_width`` (hidden width of ``concat``, ``additive`` and
-      ``additive_normalized``), ``attention_dim`` (when set, the width that
-      ``dot``, ``scaled_dot`` and ``general`` project query and keys to),
+      ``attention_dim`` (hidden width of ``concat``, ``additive`` and
+      ``additive_normalized``, ``hidden_dim`` at 0: ``projection_width``; when > 0, the
+      width that ``dot``, ``scaled_dot`` and ``general`` project query and keys to),
       ``max_src_len`` (the longest key length ``location`` can score: it predicts
       one score per source position from the query alone), ``location_bias``,
       ``cosine_temperature`` / ``cosine_learn_temperature``, and ``dtype``
@@ -126,6 +136,9 @@ class Score(nn.Module):
 
   options: ModelOptions = ModelOptions()
 
+  # The valid values of the options this score reads ({option: attnlab.options check}),
+  # checked by attnlab.config before anything is built.
+  option_checks: ClassVar[Mapping[str, Any]] = {}
   # True for scores defined only when d_q == d_k (models project keys to fit), unless
   # ``needs_equal_dims(options)`` says otherwise for the options at hand.
   requires_equal_dims: ClassVar[bool] = False
@@ -143,8 +156,8 @@ class Score(nn.Module):
 
   @property
   def dtype(self) -> Any:
-    """The computation dtype, ``options.dtype``."""
-    return self.options.dtype
+    """The computation dtype, ``options.compute_dtype``."""
+    return self.options.compute_dtype
 
   def project_keys(self, keys: Array) -> Array:
     """keys: [batch, k_len, d_k] -> projected keys [batch, k_len, d'] (once per source)."""
@@ -180,11 +193,11 @@ def _dot(query: Array, keys: Array, name: str) -> Array:
 class _Multiplicative(Score):
   """Shared body of ``dot``, ``scaled_dot`` and ``general``: the optional projection.
 
-  With ``options.attention_dim`` = a set, query and keys are projected to a first
+  With ``options.attention_dim`` = a > 0, query and keys are projected to a first
   (Britz et al. 2017, "multiplicative attention": <W_1 h_j, W_2 s_i>): kernels ``W_q``
   [d_q, a] and ``W_k`` [d_k, a], no bias; ``project_keys`` returns W_k k [batch, k_len, a]
   once per source and ``score`` projects the query at every step. Unset, both are the
-  identity and the module has no projection parameters (Luong et al. 2015).
+  identity (a = 0) and the module has no projection parameters (Luong et al. 2015).
   """
 
   requires_equal_dims = True
@@ -271,7 +284,7 @@ class _Additive(Score):
   normalize: bool = False
 
   def setup(self):
-    width = self.options.attention_width
+    width = projection_width(self.options)
     self.W = nn.Dense(width, use_bias=False, dtype=self.dtype)
     self.U = nn.Dense(width, use_bias=self.use_bias, dtype=self.dtype)
     self.v = self.param("v", nn.initializers.lecun_normal(), (width, 1))
@@ -328,6 +341,7 @@ class Location(Score):
   """
 
   position_dependent = True
+  option_checks = {"max_src_len": Integer(0), "location_bias": Flag()}
 
   def setup(self):
     self.W_a = nn.Dense(self.options.max_src_len, use_bias=self.options.location_bias,
@@ -356,6 +370,7 @@ class Cosine(Score):
   """
 
   requires_equal_dims = True
+  option_checks = {"cosine_temperature": Real("(0, inf)"), "cosine_learn_temperature": Flag()}
 
   def setup(self):
     if self.options.cosine_learn_temperature:

@@ -30,17 +30,32 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from attnlab.attention import Attention, AttentionMemory, get_score, mechanism_names
-from attnlab.attention.hard import SAMPLES
+from attnlab.attention import Attention, AttentionMemory, get_mechanism, get_score
 from attnlab.attention.multihead import MultiHeadAttention
 from attnlab.data.vocab import UNK
 from attnlab.models import pointer
 from attnlab.models.rnn import EncoderOutput, carry_hidden, make_cell
-from attnlab.options import ModelOptions
+from attnlab.options import ModelOptions, Requires
 
 Array = jax.Array
 
-DECODER_STYLES = ("bahdanau", "luong", "none")
+# The decoder styles, each with what choosing it requires of the other options (checked once,
+# by attnlab.config.validate; the Decoder trusts its options).
+DECODER_STYLES: dict[str, tuple[Requires, ...]] = {
+    "bahdanau": (),
+    "luong": (),
+    "none": (
+        Requires("bridge", lambda o: o.get("bridge", "dense") == "dense",
+                 "the no-attention decoder needs bridge='dense' (the source reaches it only "
+                 "through its initial state)"),
+        Requires("coverage", lambda o: not o.get("coverage", False),
+                 "coverage sums attention weights, and decoder='none' has none: use "
+                 "decoder='bahdanau' or 'luong'"),
+        Requires("copy", lambda o: not o.get("copy", False),
+                 "copying needs attention weights over the source, and decoder='none' has "
+                 "none: use decoder='bahdanau' or 'luong'"),
+    ),
+}
 BRIDGES = ("dense", "zeros")
 
 
@@ -97,7 +112,7 @@ class Decoder(nn.Module):
     options: the model's ``ModelOptions``, handed whole to ``Attention``. Read here:
       ``emb_dim``, ``hidden_dim``; ``decoder`` (the style: ``bahdanau``, ``luong`` or
       ``none``); ``attention`` (a score-function name, ``attnlab.attention.SCORES``) and
-      ``mechanism``, checked early; ``cell`` (a ``CELLS`` name) and ``decoder_layers``
+      ``mechanism``; ``cell`` (a ``CELLS`` name) and ``decoder_layers``
       (stacked cells); ``input_feeding`` (Luong only: join h~_{t-1} to the next input);
       ``bridge`` (``dense``: learned projection of the encoder's final state, or
       ``zeros``, for the initial decoder state); ``decoder_self_attention`` (causal
@@ -119,41 +134,22 @@ class Decoder(nn.Module):
 
   @property
   def dtype(self) -> Any:
-    """The computation dtype, ``options.dtype``."""
-    return self.options.dtype
+    """The computation dtype, ``options.compute_dtype``."""
+    return self.options.compute_dtype
 
   def setup(self):
     o = self.options
-    if o.decoder not in DECODER_STYLES:
-      raise ValueError(f"unknown decoder style {o.decoder!r}; valid styles: "
-                       f"{', '.join(DECODER_STYLES)}")
-    if o.bridge not in BRIDGES:
-      raise ValueError(f"unknown bridge {o.bridge!r}; valid bridges: {', '.join(BRIDGES)}")
-    if o.decoder == "none" and o.bridge == "zeros":
-      raise ValueError("the no-attention decoder sees the source only through its "
-                       "initial state: it needs bridge='dense'")
-    if o.decoder == "none" and o.coverage:
-      raise ValueError("coverage sums attention weights: the no-attention decoder has none")
-    if o.decoder_layers < 1:
-      raise ValueError(f"decoder num_layers must be >= 1, got {o.decoder_layers}")
-    if o.copy and o.decoder == "none":
-      raise ValueError("copy attention copies through the attention weights: it needs an "
-                       "attention decoder (bahdanau or luong), not style='none'")
     self.embed = nn.Embed(self.vocab_size, o.emb_dim, dtype=self.dtype)
     self.cells = [make_cell(o.cell, o.hidden_dim, dtype=self.dtype)
                   for _ in range(o.decoder_layers)]
     self.dropout = nn.Dropout(o.dropout_rate)
     if o.decoder != "none":
-      score_cls = get_score(o.attention)  # fails early, listing valid names
-      if o.mechanism not in mechanism_names():
-        raise ValueError(f"unknown mechanism {o.mechanism!r}; valid mechanisms: "
-                         f"{', '.join(mechanism_names())}")
       self.attn = Attention(options=o)
       # dot / scaled_dot / cosine need d_q == d_k: project encoder outputs
       # (e.g. 2 * hidden of a bidirectional encoder) to the query width. Not with
       # attention_dim set for dot / scaled_dot: the score projects both to that width.
       self.key_projection = (nn.Dense(o.hidden_dim, use_bias=False, dtype=self.dtype)
-                             if score_cls.needs_equal_dims(o) else None)
+                             if get_score(o.attention).needs_equal_dims(o) else None)
     if o.bridge == "dense":
       self.bridge_h = [nn.Dense(o.hidden_dim, dtype=self.dtype) for _ in range(o.decoder_layers)]
       if o.cell == "lstm":
@@ -368,10 +364,11 @@ class Decoder(nn.Module):
       carry, step = module.recur(carry, emb_t, memory, deterministic)
       return carry, (step.features, step.weights.astype(jnp.float32))
 
-    # Sown per-step values (hard attention's REINFORCE samples, local_p's p_t) are
-    # stacked over time on axis 1: [batch, tgt_len, ...].
+    # Sown per-step values (local_p's p_t, the collections a mechanism declares: hard
+    # attention's REINFORCE samples) are stacked over time on axis 1: [batch, tgt_len, ...].
+    sown = ("intermediates", *get_mechanism(self.options.mechanism).sown_collections)
     scan = nn.scan(nn.remat(body) if self.options.remat else body, variable_broadcast="params",
-                   variable_axes={"intermediates": 1, SAMPLES: 1},
+                   variable_axes=dict.fromkeys(sown, 1),
                    split_rngs={"params": False, "dropout": True, "sample": True},
                    in_axes=(1, nn.broadcast, nn.broadcast), out_axes=1)
     _, (outputs, weights) = scan(self, state, emb, memory, src_ext)

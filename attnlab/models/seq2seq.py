@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from attnlab import losses
 from attnlab.attention import AttentionMemory
-from attnlab.attention import hard as hard_lib
 from attnlab.models.decoders import Decoder, DecoderState
 from attnlab.models.rnn import Encoder, EncoderOutput
 from attnlab.options import ModelOptions
@@ -38,10 +35,9 @@ class Seq2Seq(nn.Module):
     options: the model's ``ModelOptions``. Read here: the encoder's (``emb_dim``,
       ``hidden_dim``, ``cell``, ``encoder_layers``, ``bidirectional``,
       ``encoder_self_attention_layers``, ``num_heads``, ``dropout_rate``, ``dtype``,
-      ``remat``), and the weights of training's auxiliary losses:
-      ``coverage_loss_weight`` and ``guided_alignment_weight`` (``attention_losses``),
-      ``hard_entropy_weight`` and ``hard_baseline_decay`` (REINFORCE's entropy bonus
-      and reward-baseline decay, ``hard_attention_loss``). With ``copy``
+      ``remat``). The training loss's own terms (auxiliary attention losses, hard
+      attention's REINFORCE estimator) are the training side's
+      (``attnlab.training.steps``). With ``copy``
       (pointer-generator, See et al. 2017, ``attnlab.models.pointer``) the decoder
       returns log-probabilities over the extended vocabulary [tgt_vocab + src_len] as
       its logits; ``__call__`` and ``step`` then need ``src_ext`` (the source in
@@ -76,7 +72,7 @@ class Seq2Seq(nn.Module):
         vocab_size=self.src_vocab_size, emb_dim=o.emb_dim, hidden_dim=o.hidden_dim,
         cell=o.cell, num_layers=o.encoder_layers, bidirectional=o.bidirectional,
         dropout_rate=o.dropout_rate, self_attention_layers=o.encoder_self_attention_layers,
-        num_heads=o.num_heads, dtype=o.dtype, remat=o.remat)
+        num_heads=o.num_heads, dtype=o.compute_dtype, remat=o.remat)
     self.decoder_module = Decoder(vocab_size=self.tgt_vocab_size, options=o)
 
   def encode(self, src: Array, src_lengths: Array, deterministic: bool = True) -> EncoderOutput:
@@ -97,7 +93,8 @@ class Seq2Seq(nn.Module):
   def step(self, memory: AttentionMemory, state: DecoderState, y_prev: Array,
            deterministic: bool = True,
            src_ext: Array | None = None) -> tuple[DecoderState, Array, Array]:
-    """One decoding step: y_prev [batch] -> (state, logits [batch, vocab], attention [batch, src_len]).
+    """One decoding step: y_prev [batch] -> (state, logits [batch, vocab],
+    attention [batch, src_len]).
 
     With ``copy``: src_ext [batch, src_len] is required, the logits are log-probabilities
     [batch, tgt_vocab + src_len], and y_prev may be an extended id (embedded as UNK).
@@ -122,72 +119,3 @@ class Seq2Seq(nn.Module):
     """
     memory, state = self.start(src, src_lengths, tgt_in.shape[1], deterministic)
     return self.decoder_module(tgt_in, memory, state, deterministic, src_ext)
-
-  def attention_losses(self, attention: Array, target_mask: Array, src_lengths: Array,
-                       alignment: Array | None = None) -> tuple[Array, dict]:
-    """The weighted auxiliary attention losses of training (``attnlab.losses``).
-
-    Add the returned total to the loss; it has no parameters of its own. Each loss with a
-    non-zero weight is also returned unweighted under its name, for the metrics:
-    ``coverage_loss`` (per real target token, like the NLL) and ``guided_alignment_loss``
-    (per target step with at least one true link).
-
-    Args:
-      attention: [batch, tgt_len, src_len] weights of the teacher-forced pass.
-      target_mask: [batch, tgt_len] bool, real target steps of real examples.
-      src_lengths: [batch] true source lengths.
-      alignment: [batch, tgt_len, src_len] true links (``batch['alignment']``); needed
-        when ``guided_alignment_weight > 0``.
-
-    Returns:
-      total [] (0 when both weights are 0) and {name: unweighted mean loss []}.
-    """
-    total, parts = jnp.zeros((), jnp.float32), {}
-    src_mask = jnp.arange(attention.shape[-1])[None, :] < src_lengths[:, None]
-    o = self.options
-    if o.coverage_loss_weight > 0:
-      loss_sum, count = losses.coverage_loss(attention, target_mask, src_mask)
-      parts["coverage_loss"] = loss_sum / jnp.maximum(count, 1)
-      total = total + o.coverage_loss_weight * parts["coverage_loss"]
-    if o.guided_alignment_weight > 0:
-      if alignment is None:
-        raise ValueError("guided_alignment_weight > 0 needs the batches' true alignment "
-                         "(batch['alignment']); this task has none")
-      loss_sum, count = losses.guided_alignment_loss(attention, alignment, target_mask)
-      parts["guided_alignment_loss"] = loss_sum / jnp.maximum(count, 1)
-      total = total + o.guided_alignment_weight * parts["guided_alignment_loss"]
-    return total, parts
-
-  def hard_attention_loss(self, sown: dict, rewards: Array, baseline: Array, target_mask: Array,
-                          example_mask: Array, initialized: Array) -> tuple[Array, Array]:
-    """The REINFORCE term of hard attention's training loss, and the updated baseline.
-
-    Training with ``mechanism='hard'`` and ``hard_estimator='reinforce'``, the
-    teacher-forced pass sows the log-probability of each sampled position
-    (``apply(..., deterministic=False, mutable=[attnlab.attention.hard.SAMPLES])``).
-    Add the returned surrogate to the loss (``attnlab.attention.hard.reinforce_surrogate``
-    with this model's ``hard_entropy_weight``); it has no parameters of its own.
-
-    Args:
-      sown: the ``SAMPLES`` collection of that pass.
-      rewards: [batch] per-example reward (minus the example's target NLL).
-      baseline: [] the moving-average reward baseline.
-      target_mask: [batch, tgt_len] bool, real target steps.
-      example_mask: [batch] bool, real examples (not batch padding).
-      initialized: [] bool, False before the first update (the baseline then
-        starts at this batch's mean reward).
-
-    Returns:
-      surrogate loss [] (0 when nothing was sown) and the new baseline [].
-    """
-    samples = hard_lib.collect_samples(sown)
-    if samples is None:
-      return jnp.zeros((), jnp.float32), baseline
-    log_probs, entropies = samples
-    new_baseline = hard_lib.update_baseline(baseline, rewards, example_mask,
-                                            self.options.hard_baseline_decay, initialized)
-    # Before the first update the current batch's mean is the best baseline there is.
-    used = jnp.where(initialized, baseline, new_baseline)
-    surrogate = hard_lib.reinforce_surrogate(log_probs, entropies, rewards, used, target_mask,
-                                             self.options.hard_entropy_weight)
-    return surrogate, new_baseline

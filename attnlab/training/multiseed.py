@@ -42,7 +42,7 @@ from attnlab.data import TrainBatches
 from attnlab.training.cost import largest_batch
 from attnlab.training.evaluation import scalars
 from attnlab.training.preparation import Prepared, train_batches
-from attnlab.training.steps import TrainState, make_optimizer, train_step
+from attnlab.training.steps import Objective, TrainState, make_optimizer, train_step
 
 Array = jax.Array
 
@@ -83,8 +83,10 @@ def init_states(config: ml_collections.ConfigDict, prepared: Prepared) -> TrainS
                                src_ext=jnp.ones((1, src_len), jnp.int32))["params"]
 
   tx = make_optimizer(config.train)
+  objective = Objective.create(config.train, prepared.model.options)
   return stack([TrainState.create(apply_fn=prepared.model.apply,
-                                        params=init_params(jax.random.key(seed)), tx=tx)
+                                        params=init_params(jax.random.key(seed)), tx=tx,
+                                        objective=objective)
                 for seed in seed_values(config)])
 
 

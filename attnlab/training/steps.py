@@ -11,21 +11,50 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 from flax.training import train_state
 
-from attnlab import metrics as metrics_lib, parallel
+from attnlab import losses, metrics as metrics_lib, parallel
 from attnlab.attention import hard as hard_lib
 from attnlab.data import PAD
+from attnlab.options import ModelOptions
 
 Array = jax.Array
 
 
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """What the training loss adds to the target NLL (static: part of the compiled step).
+
+  Attributes:
+    coverage_loss_weight, guided_alignment_weight: ``train.*`` of those names, the weights of
+      the auxiliary attention losses (``attention_losses``); 0 = off.
+    reinforce_entropy_weight, reinforce_baseline_decay: hard attention's REINFORCE estimator
+      (``attnlab.attention.hard.reinforce_loss``): its options ``model.hard_entropy_weight``
+      and ``model.hard_baseline_decay``.
+  """
+
+  coverage_loss_weight: float = 0.0
+  guided_alignment_weight: float = 0.0
+  reinforce_entropy_weight: float = ModelOptions.hard_entropy_weight
+  reinforce_baseline_decay: float = ModelOptions.hard_baseline_decay
+
+  @classmethod
+  def create(cls, train_config: ml_collections.ConfigDict, options: ModelOptions) -> "Objective":
+    """The objective of ``config.train`` for a model of ``options``."""
+    return cls(coverage_loss_weight=float(train_config.coverage_loss_weight),
+               guided_alignment_weight=float(train_config.guided_alignment_weight),
+               reinforce_entropy_weight=options.hard_entropy_weight,
+               reinforce_baseline_decay=options.hard_baseline_decay)
+
+
 class TrainState(train_state.TrainState):
-  """Params, optimizer state and step (flax's TrainState), plus non-finite bookkeeping.
+  """Params, optimizer state and step (flax's TrainState), plus non-finite bookkeeping and
+  the objective.
 
   Attributes:
     nonfinite_steps: how many updates were skipped for a non-finite loss or gradient.
@@ -33,12 +62,15 @@ class TrainState(train_state.TrainState):
     reward_baseline: hard attention trained with REINFORCE only: the moving average of the
       per-example reward (minus the target NLL), the baseline of the score-function
       estimator (``attnlab.attention.hard``); stays 0 for every other model.
+    objective: the loss's terms beside the NLL (``Objective``; static, as ``tx`` is: not
+      checkpointed, the config gives it).
   """
 
   nonfinite_steps: Array = dataclasses.field(default_factory=lambda: jnp.zeros((), jnp.int32))
   first_nonfinite_step: Array = dataclasses.field(
       default_factory=lambda: jnp.full((), -1, jnp.int32))
   reward_baseline: Array = dataclasses.field(default_factory=lambda: jnp.zeros((), jnp.float32))
+  objective: Objective = flax.struct.field(pytree_node=False, default=Objective())
 
 
 # ---------------------------------------------------------------- optimizer
@@ -124,6 +156,41 @@ def target_mask(batch: dict) -> Array:
   return (batch["tgt_out"] != PAD) & batch["example_mask"][:, None]
 
 
+def attention_losses(objective: Objective, attention: Array, target_mask: Array,
+                     src_lengths: Array, alignment: Array | None = None) -> tuple[Array, dict]:
+  """The weighted auxiliary attention losses of training (``attnlab.losses``).
+
+  Each loss with a non-zero weight is also returned unweighted under its name, for the
+  metrics: ``coverage_loss`` (per real target token, like the NLL) and
+  ``guided_alignment_loss`` (per target step with at least one true link).
+
+  Args:
+    objective: the weights (``Objective.coverage_loss_weight``, ``guided_alignment_weight``).
+    attention: [batch, tgt_len, src_len] weights of the teacher-forced pass.
+    target_mask: [batch, tgt_len] bool, real target steps of real examples.
+    src_lengths: [batch] true source lengths.
+    alignment: [batch, tgt_len, src_len] true links (``batch['alignment']``); needed when
+      ``guided_alignment_weight > 0``.
+
+  Returns:
+    total [] (0 when both weights are 0) and {name: unweighted mean loss []}.
+  """
+  total, parts = jnp.zeros((), jnp.float32), {}
+  src_mask = jnp.arange(attention.shape[-1])[None, :] < src_lengths[:, None]
+  if objective.coverage_loss_weight > 0:
+    loss_sum, count = losses.coverage_loss(attention, target_mask, src_mask)
+    parts["coverage_loss"] = loss_sum / jnp.maximum(count, 1)
+    total = total + objective.coverage_loss_weight * parts["coverage_loss"]
+  if objective.guided_alignment_weight > 0:
+    if alignment is None:
+      raise ValueError("guided_alignment_weight > 0 needs the batches' true alignment "
+                       "(batch['alignment']); this task has none")
+    loss_sum, count = losses.guided_alignment_loss(attention, alignment, target_mask)
+    parts["guided_alignment_loss"] = loss_sum / jnp.maximum(count, 1)
+    total = total + objective.guided_alignment_weight * parts["guided_alignment_loss"]
+  return total, parts
+
+
 def forward(state: TrainState, params, batch: dict, deterministic: bool, rng=None):
   rngs = None if deterministic else {"dropout": rng}
   return state.apply_fn({"params": params}, batch["src"], batch["src_lengths"],
@@ -139,10 +206,10 @@ def train_step_fn(state: TrainState, batch: dict, rng: Array, label_smoothing: f
   Dropout draws from ``fold_in(rng, state.step)``, hard and monotonic attention's
   samples and noise (rng stream ``'sample'``) from ``fold_in`` of that key by 1. Hard
   attention trained with REINFORCE adds the score-function surrogate
-  (``Seq2Seq.hard_attention_loss``) to the loss and updates ``reward_baseline``; the
-  coverage and guided-alignment losses (``Seq2Seq.attention_losses``, weights from
-  ``train.coverage_loss_weight`` / ``guided_alignment_weight``) are added too and reported
-  unweighted as ``coverage_loss`` / ``guided_alignment_loss``. The
+  (``attnlab.attention.hard.reinforce_loss``) to the loss and updates ``reward_baseline``;
+  the coverage and guided-alignment losses (``attention_losses``, weights from
+  ``state.objective``) are added too and reported unweighted as ``coverage_loss`` /
+  ``guided_alignment_loss``. The
   reported ``loss`` stays the target NLL, comparable across models. A non-finite loss or
   gradient never reaches the parameters: the update is skipped (the step still
   advances, so the data order is unchanged) and counted. With
@@ -166,15 +233,14 @@ def train_step_fn(state: TrainState, batch: dict, rng: Array, label_smoothing: f
     if sown:  # hard attention with REINFORCE sampled positions (static: depends on the model)
       token_nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["tgt_out"])
       rewards = -jnp.sum(jnp.where(mask, token_nll, 0.0), axis=1)  # [batch]
-      surrogate, baseline = state.apply_fn(
-          {"params": params}, sown, rewards, state.reward_baseline, mask,
-          batch["example_mask"], state.step > 0, method="hard_attention_loss")
+      surrogate, baseline = hard_lib.reinforce_loss(
+          sown, rewards, state.reward_baseline, mask, batch["example_mask"], state.step > 0,
+          state.objective.reinforce_entropy_weight, state.objective.reinforce_baseline_decay)
       extra = {"reinforce_loss": surrogate, "reward_baseline": baseline}
-    # Coverage and guided-alignment losses (attnlab.losses), weighted by the model's
+    # Coverage and guided-alignment losses (attnlab.losses), weighted by the objective's
     # coverage_loss_weight / guided_alignment_weight; nothing when both are 0.
-    attention_loss, attention_metrics = state.apply_fn(
-        {"params": params}, attention, mask, batch["src_lengths"], batch.get("alignment"),
-        method="attention_losses")
+    attention_loss, attention_metrics = attention_losses(
+        state.objective, attention, mask, batch["src_lengths"], batch.get("alignment"))
     extra = {**extra, **attention_metrics}
     return (loss + extra.get("reinforce_loss", 0.0) + attention_loss,
             (loss, count, extra))
@@ -273,4 +339,5 @@ def new_state(model, train_config: ml_collections.ConfigDict, seed: int,
   params = jax.jit(model.init)(
       jax.random.key(seed), dummy_src, jnp.ones((1,), jnp.int32), dummy_tgt,
       src_ext=dummy_src)["params"]  # src_ext: read by copy models only
-  return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(train_config))
+  return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(train_config),
+                           objective=Objective.create(train_config, model.options))

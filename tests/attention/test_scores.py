@@ -27,9 +27,9 @@ D = 5            # d_q == d_k for the scores that need it
 ATTENTION_DIM, MAX_LEN = 6, 8
 SAME_DIM_SCORES = ("dot", "scaled_dot", "cosine")  # without attention_dim
 MULTIPLICATIVE = ("dot", "scaled_dot", "general")    # projected when attention_dim is set
-# (score, attention_dim): every score at ATTENTION_DIM, the multiplicative ones also unset.
+# (score, attention_dim): every score at ATTENTION_DIM, the multiplicative ones also at 0.
 CASES = ([(name, ATTENTION_DIM) for name in score_names()]
-         + [(name, None) for name in MULTIPLICATIVE])
+         + [(name, 0) for name in MULTIPLICATIVE])
 
 
 def _inputs(d_q, d_k, seed=0, q_len=Q_LEN, k_len=K_LEN):
@@ -227,11 +227,11 @@ def test_projected_parameter_shapes(name):
 
 @pytest.mark.parametrize("name", MULTIPLICATIVE)
 def test_unprojected_parameters_unchanged(name):
-  # attention_dim unset (the config's 0): the parameters of Luong et al.'s scores, exactly.
+  # attention_dim 0 (no width of its own): the parameters of Luong et al.'s scores, exactly.
   d_q, d_k = (D_Q, D_K) if name == "general" else (D, D)
   query, keys = _inputs(d_q, d_k)
   module = make_score(name)
-  assert module.options.attention_dim is None
+  assert module.options.attention_dim == 0
   params = module.init(jax.random.key(0), query, keys)
   assert _shapes(params) == ({"W_a": {"kernel": (D_Q, D_K)}} if name == "general" else {})
   if name == "general":  # the same draw as Luong's general written alone
@@ -380,7 +380,7 @@ def test_location_rejects_keys_longer_than_max_len():
 
 @pytest.mark.parametrize("name", score_names())
 def test_scores_reject_unbatched_inputs(name):
-  query, keys = _inputs(*_dims(name, attention_dim=None))
+  query, keys = _inputs(*_dims(name, attention_dim=0))
   with pytest.raises(ValueError, match="batch"):
     make_score(name, max_src_len=MAX_LEN).init(jax.random.key(0), query[0], keys[0])
 

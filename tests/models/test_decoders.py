@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from attnlab.attention import get_score, score_names
+from attnlab.config import ConfigError, base_config, validate
 from attnlab.data.vocab import PAD
 from attnlab.models import BRIDGES, DECODER_STYLES
 
@@ -177,10 +178,19 @@ def _init_shapes(model):
   return jax.eval_shape(model.init, jax.random.key(0), *make_batch())
 
 
+def _config_error(**model):
+  """The ConfigError that attnlab.config, the one place options are checked, gives."""
+  config = base_config("date")
+  config.model.update(model)
+  with pytest.raises(ConfigError) as error:
+    validate(config)
+  return error.value
+
+
 def test_unknown_style_lists_valid_styles():
-  with pytest.raises(ValueError, match="unknown decoder style 'transformer'; valid styles: "
-                                       + ", ".join(DECODER_STYLES)):
-    _init_shapes(make_model("luong", decoder="transformer"))
+  error = _config_error(decoder="transformer")
+  assert error.key == "model.decoder"
+  assert "valid choices: " + ", ".join(sorted(DECODER_STYLES)) in str(error)
 
 
 def test_unknown_score_lists_valid_scores():
@@ -191,14 +201,16 @@ def test_unknown_score_lists_valid_scores():
 
 
 def test_unknown_bridge_lists_valid_bridges():
-  with pytest.raises(ValueError, match="unknown bridge 'mean'; valid bridges: "
-                                       + ", ".join(BRIDGES)):
-    _init_shapes(make_model("luong", bridge="mean"))
+  error = _config_error(bridge="mean")
+  assert error.key == "model.bridge"
+  assert "valid choices: " + ", ".join(sorted(BRIDGES)) in str(error)
 
 
 def test_no_attention_with_zero_bridge_is_an_error():
-  with pytest.raises(ValueError, match="bridge='dense'"):
-    _init_shapes(make_model("none", bridge="zeros"))
+  # A requirement the `none` style's registry entry carries.
+  error = _config_error(decoder="none", bridge="zeros")
+  assert error.key == "model.bridge" and "bridge='dense'" in str(error)
+  validate(base_config("date"))
   _init_shapes(make_model("luong", bridge="zeros"))  # fine with attention
 
 

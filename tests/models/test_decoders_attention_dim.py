@@ -86,7 +86,7 @@ def test_score_projects_keys_itself(name):
 
 
 def test_unprojected_dot_keeps_the_decoder_key_projection():
-  params = jax.eval_shape(_model("luong_dot", attention_dim=None).init, jax.random.key(0),
+  params = jax.eval_shape(_model("luong_dot", attention_dim=0).init, jax.random.key(0),
                           *tiny_seq2seq.make_batch(LENGTHS, SRC_LEN, TGT_LEN))["params"]
   decoder = params["decoder_module"]
   assert decoder["key_projection"]["kernel"].shape == (2 * HIDDEN, HIDDEN)

@@ -11,7 +11,8 @@ import pytest
 
 from attnlab.data.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab
 from attnlab.decoding import beam_search, greedy_decode
-from attnlab.models import Seq2Seq, pointer
+from attnlab.models import DECODER_STYLES, Seq2Seq, pointer
+from attnlab.options import defaults
 
 import tiny_seq2seq
 from tiny_seq2seq import EMB, HIDDEN, SRC_VOCAB, TGT_VOCAB
@@ -130,9 +131,10 @@ def test_copy_needs_src_ext_and_an_attention_decoder():
   src, lengths, _, tgt_in = random_inputs(seed=0)
   with pytest.raises(ValueError, match="src_ext"):
     jax.eval_shape(make_model().init, jax.random.key(0), src, lengths, tgt_in)
-  with pytest.raises(ValueError, match="attention decoder"):
-    jax.eval_shape(make_model(decoder="none").init, jax.random.key(0), src, lengths, tgt_in,
-                   src_ext=src)
+  # That copying needs an attention decoder: the `none` style's requirement (attnlab.config).
+  problems = {r.name: r.problem({**defaults(), "decoder": "none", "copy": True})
+              for r in DECODER_STYLES["none"]}
+  assert "attention weights" in problems["copy"]
 
 
 @pytest.mark.parametrize("decoder", ["luong", "bahdanau"])

@@ -64,7 +64,7 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_parameters_and_outputs(
   src, lengths, tgt = _batch()
   kwargs = dict(src_vocab_size=20, tgt_vocab_size=20, emb_dim=8, hidden_dim=12,
                 decoder="luong", attention="general", bidirectional=True)
-  f32, bf16 = Seq2Seq.create(**kwargs), Seq2Seq.create(**kwargs, dtype=jnp.bfloat16)
+  f32, bf16 = Seq2Seq.create(**kwargs), Seq2Seq.create(**kwargs, dtype="bfloat16")
   params = f32.init(jax.random.key(0), src, lengths, tgt)
   bf16_params = bf16.init(jax.random.key(0), src, lengths, tgt)
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(bf16_params))
