@@ -1,0 +1,100 @@
+"""Every decimal number in the prose of README.md and docs/*.md comes from a generated file:
+it appears, at the precision written, in the page's own result folder (docs/<page>/: CSV,
+JSON, Markdown tables the report wrote). A number that does not is either stale (the file was
+regenerated, the prose was not) or a quote from elsewhere, listed in QUOTED with where it
+comes from. Tables (lines starting with '|') and code blocks are the generated files' own copies
+and are not checked here; the report regenerates them.
+
+A weak check on purpose: a prose number matches any value of the folder that rounds to it, so a
+number copied from the wrong row can pass; a stale or invented one cannot.
+"""
+
+import pathlib
+import re
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+DOCS = REPO / "docs"
+# Pages whose prose is checked, each against docs/<page>/ (the README against all of them).
+PAGES = ("long_sentence", "multi30k", "score_scaling", "alignment", "mechanisms", "benchmark",
+         "kjv_length")
+# Numbers a page quotes from outside its result folder: {page: {number: where it comes from}}.
+QUOTED = {
+    "README": {
+        "15.5": "the Quickstart's wall time, measured by hand (stated where it is written)",
+        "16.1": "the Quickstart's wall time, measured by hand (stated where it is written)",
+        "0.00073": "a bfloat16 date run's test loss, the command written beside it",
+        "0.00077": "the float32 twin of that run, the command written beside it",
+        "18.22": "Britz et al. (2017), Table 3 (published anchor)",
+        "22.10": "Britz et al. (2017), Table 3 (published anchor)",
+    },
+    "multi30k": {
+        "0.3": "configs/multi30k.py's dropout",
+        "32.0": "a wall time in minutes, beside its seconds from summary.json",
+        "32.2": "sacrebleu's case-sensitive score, printed by the command written beside it",
+        "28.3": "bentrevett/pytorch-seq2seq notebook 3's published BLEU (published anchor)",
+        "13.8": "bentrevett/pytorch-seq2seq notebook 1's published BLEU (published anchor)",
+        "4.5": "the long buckets' interval half-width, rounded by hand (written 'about')",
+    },
+    "score_scaling": {
+        "18.22": "Britz et al. (2017), Table 3 (published anchor)",
+        "9.5": "the sweep's wall time in minutes, beside its seconds",
+    },
+    "alignment": {
+        "0.036": "the AER change from no longer scoring the </s> row, measured once (dated)",
+    },
+    "mechanisms": {
+        "0.34": "Luong et al. (2015)'s AER for local-m (published anchor)",
+        "0.69": "a point of learning_curves.png (local_p's slow seed; its metrics.jsonl is "
+                "not committed)",
+    },
+}
+NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*\.\d+(?![\w.])")
+VALUE = re.compile(r"[-+]?\d+\.\d+(?:[eE][-+]?\d+)?")
+
+
+def _values(folder: pathlib.Path) -> set[str]:
+  """Every decimal value in the folder's result files, written at 0 to 4 decimals."""
+  found = set()
+  for path in folder.rglob("*"):
+    if path.suffix in (".csv", ".json", ".jsonl", ".md"):
+      for token in VALUE.findall(path.read_text(encoding="utf-8", errors="ignore")):
+        found.update(f"{abs(float(token)):.{digits}f}" for digits in range(5))
+  return found
+
+
+def _prose_numbers(text: str) -> list[tuple[str, str]]:
+  """(number without sign or thousands separators, its line) of each decimal number outside
+  code blocks and tables."""
+  body = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
+  return [(token.lstrip("+-").replace(",", ""), line.strip())
+          for line in body.splitlines() if not line.lstrip().startswith("|")
+          for token in NUMBER.findall(line)]
+
+
+def _unsupported(page: str, text: str, values: set[str]) -> list[str]:
+  quoted = QUOTED.get(page, {})
+  return [f"{number} in: {line[:120]}" for number, line in _prose_numbers(text)
+          if number not in values and number not in quoted]
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if (DOCS / f"{p}.md").is_file()])
+def test_a_pages_prose_numbers_come_from_its_result_files(page):
+  values = _values(DOCS / page)
+  assert values, f"docs/{page}/ holds no result files"
+  assert _unsupported(page, (DOCS / f"{page}.md").read_text(encoding="utf-8"), values) == []
+
+
+def test_the_readmes_prose_numbers_come_from_the_result_files():
+  values = set().union(*(_values(DOCS / p) for p in PAGES if (DOCS / p).is_dir()))
+  text = (REPO / "README.md").read_text(encoding="utf-8")
+  assert _unsupported("README", text, values) == []
+
+
+def test_a_stale_number_is_caught():
+  values = {"0.500", "0.50", "0.5", "1", "0"}
+  assert _unsupported("x", "BLEU 0.50 here", values) == []
+  assert _unsupported("x", "BLEU 0.51 here", values) == ["0.51 in: BLEU 0.51 here"]
+  assert _unsupported("x", "| 0.51 | a table row |", values) == []
+  assert _unsupported("x", "```\n0.51\n```", values) == []
