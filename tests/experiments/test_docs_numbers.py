@@ -22,8 +22,8 @@ PAGES = ("long_sentence", "multi30k", "score_scaling", "alignment", "mechanisms"
 # Numbers a page quotes from outside its result folder: {page: {number: where it comes from}}.
 QUOTED = {
     "README": {
-        "15.5": "the Quickstart's wall time, measured by hand (stated where it is written)",
-        "16.1": "the Quickstart's wall time, measured by hand (stated where it is written)",
+        "15.5": "the Quickstart's wall time, printed by experiments.date_wall_time (beside it)",
+        "16.1": "the Quickstart's wall time, printed by experiments.date_wall_time (beside it)",
         "0.00073": "a bfloat16 date run's test loss, the command written beside it",
         "0.00077": "the float32 twin of that run, the command written beside it",
         "18.22": "Britz et al. (2017), Table 3 (published anchor)",
