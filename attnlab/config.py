@@ -40,7 +40,7 @@ class ConfigError(ValueError):
     self.key = key
 
 
-ABSENT = object()  # _value of a key a config lacks (a config.json from before it existed)
+ABSENT = object()  # _value of a key a config lacks
 
 
 def _value(config, key: str):
@@ -54,15 +54,20 @@ def _value(config, key: str):
 
 
 def _one_of(config, key: str, valid) -> None:
-  _check(config, key, OneOf(tuple(valid)), absent_ok=False)
+  _check(config, key, OneOf(tuple(valid)))
 
 
-def _check(config, key: str, check, absent_ok: bool = True) -> None:
-  """ConfigError naming ``key`` when ``check`` finds its value wrong (a key a config.json from
-  before it existed lacks is fine, unless ``absent_ok`` is False)."""
+def _check(config, key: str, check, absent_ok: bool = False) -> None:
+  """ConfigError naming ``key`` when ``check`` finds its value wrong, or when the config lacks
+  it (unless ``absent_ok``: a plug-in's option, which a config need not set). A config starts
+  from ``attnlab.defaults.base_config``, and a run's config.json is read back with today's
+  keys (``attnlab.run_config.upgrade_config``), so only a config built otherwise lacks one."""
   value = _value(config, key)
-  if value is ABSENT and absent_ok:
-    return
+  if value is ABSENT:
+    if absent_ok:
+      return
+    raise ConfigError(key, "is missing: start a config from attnlab.defaults.base_config, and "
+                      "read a run's config.json with attnlab.run_config.from_json")
   problem = check.problem(value)
   if problem:
     raise ConfigError(key, problem)
@@ -86,8 +91,8 @@ INTEGER_MINIMUMS = {
 }
 
 # The real-valued options and the interval each must lie in (a finite number, never True or
-# False): '[' / ']' include the bound, '(' / ')' leave it out. A config.json written before
-# an option existed may lack it. (A variant's own options: its registry entry, variant_checks.)
+# False): '[' / ']' include the bound, '(' / ')' leave it out. (A variant's own options: its
+# registry entry, variant_checks.)
 REAL_RANGES = {
     "train.learning_rate": "(0, inf)",
     "train.grad_clip": "[0, inf)",  # 0: no clipping
@@ -117,7 +122,7 @@ def variant_checks() -> list[tuple[str, object]]:
 def import_modules(config: ml_collections.ConfigDict) -> None:
   """Imports ``config.imports`` (module names), so what they register can be named; a module
   that does not import is a ConfigError naming it."""
-  names = config.get("imports", ())  # absent from config.json files before it existed
+  names = config.imports
   if isinstance(names, str) or not all(isinstance(name, str) for name in names):
     raise ConfigError("imports", f"must be a list of module names, got {names!r}")
   for name in names:
@@ -150,7 +155,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("train.measure_memory", "model.coverage", "model.copy"):
     _check(config, key, Flag())
   for key, check in variant_checks():
-    _check(config, key, check)
+    _check(config, key, check, absent_ok=True)
   model = config.model.to_dict()
   for requirement in DECODER_STYLES[config.model.decoder]:
     problem = requirement.problem(model)
@@ -177,7 +182,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("model.num_heads", f"must divide hidden_dim={config.model.hidden_dim} "
                       "for decoder self-attention")
   if config.data.task == "corpus":
-    path = config.data.get("path", "")
+    path = config.data.path
     if not path:
       raise ConfigError("data.path", "the corpus task needs a tab-separated file or a folder of "
                         "line-aligned files: --config.data.path=FILE_OR_DIR")
@@ -192,9 +197,8 @@ def _validate_sentencepiece(data) -> None:
   Whether a named .model file exists is checked when the task is built (training and eval),
   not here: decode rebuilds the tokenizer from the workdir's vocab.json, without the file.
   """
-  # .get: a workdir's config.json from before these keys existed lacks them.
-  model_type, joint = data.get("spm_model_type", "unigram"), data.get("spm_joint", False)
-  paths = {key: data.get(key, "") for key in ("spm_model", "src_spm_model", "tgt_spm_model")}
+  model_type, joint = data.spm_model_type, data.spm_joint
+  paths = {key: data[key] for key in ("spm_model", "src_spm_model", "tgt_spm_model")}
   if model_type not in SPM_MODEL_TYPES:
     raise ConfigError("data.spm_model_type", f"must be one of {', '.join(SPM_MODEL_TYPES)}, "
                       f"got {model_type!r}")
@@ -212,7 +216,7 @@ def _validate_sentencepiece(data) -> None:
                       "side), or name one file for both with data.spm_model")
   used = [key for key, value in (("spm_model_type", model_type != "unigram"),
                                  ("spm_joint", joint), *paths.items()) if value]
-  if used and data.get("tokenizer", "punctuation") != "sentencepiece":
+  if used and data.tokenizer != "sentencepiece":
     raise ConfigError(f"data.{used[0]}", "applies to SentencePiece subwords: set "
                       "--config.data.tokenizer=sentencepiece")
   if any(paths.values()) and (joint or model_type != "unigram"):
@@ -252,16 +256,16 @@ def _increasing_positive_ints(value) -> bool:
 def _validate_bucket_boundaries(config: ml_collections.ConfigDict) -> None:
   """Explicit padded source lengths: increasing positive integers (empty: quantiles). Whether
   the largest covers the data is checked when the task is built (``preparation.prepare``)."""
-  value = config.batching.get("bucket_boundaries", ())  # absent from older config.json files
+  value = config.batching.bucket_boundaries
   if not _increasing_positive_ints(value):
     raise ConfigError("batching.bucket_boundaries", "must be increasing positive integers, "
                       f"e.g. --config.batching.bucket_boundaries='(30, 60)', got {value!r}")
 
 
 def _distinct_positive_ints(config: ml_collections.ConfigDict, key: str, example: str) -> tuple:
-  """``config``'s eval ``key`` (absent from older workdirs' config.json: ()), which must be
-  distinct positive integers; ConfigError naming ``example`` otherwise."""
-  value = config.eval.get(key, ())
+  """``config``'s eval ``key``, which must be distinct positive integers; ConfigError naming
+  ``example`` otherwise."""
+  value = config.eval[key]
   if isinstance(value, str) or not isinstance(value, (tuple, list)) or not all(
       isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value) or len(
           set(value)) != len(value):
@@ -288,7 +292,7 @@ def _validate_test_at_steps(config: ml_collections.ConfigDict) -> None:
 
 def _validate_grad_accum(config: ml_collections.ConfigDict) -> None:
   """train.num_steps counts micro-batches: a whole number of accumulated updates."""
-  k = config.train.get("grad_accum_steps", 1)  # absent from older workdirs' config.json
+  k = config.train.grad_accum_steps
   if k > 1 and config.train.num_steps % k:
     raise ConfigError("train.grad_accum_steps", f"must divide train.num_steps="
                       f"{config.train.num_steps} (which counts batches, one update every "
@@ -313,7 +317,7 @@ def _validate_coverage_and_alignment(config: ml_collections.ConfigDict) -> None:
 def _validate_copy(config: ml_collections.ConfigDict) -> None:
   """Copy attention predicts over an extended vocabulary (that it needs attention weights:
   the ``none`` style's requirements, ``DECODER_STYLES``)."""
-  if config.model.get("copy", False) and config.train.label_smoothing > 0:
+  if config.model.copy and config.train.label_smoothing > 0:
     # Smoothing would spread target mass over the extended vocabulary's unused OOV slots,
     # whose probability is exactly zero.
     raise ConfigError("train.label_smoothing", "must be 0 with model.copy=True (the extended "
@@ -341,8 +345,8 @@ def validate_task(config: ml_collections.ConfigDict, has_alignment: bool,
 def model_options(config: ml_collections.ConfigDict, max_src_len: int) -> ModelOptions:
   """``config.model`` as one ``ModelOptions``: each key sets the field of its name, every
   other key becomes an extra option (``ModelOptions.extra``) for the score or mechanism that
-  reads it. A config.json that lacks a key (written before the option existed) gets the
-  field's default, the value every run before it had.
+  reads it; a field the section lacks keeps its default (a run's config.json has every key:
+  ``attnlab.run_config.upgrade_config``).
 
   max_src_len: the longest source in the data (used when config.model.max_src_len is 0).
   """

@@ -57,6 +57,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from attnlab import run_record
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
                                 lock_config=True)
@@ -128,7 +130,7 @@ def _with_run_config(argv: list[str]) -> list[str]:
     _fail("--config is required for --mode=train (eval and decode read the run's own)")
   if not os.path.isdir(workdir):
     _fail(f"--workdir {workdir!r} does not exist: train there first (--mode=train)")
-  if not os.path.isfile(os.path.join(workdir, "config.json")):
+  if not os.path.isfile(os.path.join(workdir, run_record.CONFIG)):
     _fail(f"--workdir {workdir!r} holds no config.json to apply --config.* overrides to "
           "(not a run's folder; or pass --config)")
   from attnlab import run_config
@@ -205,8 +207,8 @@ def _check_outputs() -> None:
   if not heatmaps:
     return
   if os.path.realpath(heatmaps) == os.path.realpath(workdir) or any(
-      _inside(heatmaps, os.path.join(workdir, d)) for d in ("checkpoints",
-                                                           "checkpoints_corrupted")):
+      _inside(heatmaps, os.path.join(workdir, d)) for d in (
+          run_record.CHECKPOINTS, run_record.CHECKPOINTS + "_corrupted")):
     _fail(f"--heatmaps {heatmaps!r} is the run's own folder --workdir {workdir!r} or inside "
           f"its checkpoints: name a folder of its own, e.g. "
           f"{os.path.join(workdir, 'decoded')!r}")

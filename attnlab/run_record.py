@@ -14,6 +14,8 @@ A run's workdir (``attnlab.main --workdir``)::
     seed_<k>/             seed k of a multi-seed run: its metrics.jsonl, outcomes and
                           examples (the shared files stay in the workdir)      seed_folder(k)
     .lock                 the writer's lock; {"pid", "host"} while held        LOCK
+    averaged.json         a workdir of averaged checkpoints (attnlab.average): its source
+                          run, which checkpoints and their validation losses   AVERAGED
 
 A sweep's root (``experiments.sweep --root``)::
 
@@ -54,6 +56,7 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 EXAMPLES = "attention_examples.json"
 LOCK = ".lock"
+AVERAGED = "averaged.json"
 # A sweep's root and each trial's workdir in it.
 SWEEP = "sweep.json"
 STATUS = "status.json"

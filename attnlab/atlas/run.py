@@ -1,12 +1,12 @@
 """``WORKDIR/report.html``: one run's page, built from its workdir's files alone.
 
-Reads ``config.json``, ``summary.json``, and per model (the workdir, or each ``seed_<k>/`` of a
-multi-seed run) ``metrics.jsonl`` and ``attention_examples.json``
-(``attnlab.training.run_page``), through the run record (``attnlab.run_record``). Shows the test
-metrics, training and validation curves, the per-source-length metrics, the test examples (the
-worst-scoring first) with their attention, and the config. The chart helpers here
-(``curve_points``, ``bucket_points``, ``sentence_menu``, ``band``) are shared with the sweep
-atlas (``experiments.atlas``).
+Reads ``config.json`` (with today's keys: ``attnlab.run_config``), ``summary.json``, and per
+model (the workdir, or each ``seed_<k>/`` of a multi-seed run) ``metrics.jsonl`` and
+``attention_examples.json`` (``attnlab.training.run_page``), through the run record
+(``attnlab.run_record``). Shows the test metrics, training and validation curves, the
+per-source-length metrics, the test examples (the worst-scoring first) with their attention,
+and the config. The chart helpers here (``curve_points``, ``bucket_points``,
+``sentence_menu``, ``band``) are shared with the sweep atlas (``experiments.atlas``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import pathlib
 from collections.abc import Mapping, Sequence
 
-from attnlab import run_record
+from attnlab import run_config, run_record
 from attnlab.atlas import charts
 from attnlab.atlas.page import Page, esc
 
@@ -160,7 +160,8 @@ def _examples_table(page: Page, model: str, contents: Mapping) -> None:
 def write_run_page(workdir: str | os.PathLike) -> pathlib.Path:
   """Writes ``WORKDIR/report.html`` (module doc) and returns its path."""
   workdir = pathlib.Path(workdir)
-  config = run_record.read_json_or_none(workdir / run_record.CONFIG) or {}
+  config = run_record.read_json_or_none(workdir / run_record.CONFIG)
+  config = run_config.upgrade_config(config) if isinstance(config, dict) else {}
   summary = run_record.read_json_or_none(workdir / run_record.SUMMARY) or {}
   models = model_dirs(workdir, summary)
   model = config.get("model", {})

@@ -115,7 +115,7 @@ def build_task(data_config: ml_collections.ConfigDict) -> TaskData:
   """Builds the task named by `data_config.task` from the rest of `data_config`."""
   _check_name(data_config.task)
   task = TASKS[data_config.task](data_config)
-  cap = data_config.get("train_max_src_len", 0)
+  cap = data_config.train_max_src_len
   if cap:
     # Train on short sources only, test on every length (Bahdanau et al. 2015 trained
     # RNNsearch-30 / -50 on sentences of at most 30 / 50 words and tested on all lengths).
@@ -134,6 +134,15 @@ def build_task(data_config: ml_collections.ConfigDict) -> TaskData:
 def default_data_config(task: str = "date") -> ml_collections.ConfigDict:
   """The default data config of `task`: every field that task reads, commented."""
   _check_name(task)
+  c = shared_data_config(task)
+  if task in TASK_DEFAULTS:
+    TASK_DEFAULTS[task](c)
+  return c
+
+
+def shared_data_config(task: str) -> ml_collections.ConfigDict:
+  """The data fields every task has, `task` named but not checked (a plug-in's task that is
+  not registered yet: `attnlab.run_config.upgrade_config`)."""
   c = ml_collections.ConfigDict()
   # Registered task name (see attnlab.data.TASKS).
   c.task = task
@@ -143,6 +152,4 @@ def default_data_config(task: str = "date") -> ml_collections.ConfigDict:
   # all), after the task is built: the test split keeps every length, so a model trained on
   # short sentences is tested on long ones (the long-sentence study).
   c.train_max_src_len = 0
-  if task in TASK_DEFAULTS:
-    TASK_DEFAULTS[task](c)
   return c

@@ -285,15 +285,15 @@ def _read_folder(data_config) -> tuple[str, list[list[Pair] | None], tuple[str, 
   """A folder's (train, valid, test) pairs (None: a split to draw at random), a description of
   where they come from for messages, and the (source, target) languages."""
   folder = os.fspath(data_config.path)
-  langs = (data_config.get("src_lang", ""), data_config.get("tgt_lang", ""))
+  langs = (data_config.src_lang, data_config.tgt_lang)
   if not all(langs):
     raise ValueError(f"{folder} is a folder: name the languages of its files with "
                      "data.src_lang and data.tgt_lang (e.g. 'de' and 'en' for train.de + "
                      f"train.en), got {langs[0]!r} and {langs[1]!r}")
-  if data_config.get("reverse", False):
+  if data_config.reverse:
     raise ValueError("data.reverse applies to a tab-separated file; with a folder, swap "
                      "data.src_lang and data.tgt_lang")
-  stems = tuple(data_config.get("splits", ()))
+  stems = tuple(data_config.splits)
   if len(stems) != 3 or not all(isinstance(s, str) for s in stems) or not stems[0]:
     raise ValueError(f"data.splits must be three file stems (train, valid, test), the train "
                      f"one non-empty, e.g. ('train', 'val', 'test'); got {stems!r}")
@@ -350,13 +350,10 @@ def corpus_task(data_config) -> TaskData:
   if not path:
     raise ValueError("the corpus task needs data_config.path (a tab-separated parallel file "
                      "or a folder of line-aligned files)")
-  # A config without the field (a workdir's config.json from before it existed) means the
-  # tokenizer that such runs were trained with.
-  name = data_config.get("tokenizer", "punctuation")
+  name = data_config.tokenizer
   if name not in TOKENIZERS:
     raise ValueError(f"unknown data.tokenizer {name!r}; valid: {', '.join(sorted(TOKENIZERS))}")
-  # .get: a config.json from before these fields existed had no limit.
-  limit, policy = data_config.get("length_limit"), data_config.get("on_long_held_out", "skip")
+  limit, policy = data_config.length_limit, data_config.on_long_held_out
   if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
     raise ValueError(f"data.length_limit must be an integer >= 1 or None, got {limit!r}")
   if policy not in LONG_HELD_OUT_POLICIES:
@@ -369,7 +366,7 @@ def corpus_task(data_config) -> TaskData:
     if data_config.reverse:
       pairs = tuple((second, first) for first, second in pairs)
     where, splits = os.fspath(path), [list(pairs), None, None]
-    langs = (data_config.get("src_lang", ""), data_config.get("tgt_lang", ""))
+    langs = (data_config.src_lang, data_config.tgt_lang)
   train, valid, test = _draw_held_out(splits, data_config, where)
 
   tokenizers = build_corpus_tokenizers(data_config, train, langs)

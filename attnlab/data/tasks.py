@@ -195,7 +195,7 @@ def _symbol_task(name: str, data_config, reverse: bool) -> TaskData:
     else:
       examples.append(Example(src, src, tuple((t, t) for t in range(n))))
   symbols = _symbols(int(data_config.vocab_size))
-  num_oov = int(data_config.get("num_oov_symbols", 0))
+  num_oov = int(data_config.num_oov_symbols)
   if not 0 <= num_oov < len(symbols):
     raise ValueError(f"num_oov_symbols must be in [0, vocab_size), got {num_oov} with "
                      f"vocab_size={len(symbols)}")
@@ -359,7 +359,7 @@ def toy_translation_task(data_config) -> TaskData:
   rng = np.random.default_rng(data_config.seed)
   words = _toy_source_words(int(data_config.vocab_size))
   lexicon = _toy_lexicon(words, rng)
-  max_clauses = int(data_config.get("max_clauses", 3))
+  max_clauses = int(data_config.max_clauses)
   if max_clauses < 1:
     raise ValueError(f"need max_clauses >= 1, got {max_clauses}")
   builder = _ToyBuilder(rng, words, lexicon, bool(data_config.verb_final),

@@ -341,9 +341,8 @@ def sentencepiece_defaults(c) -> None:
 
 def spm_model_paths(data_config) -> tuple[str, str]:
   """The (source, target) `.model` files a corpus config names ('' each: train them)."""
-  both = data_config.get("spm_model", "")
-  return (both or data_config.get("src_spm_model", ""),
-          both or data_config.get("tgt_spm_model", ""))
+  both = data_config.spm_model
+  return both or data_config.src_spm_model, both or data_config.tgt_spm_model
 
 
 def build_corpus_tokenizers(data_config, training_pairs: Sequence[tuple[str, str]],
@@ -352,15 +351,14 @@ def build_corpus_tokenizers(data_config, training_pairs: Sequence[tuple[str, str
 
   `training_pairs` are the raw `(source, target)` train-split lines a SentencePiece model
   learns from (one per side, or one joint model with `spm_joint`), unless `.model` files are
-  named (`spm_model`, or `src_spm_model` + `tgt_spm_model`). Fields a config.json from before
-  them lacks take their old meaning (a unigram model per side).
+  named (`spm_model`, or `src_spm_model` + `tgt_spm_model`).
   """
-  name, lowercase = data_config.get("tokenizer", "punctuation"), bool(data_config.lowercase)
+  name, lowercase = data_config.tokenizer, bool(data_config.lowercase)
   if name != "sentencepiece":
     return tuple(build_tokenizer(name, lang=lang, lowercase=lowercase) for lang in langs)
   paths = spm_model_paths(data_config)
   if any(paths):
-    keys = (("spm_model",) * 2 if data_config.get("spm_model", "")
+    keys = (("spm_model",) * 2 if data_config.spm_model
             else ("src_spm_model", "tgt_spm_model"))
     tokenizers = []
     for key, path in zip(keys, paths):
@@ -370,10 +368,10 @@ def build_corpus_tokenizers(data_config, training_pairs: Sequence[tuple[str, str
         raise ValueError(f"data.{key}: {e}") from None
     return tuple(tokenizers)
   train = functools.partial(SentencePieceTokenizer.train,
-                            vocab_size=int(data_config.get("vocab_size", 8000)),
+                            vocab_size=int(data_config.vocab_size),
                             lowercase=lowercase, seed=data_config.seed,
-                            model_type=data_config.get("spm_model_type", "unigram"))
-  if data_config.get("spm_joint", False):
+                            model_type=data_config.spm_model_type)
+  if data_config.spm_joint:
     joint = train([line for pair in training_pairs for line in pair])
     return joint, joint
   return tuple(train([pair[side] for pair in training_pairs]) for side in (0, 1))

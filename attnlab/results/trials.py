@@ -3,12 +3,13 @@ run per trained model (seed), with its test metrics and per-sentence test outcom
 
 ``load_trials`` reads ``ROOT/sweep.json`` (``experiments.sweep``: the trials and their axis
 labels), else takes every subfolder named ``axis=label,...``, else ``ROOT`` as a single run's
-workdir; and per finished trial its ``config.json`` and ``summary.json``
-(``attnlab.run_record``). A trial contributes one run per seed: ``summary["seeds"]`` when it
-trained ``num_seeds`` seeds at once (each in its seed folder), else its one
-``summary["test"]``. Beam decodings of the same models (``eval.test_beam_sizes``) become a
-``decoding`` axis (``with_decodings``), tests at matched training steps (``eval.test_at_steps``)
-a ``checkpoint`` axis (``with_checkpoints``). ``group_runs`` pools the seeds of each setting.
+workdir; and per finished trial its ``config.json`` (with today's keys:
+``attnlab.run_config.upgrade_config``) and ``summary.json`` (``attnlab.run_record``). A trial
+contributes one run per seed: ``summary["seeds"]`` when it trained ``num_seeds`` seeds at once
+(each in its seed folder), else its one ``summary["test"]``. Beam decodings of the same
+models (``eval.test_beam_sizes``) become a ``decoding`` axis (``with_decodings``), tests at
+matched training steps (``eval.test_at_steps``) a ``checkpoint`` axis (``with_checkpoints``).
+``group_runs`` pools the seeds of each setting.
 
 A run is a dict: ``seed``, ``label`` (``seed <k>``, or ``run`` for a single model), ``test``
 (its test metrics and the trial's training cost, ``cost_scalars``), ``test_beam``,
@@ -23,7 +24,7 @@ import pathlib
 import sys
 from collections.abc import Mapping, Sequence
 
-from attnlab import run_record
+from attnlab import run_config, run_record
 
 BEST = "best"  # the checkpoint axis' label of the final test (the best checkpoint's)
 
@@ -70,9 +71,9 @@ def cost_scalars(cost: Mapping | None) -> dict:
 def read_runs(workdir: pathlib.Path) -> tuple[dict, list[dict]]:
   """A finished run's config and its models as runs (module doc)."""
   summary = run_record.read_json(workdir / run_record.SUMMARY)
-  config = run_record.read_json(workdir / run_record.CONFIG)
+  config = run_config.upgrade_config(run_record.read_json(workdir / run_record.CONFIG))
   cost = cost_scalars(summary.get("cost"))
-  train_length = config.get("data", {}).get("train_max_src_len", 0)
+  train_length = config["data"]["train_max_src_len"]
   runs = []
   for label, folder, entry in run_record.model_dirs(workdir, summary):
     if "seeds" not in summary:  # one model: the summary's own test

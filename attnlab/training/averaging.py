@@ -16,7 +16,6 @@ restore into; training on from an average is not its purpose).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from typing import Any, Iterable, NamedTuple
@@ -25,14 +24,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from attnlab import checkpointing
+from attnlab import checkpointing, run_record
 from attnlab.training import workdir as workdir_lib
 from attnlab.training.steps import TrainState
 
 HOW = ("last", "best")
 # The files of a workdir that eval and decode read (``training.inference``), copied as they are.
-RUN_FILES = ("config.json", "vocab.json", "run.json")
-AVERAGED_JSON = "averaged.json"  # what an averaged workdir was made from
+RUN_FILES = (run_record.CONFIG, run_record.VOCAB, run_record.RUN)
 
 
 class Choice(NamedTuple):
@@ -54,18 +52,10 @@ def parse_choice(text: str) -> Choice:
 def validation_losses(workdir: str) -> dict[int, float]:
   """{step: validation loss} from ``workdir/metrics.jsonl`` (the last record of a step wins:
   a resumed run writes again what it had written after its last checkpoint)."""
-  path = os.path.join(workdir, "metrics.jsonl")
   losses = {}
-  if not os.path.isfile(path):
-    return losses
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      try:
-        record = json.loads(line)
-      except ValueError:
-        continue  # a line cut short by a crash
-      if record.get("split") == "valid" and isinstance(record.get("loss"), (int, float)):
-        losses[int(record["step"])] = float(record["loss"])
+  for record in run_record.read_jsonl(os.path.join(workdir, run_record.METRICS)):
+    if record.get("split") == "valid" and isinstance(record.get("loss"), (int, float)):
+      losses[int(record["step"])] = float(record["loss"])
   return losses
 
 
@@ -87,7 +77,7 @@ def select_steps(steps: Iterable[int], losses: dict[int, float], choice: Choice)
 
 def chosen_steps(workdir: str, choice: Choice) -> list[int]:
   """The steps of the workdir's checkpoints that ``choice`` names, newest first."""
-  ckpt_dir = os.path.join(workdir, "checkpoints")
+  ckpt_dir = os.path.join(workdir, run_record.CHECKPOINTS)
   saved = [int(n) for n in os.listdir(ckpt_dir) if n.isdigit()] if os.path.isdir(
       ckpt_dir) else []
   if not saved:
@@ -118,8 +108,8 @@ def restore_average(workdir: str, steps: list[int], target: TrainState) -> Train
   newest = {}
 
   def params():
-    for _, state in checkpointing.read_steps(os.path.join(workdir, "checkpoints"), steps,
-                                             target):
+    for _, state in checkpointing.read_steps(os.path.join(workdir, run_record.CHECKPOINTS),
+                                             steps, target):
       newest.setdefault("state", state)
       yield state.params
 
@@ -132,7 +122,8 @@ def check_new_folder(out: str, source: str) -> None:
   inside its checkpoints; WorkdirError (one line) otherwise: nothing is ever written over."""
   if os.path.realpath(out) == os.path.realpath(source):
     raise workdir_lib.WorkdirError(f"--out {out!r} is --workdir: name a new folder")
-  if os.path.realpath(out).startswith(os.path.realpath(os.path.join(source, "checkpoints"))):
+  if os.path.realpath(out).startswith(
+      os.path.realpath(os.path.join(source, run_record.CHECKPOINTS))):
     raise workdir_lib.WorkdirError(f"--out {out!r} is inside the run's checkpoints: name a "
                                    "folder of its own")
   if os.path.lexists(out) and not (os.path.isdir(out) and not os.listdir(out)):
@@ -164,7 +155,7 @@ def write_averaged_workdir(source: str, out: str, config: ml_collections.ConfigD
     finally:
       ckpt.close()
     losses = validation_losses(source)
-    workdir_lib.write_json(os.path.join(tmp, AVERAGED_JSON), {
+    workdir_lib.write_json(os.path.join(tmp, run_record.AVERAGED), {
         "source": os.path.abspath(source), "how": choice.how, "k": choice.k, "steps": steps,
         "valid_loss": {str(s): losses.get(s) for s in steps}})
     os.replace(tmp, out)  # an empty folder named --out is replaced too

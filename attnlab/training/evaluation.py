@@ -197,7 +197,7 @@ def evaluate_test_beams(state: TrainState, prepared: Prepared, examples: Sequenc
   extra decodings; the teacher-forced metrics do not depend on it and come out equal). A
   size equal to ``eval.beam_size`` is skipped: ``evaluate`` with ``config`` is that one."""
   results = {}
-  for beam_size in config.eval.get("test_beam_sizes", ()):
+  for beam_size in config.eval.test_beam_sizes:
     if beam_size == config.eval.beam_size:
       continue
     beam_config = config.copy_and_resolve_references()

@@ -28,7 +28,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from attnlab import decoding, export, run_config
+from attnlab import decoding, export, run_config, run_record
 from attnlab.config import ConfigError, build_model, validate
 from attnlab.data import TaskData, Vocab, encode_batch, tokenizer_from_dict
 from attnlab.data.tasks import Example
@@ -42,7 +42,7 @@ from attnlab.training.steps import TrainState
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run was trained with (its ``config.json``), as a ConfigDict."""
   workdir_lib.check(workdir, create=False)
-  path = os.path.join(workdir, "config.json")
+  path = os.path.join(workdir, run_record.CONFIG)
   if not os.path.isfile(path):
     raise workdir_lib.WorkdirError(f"{path} does not exist: --workdir is not a run's folder "
                                    "(or pass --config)")
@@ -52,7 +52,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 def prepare_for_decoding(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
   """The run's model, vocabularies and shapes from ``vocab.json`` and ``run.json``, without
   building the dataset (a workdir written before run.json existed: from the dataset)."""
-  shapes_path = os.path.join(workdir, "run.json")
+  shapes_path = os.path.join(workdir, run_record.RUN)
   if not os.path.isfile(shapes_path):  # a run from before run.json and saved tokenizers
     prepared = prepare(config)
     workdir_lib.check_same_vocab(prepared.task, workdir)
@@ -95,10 +95,10 @@ def restore_checkpoints(config: ml_collections.ConfigDict, workdir: str, which: 
   choice = averaging.parse_choice(average) if average else None
   workdir_lib.check(workdir, create=False)
   workdir_lib.check_same_model(config, workdir)
-  if config.get("num_seeds", 1) > 1:
+  if config.num_seeds > 1:
     raise ConfigError("num_seeds", "eval and decode modes restore one model, but this "
                       "workdir's checkpoints hold num_seeds stacked models (multi-seed)")
-  checkpoints = os.path.join(workdir, "checkpoints")
+  checkpoints = os.path.join(workdir, run_record.CHECKPOINTS)
   if not os.path.isdir(checkpoints):
     raise FileNotFoundError(f"no checkpoint in {checkpoints}: train first (--mode=train)")
   averaged_steps = averaging.chosen_steps(workdir, choice) if choice else None

@@ -102,7 +102,7 @@ class SingleModelStepper:
 
   def advance(self, step: int) -> tuple[int, dict]:
     group = dispatch_group(self.batches, step, self.config.train,
-                           tuple(self.config.eval.get("test_at_steps", ())))
+                           tuple(self.config.eval.test_at_steps))
     self.state, metrics = run_group(self.state, group, self.rng, self.mesh, self.config.train)
     return step + len(group), metrics
 
@@ -128,7 +128,7 @@ class SingleModelStepper:
 def make_stepper(config: ml_collections.ConfigDict, prepared: Prepared):
   """The stepper ``config`` asks for (``num_seeds > 1``: vmapped seeds); sets
   ``prepared.mesh`` where evaluation shards its batches."""
-  if config.get("num_seeds", 1) > 1:
+  if config.num_seeds > 1:
     return MultiSeedStepper(config, prepared)
   prepared.mesh = data_parallel_mesh(config)
   logging.info("%s", parallel.describe(prepared.mesh))
@@ -237,13 +237,11 @@ def _loop(config, prepared: Prepared, stepper, writers, ckpt, progress, received
   valid = task.valid or task.test
   reported = [[int(s.nonfinite_steps)] for s in stepper.states()]
   step = stepper.step
-  memory = train_step_memory(stepper) if tc.get("measure_memory", False) else None
+  memory = train_step_memory(stepper) if tc.measure_memory else None
   timer = TrainTimer(step)
-  patience = tc.get("early_stopping_patience", 0)
-  # .get: older workdirs' config.json
-  deltas = (tc.get("early_stopping_min_delta", 0.0),
-            tc.get("early_stopping_min_relative_delta", 0.0))
-  test_steps = set(config.eval.get("test_at_steps", ()))
+  patience = tc.early_stopping_patience
+  deltas = (tc.early_stopping_min_delta, tc.early_stopping_min_relative_delta)
+  test_steps = set(config.eval.test_at_steps)
   # Early stopping waits for the last matched-step test, so every run has every such point.
   stop_from = max(test_steps, default=0)
   while step < tc.num_steps and not (step >= stop_from and early_stopping.should_stop(

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from attnlab import run_record
 from attnlab.data import TrainBatches
 from attnlab.training.cost import largest_batch
 from attnlab.training.evaluation import scalars
@@ -49,7 +50,7 @@ Array = jax.Array
 
 def seed_values(config: ml_collections.ConfigDict) -> list[int]:
   """The seeds of the runs this config stands for: seed, seed + 1, ..., seed + num_seeds - 1."""
-  return [config.seed + s for s in range(config.get("num_seeds", 1))]
+  return [config.seed + s for s in range(config.num_seeds)]
 
 
 def stack(trees: Sequence) -> object:
@@ -180,7 +181,7 @@ class MultiSeedStepper:
     self.batches = seed_batches(config, prepared)
     self.rngs = dropout_keys(config)
     self.labels = [f"seed {seed} | " for seed in self.seeds]
-    self.subdirs = [f"seed_{seed}" for seed in self.seeds]
+    self.subdirs = [run_record.seed_folder(seed) for seed in self.seeds]
 
   @property
   def step(self) -> int:

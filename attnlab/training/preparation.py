@@ -49,11 +49,11 @@ def prepare(config: ml_collections.ConfigDict) -> Prepared:
     raise DataError(f"config.data ({config.data.task}): {e}") from e
   validate_task(config, task.has_alignment, task.is_text)
   everything = task.train + task.valid + task.test
-  boundaries = tuple(config.batching.get("bucket_boundaries", ())) or None
+  boundaries = tuple(config.batching.bucket_boundaries) or None
   try:
     buckets = make_buckets(everything, config.batching.num_buckets,
                            round_to=config.batching.round_to, boundaries=boundaries,
-                           tgt_quantile=config.batching.get("tgt_quantile", 1.0))
+                           tgt_quantile=config.batching.tgt_quantile)
   except ValueError as e:  # explicit boundaries that do not cover the longest source
     raise ConfigError("batching.bucket_boundaries", str(e)) from None
   _check_max_tokens(config, task, buckets)
@@ -66,7 +66,7 @@ def prepare(config: ml_collections.ConfigDict) -> Prepared:
 
 def _check_max_tokens(config: ml_collections.ConfigDict, task: TaskData, buckets) -> None:
   """A token budget must hold one row of every padded shape the training data falls in."""
-  max_tokens = config.batching.get("max_tokens", 0)  # absent from older config.json files
+  max_tokens = config.batching.max_tokens
   if not max_tokens:
     return
   used = sorted({bucket_of(len(e.src), buckets, len(e.tgt) + 1) for e in task.train})
@@ -90,8 +90,8 @@ def train_batches(config: ml_collections.ConfigDict, prepared: Prepared,
   devices = prepared.mesh.size if prepared.mesh is not None else 1
   try:
     return TrainBatches(task.train, task.src_vocab, task.tgt_vocab, config.batching.batch_size,
-                        prepared.buckets, seed, copy=config.model.get("copy", False),
-                        max_tokens=config.batching.get("max_tokens", 0), rows_multiple=devices)
+                        prepared.buckets, seed, copy=config.model.copy,
+                        max_tokens=config.batching.max_tokens, rows_multiple=devices)
   except ValueError as e:  # sizes were validated: only a budget short of the device count
     raise ConfigError("batching.max_tokens", f"{e} on {devices} device(s)") from None
 
@@ -108,7 +108,7 @@ def data_parallel_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
     mesh = parallel.make_mesh(config.parallel.num_devices)
   except ValueError as e:
     raise ConfigError("parallel.num_devices", str(e)) from None
-  if config.batching.get("max_tokens", 0):
+  if config.batching.max_tokens:
     return mesh  # token batches: train_batches rounds each bucket's rows to the device count
   try:
     parallel.check_divisible(config.batching.batch_size, mesh)

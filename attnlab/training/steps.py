@@ -126,7 +126,7 @@ def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTra
   ``eval_every`` steps).
   """
   tc = train_config
-  k = tc.get("grad_accum_steps", 1)  # .get: config.json of a run from before the option
+  k = tc.grad_accum_steps
   schedule = make_schedule(tc)
   parts = []
   if tc.grad_clip > 0:

@@ -32,7 +32,7 @@ from typing import Iterator
 import jax
 import ml_collections
 
-from attnlab import checkpointing, run_record
+from attnlab import checkpointing, run_config, run_record
 from attnlab.data import TaskData
 
 # Config keys that decide the shapes of a run's checkpoints: a differing value means the
@@ -96,8 +96,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 def differing_model_keys(config: dict, saved: dict) -> list[str]:
   """The ``MODEL_KEYS`` entries (flattened, e.g. ``model.hidden_dim``) whose values differ
-  between two config dicts. A key that only one of them has (an option added after the run
-  was trained) is not compared."""
+  between two config dicts. A key that only one of them has (a plug-in's option) is not
+  compared."""
   new, old = _flatten(config), _flatten(saved)
   keys = sorted(k for k in set(new) & set(old)
                 if any(k == m or k.startswith(m + ".") for m in MODEL_KEYS))
@@ -105,12 +105,16 @@ def differing_model_keys(config: dict, saved: dict) -> list[str]:
 
 
 def check_same_model(config: ml_collections.ConfigDict, path: str) -> None:
-  """Raises WorkdirError when ``path/config.json`` describes another model than ``config``
-  (nothing to compare when the workdir has no config.json yet)."""
+  """Raises WorkdirError when ``path/config.json`` (with today's keys:
+  ``run_config.upgrade_config``) describes another model than ``config`` (nothing to compare
+  when the workdir has no config.json yet)."""
   saved_path = os.path.join(path, run_record.CONFIG)
   if not os.path.isfile(saved_path):
     return
-  saved = read_json(saved_path)
+  try:
+    saved = run_config.upgrade_config(read_json(saved_path))
+  except run_record.RecordError as e:
+    raise WorkdirError(str(e)) from None
   current = json.loads(json.dumps(config.to_dict(), default=float))  # as config.json holds it
   differing = differing_model_keys(current, saved)
   if differing:

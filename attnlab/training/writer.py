@@ -59,7 +59,7 @@ class MetricWriter:
     self.rate = summaries.StepRate(resume_step, time.monotonic())
     self.directory = workdir
     from tensorboardX import SummaryWriter  # imported here: only process 0 writes
-    path = os.path.join(workdir, "metrics.jsonl")
+    path = os.path.join(workdir, run_record.METRICS)
     if os.path.exists(path):
       # Bytes, not text: a line that is not UTF-8 (torn mid-character, or garbled) is a line
       # step_of cannot read, dropped as a torn line is, never a UnicodeDecodeError.

@@ -8,9 +8,9 @@ import re
 import unicodedata
 from pathlib import Path
 
-import ml_collections
 import pytest
 
+from attnlab import run_config
 from attnlab.config import validate
 from attnlab.data.corpus import read_aligned, read_lines, read_parallel, split_file, tokenize
 from attnlab.data.tasks import build_task, default_data_config
@@ -237,7 +237,7 @@ def test_corpus_punctuation_tokenizer_keeps_the_old_tokens(corpus_file):
   old = corpus_config(corpus_file).to_dict()
   for field in ("tokenizer", "src_lang", "tgt_lang", "splits", "vocab_size"):
     del old[field]
-  assert build_task(ml_collections.ConfigDict(old)) == data
+  assert build_task(run_config.from_json({"data": old}).data) == data
 
 
 def test_corpus_sentencepiece_learns_from_the_train_split_only(tmp_path):
