@@ -17,24 +17,36 @@ Then the matmul limit itself at a few sizes in float32 and bfloat16 (``--dtypes`
 reader sees what the CPU's vector units give (bfloat16 matmuls run on AMX where XLA's CPU
 backend uses it, else are converted).
 
+    python -m experiments.benchmark_limits --shapes multi30k,kjv --dtypes float32,bfloat16
+    XLA_FLAGS=--xla_cpu_enable_fast_math=true python -m experiments.benchmark_limits \
+        --shapes multi30k         # XLA_FLAGS is recorded in the JSON
+
+Where the time of a step goes: ``experiments.benchmark_profile``.
+
 Shapes: ``multi30k`` (configs/multi30k.py: bi-GRU 256, Bahdanau decoder, additive score,
 batch 128, 16 source and 16 target tokens, vocabularies 7,864 / 5,923), ``multi30k_tutorial``
-(configs/multi30k.py:tutorial=true, hidden 512), ``date`` (configs/date.py: the seed's shape,
-batch 32). Figures are for the machine they ran on; measure
+(configs/multi30k.py:tutorial=true, hidden 512), ``kjv`` (configs/kjv_rv1909.py, the
+long-sentence corpus: emb 128, bi-GRU 128, Bahdanau decoder, additive score, batch 64, 50 source
+and 45 target words, vocabularies 8,000 / 8,000), ``date`` (configs/date.py: the seed's shape,
+batch 32). ``train_step`` is the jitted step itself, reused by ``experiments.benchmark_torch``
+(the same shapes in PyTorch, side by side). Figures are for the machine they ran on; measure
 on an idle machine. Nothing here is a test.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import runpy
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 import numpy as np
 from absl import flags
 
@@ -48,6 +60,7 @@ REPO_CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "conf
 SHAPES = {
     "multi30k": ("multi30k.py", None, 128, 16, 16, 7864, 5923),
     "multi30k_tutorial": ("multi30k.py", "tutorial=true", 128, 16, 16, 7864, 5923),
+    "kjv": ("kjv_rv1909.py", None, 64, 50, 45, 8000, 8000),
     "date": ("date.py", None, 32, 8, 11, 14, 24),
 }
 
@@ -99,10 +112,22 @@ def matmul_limit(m: int, k: int, n: int, dtype: str, rounds: int = 5, reps: int 
   return 2.0 * m * k * n * reps / seconds / 1e9
 
 
-def bench_shape(name: str, dtype: str, steps: int, rounds: int) -> dict:
-  """One row: the train step of shape ``name`` (module doc)."""
+class TrainStep(NamedTuple):
+  """attnlab's compiled train step at one shape: ``run(steps)`` takes that many optimizer
+  steps on one random batch and waits for the last; ``flop`` is XLA's count for one step."""
+  config: object
+  run: Callable[[int], None]
+  flop: float
+  parameters: int
+
+
+def train_step(name: str, dtype: str, batch: int | None = None) -> TrainStep:
+  """The jitted, compiled train step of shape ``name`` in ``dtype`` (module doc), at the
+  shape's batch size or ``batch``, warmed up by one step; the state is donated and carried
+  from call to call."""
   config = config_of(name, dtype)
-  _, _, batch, src_len, tgt_len, src_vocab, tgt_vocab = SHAPES[name]
+  _, _, full_batch, src_len, tgt_len, src_vocab, tgt_vocab = SHAPES[name]
+  batch = batch or full_batch
   model = build_model(config, src_vocab, tgt_vocab, src_len)
   data = random_batch(batch, src_len, tgt_len, src_vocab, tgt_vocab)
   params = jax.jit(model.init)(jax.random.key(0), data["src"][:1], data["src_lengths"][:1],
@@ -114,23 +139,57 @@ def bench_shape(name: str, dtype: str, steps: int, rounds: int) -> dict:
   compiled = step.lower(state, data, rng).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flop = float((cost or {}).get("flops", float("nan")))
   holder = {"state": compiled(state, data, rng)[0]}
 
-  def run():
+  def run(steps: int) -> None:
     for _ in range(steps):
       holder["state"], metrics = compiled(holder["state"], data, rng)
     jax.block_until_ready(metrics)
 
-  steps_per_s = steps / timed(run, rounds)
-  d = config.model.hidden_dim
-  limit = matmul_limit(batch * tgt_len, d, tgt_vocab, dtype)
-  achieved = flop * steps_per_s / 1e9
+  return TrainStep(config, run, float((cost or {}).get("flops", float("nan"))),
+                   int(sum(x.size for x in jax.tree.leaves(params))))
+
+
+def bench_shape(name: str, dtype: str, steps: int, rounds: int) -> dict:
+  """One row: the train step of shape ``name`` (module doc)."""
+  step = train_step(name, dtype)
+  _, _, batch, src_len, tgt_len, src_vocab, tgt_vocab = SHAPES[name]
+  steps_per_s = steps / timed(lambda: step.run(steps), rounds)
+  limit = matmul_limit(batch * tgt_len, step.config.model.hidden_dim, tgt_vocab, dtype)
+  achieved = step.flop * steps_per_s / 1e9
   return {"shape": name, "dtype": dtype, "batch": batch, "src_len": src_len,
           "tgt_len": tgt_len, "src_vocab": src_vocab, "tgt_vocab": tgt_vocab,
-          "parameters": int(sum(x.size for x in jax.tree.leaves(params))),
-          "steps_per_s": steps_per_s, "gflop": flop / 1e9, "gflop_per_s": achieved,
-          "limit_gflop_per_s": limit, "of_limit": achieved / limit}
+          "parameters": step.parameters, "steps_per_s": steps_per_s, "gflop": step.flop / 1e9,
+          "gflop_per_s": achieved, "limit_gflop_per_s": limit, "of_limit": achieved / limit}
+
+
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo), else ``platform.processor()``."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
+
+
+def cores() -> int:
+  """The CPU cores this process may run on."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def machine() -> dict:
+  """What the figures were measured on: devices, versions, CPU, cores, XLA_FLAGS and the
+  load average when asked (other work on a shared machine)."""
+  return {"devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
+          "jaxlib": jaxlib.__version__, "python": platform.python_version(),
+          "cpu": cpu_model(), "cores": cores(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "load_average": list(os.getloadavg())}
+
+
+MATMULS = ((2048, 256, 6000), (2048, 512, 6000), (2880, 128, 8000), (1024, 1024, 1024))
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -139,6 +198,8 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "model.dtype values.", flag_values=fv)
   flags.DEFINE_integer("steps", 5, "Steps per timed round.", lower_bound=1, flag_values=fv)
   flags.DEFINE_integer("rounds", 3, "Timed rounds (the median is reported).", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_boolean("no_shapes", False, "Only the matmul limit (no train steps).",
                        flag_values=fv)
   flags.DEFINE_string("out", "", "JSON results file (must not exist; default: a new file in "
                       "the temporary directory).", flag_values=fv)
@@ -155,13 +216,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
   bad_dtypes = [d for d in args.dtypes if d not in ("float32", "bfloat16")]
   if unknown or bad_dtypes or not args.shapes or not args.dtypes:
     cli.fail(f"--shapes: valid {', '.join(SHAPES)}; --dtypes: float32, bfloat16; got "
-              f"{','.join(args.shapes)} / {','.join(args.dtypes)}")
+             f"{','.join(args.shapes)} / {','.join(args.dtypes)}")
   out = out_path(args.out)
-  result = {"devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
-            "python": platform.python_version(), "processor": platform.processor(),
-            "rows": [], "matmul": []}
-  print("shape              dtype     steps/s   GFLOP/step  GFLOP/s  limit GFLOP/s  of limit")
-  for name in args.shapes:
+  result = {**machine(), "rows": [], "matmul": []}
+  if not args.no_shapes:
+    print("shape              dtype     steps/s   GFLOP/step  GFLOP/s  limit GFLOP/s  of limit")
+  for name in () if args.no_shapes else args.shapes:
     for dtype in args.dtypes:
       row = bench_shape(name, dtype, args.steps, args.rounds)
       result["rows"].append(row)
@@ -169,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             f"{row['gflop_per_s']:8.1f} {row['limit_gflop_per_s']:14.1f} "
             f"{row['of_limit']:8.0%}", flush=True)
   print("\nmatmul limit ([m, k] x [k, n], GFLOP/s)")
-  for m, k, n in ((2048, 256, 6000), (2048, 512, 6000), (1024, 1024, 1024)):
+  for m, k, n in MATMULS:
     for dtype in args.dtypes:
       value = matmul_limit(m, k, n, dtype)
       result["matmul"].append({"m": m, "k": k, "n": n, "dtype": dtype, "gflop_per_s": value})
