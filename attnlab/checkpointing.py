@@ -26,7 +26,9 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
+import traceback
 from typing import Any, Iterator
 
 import numpy as np
@@ -280,6 +282,42 @@ class Attempt:
   failed: Exception | None = None
 
 
+def _closed_loop_callback(exc_type, exc_value) -> bool:
+  """Whether an exception is a late callback into an asyncio loop already closed: what a failed
+  orbax restore's other tensorstore reads raise from their threads when they complete after
+  orbax's ``asyncio.run`` has ended (``call_soon_threadsafe``: "Event loop is closed")."""
+  return (exc_type is RuntimeError and str(exc_value) == "Event loop is closed"
+          and any(frame.name == "call_soon_threadsafe"
+                  for frame in traceback.extract_tb(exc_value.__traceback__)))
+
+
+def quiet_closed_loop_callbacks() -> None:
+  """Drops, process-wide from now on, only the late-callback errors of a failed restore
+  (``_closed_loop_callback``), whichever hook reports them (``sys.excepthook`` for errors a
+  native thread prints, ``threading.excepthook``, ``sys.unraisablehook``); everything else
+  reaches the hooks as before. Idempotent."""
+  if getattr(sys.excepthook, "attnlab_quiet", False):
+    return
+  excepthook, thread_hook, unraisable = (sys.excepthook, threading.excepthook,
+                                         sys.unraisablehook)
+
+  def on_exception(exc_type, exc_value, tb):
+    if not _closed_loop_callback(exc_type, exc_value):
+      excepthook(exc_type, exc_value, tb)
+
+  def on_thread_exception(args):
+    if not _closed_loop_callback(args.exc_type, args.exc_value):
+      thread_hook(args)
+
+  def on_unraisable(args):
+    if not _closed_loop_callback(args.exc_type, args.exc_value):
+      unraisable(args)
+
+  on_exception.attnlab_quiet = True
+  sys.excepthook, threading.excepthook, sys.unraisablehook = (
+      on_exception, on_thread_exception, on_unraisable)
+
+
 @contextlib.contextmanager
 def held_back() -> Iterator[Attempt]:
   """Holds back what is logged (every handler of the root, ``asyncio`` and ``absl``
@@ -288,6 +326,7 @@ def held_back() -> Iterator[Attempt]:
   leaves tasks and coroutines that report their errors when collected ("Task exception was
   never retrieved", "Exception ignored in ..."): they are collected here, while held back."""
   attempt = Attempt()
+  quiet_closed_loop_callbacks()  # a failed attempt's reads may report after it has ended
   handlers = {h for name in ("", "asyncio", "absl") for h in logging.getLogger(name).handlers}
   held = {handler: _Held() for handler in handlers}
   for handler, hold in held.items():

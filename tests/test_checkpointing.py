@@ -132,3 +132,38 @@ def test_a_checkpoint_without_its_tree_metadata_does_not_read_and_is_moved(tmp_p
   step, _ = ckpt.restore_first([2, 1], STATE)
   ckpt.close()
   assert step == 1 and len(list((tmp_path / "ckpt_corrupted").iterdir())) == 1
+
+
+def test_a_failed_restores_late_callbacks_are_dropped_and_other_errors_are_not(monkeypatch):
+  """What a failed orbax restore's other tensorstore reads raise when they complete after its
+  asyncio loop closed ("Event loop is closed" from call_soon_threadsafe) is dropped by the hooks
+  that report errors of threads; any other error still reaches them."""
+  import asyncio
+  import threading
+
+  from attnlab.checkpointing import quiet_closed_loop_callbacks
+  seen = []
+  monkeypatch.setattr(sys, "excepthook", lambda t, v, tb: seen.append(str(v)))
+  monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(str(args.exc_value)))
+  monkeypatch.setattr(sys, "unraisablehook", lambda args: seen.append(str(args.exc_value)))
+  quiet_closed_loop_callbacks()
+  quiet_closed_loop_callbacks()  # idempotent
+  loop = asyncio.new_event_loop()
+  loop.close()
+
+  def late_callback():
+    loop.call_soon_threadsafe(print)
+
+  def other_error():
+    raise RuntimeError("something else")
+
+  for target in (late_callback, other_error):
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+  for target in (late_callback, other_error):
+    try:
+      target()
+    except RuntimeError:
+      sys.excepthook(*sys.exc_info())
+  assert seen == ["something else", "something else"]
