@@ -40,7 +40,10 @@ the same way. Writes to ``--out`` (default ``ROOT/report``):
   its 95% interval, the two-sided p and its Holm-adjusted p over every test on the page (the
   family), paired by seed when A and B are the same trained models (two decodings), Welch's t
   otherwise, a permutation test over the test sentences with one seed; then one sentence per
-  metric that claims a difference only where the adjusted p is below 0.05. ``bucket=<label>``
+  metric that claims a difference only where the adjusted p is below 0.05. ``--compare_metrics
+  bleu`` (comma-separated; default every metric with test outcomes) limits the tests, and so
+  the family, to the metrics a page makes claims about (BLEU alone on a translation corpus,
+  where exact match is near zero for every model). ``bucket=<label>``
   in both specs (``variant=additive,bucket=11-20`` against ``variant=additive,bucket=41-50``)
   tests those buckets against each other instead: one model at two test lengths, paired by
   seed.
@@ -55,6 +58,10 @@ the same way. Writes to ``--out`` (default ``ROOT/report``):
   training steps (``eval.test_at_steps``; ``attnlab.results.with_checkpoints``):
   every table and figure then compares the variants after equal training as well as each at
   its best checkpoint.
+* ``trials.csv``: one row per trial (its axis labels, decodings aside): the trial's wall time
+  from its ``status.json`` (the launcher's, start-up and testing included), its training
+  steps, best and tested step, whether it stopped early, and its training wall time
+  (summary.json); where a sweep's cost is published, these are its per-trial seconds.
 * ``positions.csv``, a section of results.md and ``<metric>_vs_position[...].png``: per
   setting, teacher-forced token accuracy by target position and the share of sentences first
   wrong at each position (``experiments.report_positions``), where the runs wrote them.
@@ -116,20 +123,58 @@ def _select(axes: Sequence[str], groups: Mapping[tuple, list[dict]],
   return found[0], bucket
 
 
+def compared_metrics(names: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
+  """The (metric, label) pairs of ``METRICS`` that ``names`` lists (None or empty: all)."""
+  if not names:
+    return METRICS
+  known = dict(METRICS)
+  unknown = [n for n in names if n not in known]
+  if unknown:
+    raise ReportError(f"--compare_metrics: unknown metric(s) {', '.join(unknown)}; choose from "
+                      f"{', '.join(known)}")
+  return tuple((n, known[n]) for n in dict.fromkeys(names))
+
+
 def comparison(axes: Sequence[str], groups: Mapping[tuple, list[dict]], a: str,
-               b: str) -> list[dict]:
-  """The tests of setting ``a`` against ``b`` (``results.compare_settings``), per metric with
-  test outcomes, overall and per length bucket (or the two buckets the specs name); not yet
-  adjusted for multiplicity."""
+               b: str, metrics: Sequence[tuple[str, str]] = METRICS) -> list[dict]:
+  """The tests of setting ``a`` against ``b`` (``results.compare_settings``), per metric of
+  ``metrics`` with test outcomes, overall and per length bucket (or the two buckets the specs
+  name); not yet adjusted for multiplicity."""
   (key_a, bucket_a), (key_b, bucket_b) = _select(axes, groups, a), _select(axes, groups, b)
   if (bucket_a is None) != (bucket_b is None):
     raise ReportError(f"--compare {a!r} {b!r}: give bucket= in both settings or in neither")
-  found = results.compare_settings(groups[key_a], groups[key_b], METRICS,
+  found = results.compare_settings(groups[key_a], groups[key_b], metrics,
                                    (bucket_a, bucket_b) if bucket_a else None)
   if not found:
     raise ReportError(f"--compare {a!r} {b!r}: no test outcomes (test_outcomes.jsonl) of both "
                       "on the same test sentences" + (" in those buckets" if bucket_a else ""))
   return found
+
+
+TRIAL_FIELDS = ("trial", "wall_time_s", "step", "best_step", "tested_step", "stopped_early",
+                "train_wall_time_s")
+
+
+def trial_rows(root: str | os.PathLike,
+               trials: Sequence[dict]) -> tuple[list[str], list[dict]]:
+  """(axes, rows) of trials.csv: per trial of the sweep at ``root`` (or the one run that
+  ``root`` is), each once whatever its decodings, its labels and ``TRIAL_FIELDS`` (empty where
+  its records lack one)."""
+  seen, rows, axes = set(), [], []
+  for trial in trials:
+    if trial["name"] in seen:
+      continue
+    seen.add(trial["name"])
+    folder = pathlib.Path(root) / trial["name"]
+    folder = folder if folder.is_dir() else pathlib.Path(root)  # a single run's workdir
+    status = run_record.read_status(folder) or {}
+    summary = run_record.read_json_or_none(pathlib.Path(folder) / run_record.SUMMARY) or {}
+    labels = {k: v for k, v in trial["labels"].items() if k != "decoding"}
+    axes += [a for a in labels if a not in axes]
+    rows.append({**labels, "trial": trial["name"], "wall_time_s": status.get("wall_time_s", ""),
+                 **{k: summary.get(k, "") for k in TRIAL_FIELDS[2:-1]},
+                 "train_wall_time_s": summary.get("wall_time_s", "")})
+  return axes, rows
 
 
 def _write_csv(path: pathlib.Path, fields: Sequence[str], table: Sequence[dict]) -> None:
@@ -151,10 +196,13 @@ def default_line(axes: Sequence[str], groups: Mapping[tuple, list[dict]],
 
 def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
                  line: str | None = None, x_axis: str | None = None,
-                 compare: Sequence[str] | None = None, atlas_page: bool = False) -> dict:
+                 compare: Sequence[str] | None = None, atlas_page: bool = False,
+                 compare_metrics: Sequence[str] | None = None) -> dict:
   """Writes results.csv, results.md, learning_curves.csv and the figures, with ``compare``
-  (settings in pairs) comparison.md and comparison.csv, and with ``atlas_page`` the atlas
-  (index.html, from the same results); returns their paths."""
+  (settings in pairs) comparison.md and comparison.csv (tests on ``compare_metrics``, names of
+  ``METRICS``; None: all), and with ``atlas_page`` the atlas (index.html, from the same
+  results); returns their paths."""
+  metrics = compared_metrics(compare_metrics)
   if compare and len(compare) % 2:
     raise ReportError("--compare takes settings in pairs (--compare A --compare B [--compare C "
                       f"--compare D ...]), got {len(compare)}: {compare}")
@@ -184,15 +232,19 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
                      + report_positions.markdown(axes, position_rows)
                      + report_tables.figures_note(axes, curve_figs, curves_path),
                      encoding="utf-8")
+  trial_axes, trials_table = trial_rows(root, trials)
+  trials_path = out / "trials.csv"
+  _write_csv(trials_path, trial_axes + list(TRIAL_FIELDS), trials_table)
   paths = {"csv": csv_path, "markdown": md_path, "figures": figs + curve_figs + position_figs,
-           "learning_curves": curves_path}
+           "learning_curves": curves_path, "trials": trials_path}
   if position_rows:
     paths["positions"] = out / "positions.csv"
     _write_csv(paths["positions"], list(axes) + list(report_positions.POSITION_FIELDS),
                position_rows)
   if compare:
     text, csv_rows = report_comparison.comparison_page(
-        [(a, b, comparison(axes, groups, a, b)) for a, b in zip(compare[::2], compare[1::2])])
+        [(a, b, comparison(axes, groups, a, b, metrics))
+         for a, b in zip(compare[::2], compare[1::2])])
     paths["comparison"] = out / "comparison.md"
     paths["comparison"].write_text(text, encoding="utf-8")
     paths["comparison_csv"] = out / "comparison.csv"
@@ -215,6 +267,9 @@ def define_flags(fv: flags.FlagValues) -> None:
                             "(comparison.md, comparison.csv; Holm-adjusted over the page); "
                             "more pairs, more tests.",
                             flag_values=fv)
+  flags.DEFINE_list("compare_metrics", None, "The metrics --compare tests (and so the page's "
+                    "family), comma-separated: " + ", ".join(m for m, _ in METRICS)
+                    + " (default: all).", flag_values=fv)
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
@@ -225,13 +280,14 @@ def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
 def main(argv: Sequence[str] | None = None) -> int:
   fv = parse_flags(argv)
   try:
-    paths = write_report(fv.root, fv.out, fv.line, fv.x, fv.compare, atlas_page=True)
+    paths = write_report(fv.root, fv.out, fv.line, fv.x, fv.compare, atlas_page=True,
+                         compare_metrics=fv.compare_metrics)
   except ReportError as e:
     cli.fail(e)
   print(paths["markdown"].read_text(encoding="utf-8"))
   if "comparison" in paths:
     print(paths["comparison"].read_text(encoding="utf-8"))
-  for key in ("csv", "markdown", "learning_curves", "positions", "comparison_csv"):
+  for key in ("csv", "markdown", "learning_curves", "trials", "positions", "comparison_csv"):
     if key in paths:
       print(paths[key])
   for path in paths["figures"]:

@@ -9,7 +9,8 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
-PAGES = ("long_sentence", "multi30k", "score_scaling", "alignment", "mechanisms", "benchmark")
+PAGES = ("long_sentence", "kjv_length", "multi30k", "score_scaling", "alignment", "mechanisms",
+         "benchmark")
 KEPT = ("Quickstart", "Running experiments", "Attention variants", "Models in Python",
         "Adding a task")
 

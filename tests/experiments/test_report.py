@@ -1,6 +1,7 @@
 """experiments.report on the tiny sweep that tests/experiments/test_sweep.py runs."""
 
 import csv
+import json
 import re
 
 import pytest
@@ -36,6 +37,20 @@ def test_csv_has_mean_and_spread_over_seeds_per_length_bucket(written):
   assert {r["regime"] for r in rows if r["bucket"] == "all"} == {""}
   # No attention, no alignment: the baseline has no AER rows.
   assert not [r for r in rows if r["variant"] == "none" and r["metric"] == "alignment_error_rate"]
+
+
+def test_trials_csv_has_each_trials_wall_time_and_steps(written, tiny_sweep):
+  root, _, _ = tiny_sweep
+  with open(written["trials"], encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  finished = sorted(p.parent.name for p in root.glob("*/summary.json"))
+  assert sorted(r["trial"] for r in rows) == finished  # once each; the broken one is not there
+  for row in rows:
+    status = json.loads((root / row["trial"] / "status.json").read_text(encoding="utf-8"))
+    summary = json.loads((root / row["trial"] / "summary.json").read_text(encoding="utf-8"))
+    assert float(row["wall_time_s"]) == status["wall_time_s"] > 0
+    assert int(row["step"]) == summary["step"] and row["variant"]
+    assert float(row["train_wall_time_s"]) == summary["wall_time_s"]
 
 
 def test_markdown_tables(written):
@@ -194,6 +209,34 @@ def test_compare_tests_a_against_b_with_holm_over_the_page(tiny_sweep, tmp_path,
     assert {t["family_size"] for t in csv.DictReader(f)} == {str(2 * family)}
   with pytest.raises(report.ReportError, match="in pairs"):
     report.write_report(root, tmp_path / "odd", compare=["variant=none"] * 3)
+
+
+def test_compare_metrics_limits_the_tests_and_the_family(tiny_sweep, tmp_path, capsys):
+  root, _, _ = tiny_sweep
+  pair = ["variant=additive", "variant=none"]
+  every = report.write_report(root, tmp_path / "every", compare=pair)
+  with open(every["comparison_csv"], encoding="utf-8") as f:
+    all_tests = list(csv.DictReader(f))
+  bleu = report.write_report(root, tmp_path / "bleu", compare=pair, compare_metrics=["bleu"])
+  with open(bleu["comparison_csv"], encoding="utf-8") as f:
+    bleu_tests = list(csv.DictReader(f))
+  assert bleu_tests and {t["metric"] for t in bleu_tests} == {"bleu"}
+  assert len(bleu_tests) == len([t for t in all_tests if t["metric"] == "bleu"])
+  assert {t["family_size"] for t in bleu_tests} == {str(len(bleu_tests))}
+  # The raw p of a test does not depend on the family; its Holm p does.
+  raw = {(t["bucket_a"]): t["p"] for t in all_tests if t["metric"] == "bleu"}
+  assert {t["bucket_a"]: t["p"] for t in bleu_tests} == raw
+  assert "| exact match |" not in bleu["comparison"].read_text(encoding="utf-8")
+  # From the command line, and an unknown metric is one line, exit status 2.
+  assert report.main(["--root", str(root), "--out", str(tmp_path / "cli"), "--compare", pair[0],
+                      "--compare", pair[1], "--compare_metrics", "bleu"]) == 0
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as e:
+    report.main(["--root", str(root), "--out", str(tmp_path / "bad"), "--compare", pair[0],
+                 "--compare", pair[1], "--compare_metrics", "bleu,nope"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and "unknown metric(s) nope" in err
 
 
 def test_compare_one_model_at_two_test_lengths_pairs_by_seed(tiny_sweep, tmp_path):
