@@ -62,7 +62,9 @@ def _apply(config, overrides):
 
 
 @pytest.mark.parametrize("spec,count", [
-    ("long_sentence.py:small", 5 * 2),
+    ("long_sentence.py:small", 3 * 2),  # none, none_matched, bahdanau x 30, 50 words
+    ("long_sentence.py:small,luong=true", 5 * 2),  # and general, scaled_dot
+    ("long_sentence.py:full,luong=false", 3 * 2),
     ("long_sentence.py:full", (3 + len(score_names()) - 2) * 2),
     ("multi30k.py", 3 * 3),  # attention, none, the tutorial replica x 3 seeds
     ("multi30k.py:seeds=2", 3 * 2),
@@ -92,8 +94,10 @@ def test_sweep_files_expand_to_valid_configs(tmp_path, spec, count):
     names = [t["name"] for t in plan["trials"]]
     assert names[0].startswith("variant=none,train_len=")
     assert plan["trials"][0]["overrides"]["model.decoder"] == "none"
-    scores = ({"general", "scaled_dot"} if spec.endswith("small")
+    scores = ({"general", "scaled_dot"} if "small" in spec
               else set(score_names()) - {"concat", "additive_normalized"})
+    if spec.endswith(("small", "luong=false")):
+      scores = set()
     assert {t["labels"]["variant"] for t in plan["trials"]} == {
         "none", "none_matched", "bahdanau", *scores}
     assert {t["labels"]["train_len"] for t in plan["trials"]} == {"30", "50"}  # RNNsearch-30/50
