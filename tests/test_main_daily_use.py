@@ -181,9 +181,13 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path):
   # --verbosity=0 logs "JAX process 0/1, devices: ..." once main has imported JAX and checked
   # the config: Ctrl-C goes in right after that line (building the task, compiling), however
   # slow the machine, never during the interpreter's own imports (a fixed sleep did).
+  # The child starts with Ctrl-C's default action, as from a terminal: a suite started in the
+  # background by a shell (`pytest &`) inherits SIGINT ignored, and Python keeps it ignored
+  # until the training loop installs its handler.
   proc = subprocess.Popen([sys.executable, "-m", "attnlab.main", "--config", DATE,
                            "--workdir", str(tmp_path / "w"), "--verbosity=0"], env=ENV,
-                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   seen = []
   for line in proc.stderr:  # ends early (EOF) only if the process does
     seen.append(line)
