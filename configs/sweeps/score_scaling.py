@@ -20,10 +20,10 @@ Mul-<dim>; scaled_dot / sqrt(dim); general (W_q q)^T W_a (W_k k)), additive is
 v^T tanh(W q + U k + b) at that width (Add-<dim>). Toy translation, Luong decoder,
 bidirectional GRU encoder, seeds vmapped in each trial, evaluated every fifth of the run (so
 learning curves exist) and on the test split at the end. Profiles: ``small`` (attention widths
-16 / 64 / 256 / 1024 over a recurrent width of 48, embeddings 32, 400 Adam steps of 64, 3
-seeds: 16 trials sized for about 15 minutes on two CPU cores, two at a time; the slowest,
-general at 1024, cost 0.5 CPU-seconds a step and 3 CPU-minutes for 250 steps in all, measured
-on a loaded machine), ``full`` (128 / 512 / 1024 / 2048 over a recurrent width of 256, longer
+16 / 64 / 256 / 1024 over a recurrent width of 48, embeddings 32, 400 Adam steps of 64, 10
+seeds (attnlab.sweeps.SEEDS): 16 trials, two at a time, took 82 minutes on the 2-core machine
+with the test suite running beside them (570 s idle with 3 seeds); the slowest, general at
+1024, took 2,229 s of it, its a x a matrix for 10 seeds), ``full`` (128 / 512 / 1024 / 2048 over a recurrent width of 256, longer
 training and sentences, for a GPU or TPU), ``tiny`` (a smoke test); options
 ``seeds=N``, ``steps=N`` (evaluating every N / 5 steps).
 """

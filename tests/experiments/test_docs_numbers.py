@@ -39,7 +39,6 @@ QUOTED = {
     },
     "score_scaling": {
         "18.22": "Britz et al. (2017), Table 3 (published anchor)",
-        "9.5": "the sweep's wall time in minutes, beside its seconds",
     },
     "alignment": {
         "0.036": "the AER change from no longer scoring the </s> row, measured once (dated)",
