@@ -168,7 +168,7 @@ def trial_rows(root: str | os.PathLike,
     folder = pathlib.Path(root) / trial["name"]
     folder = folder if folder.is_dir() else pathlib.Path(root)  # a single run's workdir
     status = run_record.read_status(folder) or {}
-    summary = run_record.read_json_or_none(pathlib.Path(folder) / run_record.SUMMARY) or {}
+    summary = run_record.read_json_or_none(folder / run_record.SUMMARY) or {}
     labels = {k: v for k, v in trial["labels"].items() if k != "decoding"}
     axes += [a for a in labels if a not in axes]
     rows.append({**labels, "trial": trial["name"], "wall_time_s": status.get("wall_time_s", ""),
