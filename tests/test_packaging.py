@@ -7,6 +7,7 @@ so the first test reads setup.cfg through setuptools, the way a build does; the 
 at a regular (non-editable) installed attnlab, as `.ci/min_versions` makes one.
 """
 
+import configparser
 import importlib.metadata
 import json
 import pathlib
@@ -52,3 +53,42 @@ def test_experiments_run_from_the_repository_root():
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "--sweep" in proc.stdout + proc.stderr
+
+
+CRASHING_SUITE = '''
+import os, pathlib, signal, time
+
+MARK = pathlib.Path(__file__).with_name("crashed_once")
+
+
+def test_worker_dies_of_a_segfault_once():
+  if not MARK.exists():
+    MARK.write_text("")
+    # A real crash comes seconds into a test (compiling); the plugin's record that this test
+    # may be rerun reaches the controller asynchronously at the test's start.
+    time.sleep(2)
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_fails():
+  assert 1 == 2
+'''
+
+
+def test_a_crashed_worker_reruns_its_test_once_and_a_python_failure_never(tmp_path):
+  # setup.cfg's rerun settings, as the suite gets them, in a suite of two tests under -n 2.
+  pytest.importorskip("pytest_rerunfailures")
+  pytest.importorskip("xdist")
+  cfg = configparser.ConfigParser(interpolation=None)
+  cfg.read(REPO / "setup.cfg")
+  options = {key: cfg["tool:pytest"][key] for key in ("reruns", "only_rerun")}
+  (tmp_path / "pytest.ini").write_text(
+      "[pytest]\n" + "".join(f"{k} = {v}\n" for k, v in options.items()))
+  (tmp_path / "test_crash.py").write_text(CRASHING_SUITE)
+  result = subprocess.run(
+      [sys.executable, "-m", "pytest", "-n", "2", "-q", "-p", "no:cacheprovider"],
+      cwd=tmp_path, capture_output=True, text=True, timeout=300)
+  summary = result.stdout.strip().splitlines()[-1]
+  assert result.returncode == 1, result.stdout + result.stderr
+  assert "1 failed, 1 passed, 1 rerun" in summary, result.stdout
+  assert "FAILED test_crash.py::test_fails" in result.stdout
