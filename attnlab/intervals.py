@@ -222,11 +222,27 @@ class Interval:
     return f"{self.method}, {self.seeds} seed"
 
 
-def values_interval(values, confidence: float = CONFIDENCE) -> Interval:
+# The values a metric can take: an interval is cut to them (``values_interval``).
+RANGES: Mapping[str, tuple[float, float]] = {
+    "exact_match": (0.0, 1.0), "bleu": (0.0, 100.0), "detokenized_bleu": (0.0, 100.0),
+    "alignment_error_rate": (0.0, 1.0), "token_accuracy": (0.0, 1.0),
+    "first_error_share": (0.0, 1.0), "attention_entropy": (0.0, np.inf),
+    "loss": (0.0, np.inf), "perplexity": (1.0, np.inf),
+}
+
+
+def values_interval(values, confidence: float = CONFIDENCE,
+                    bounds: tuple[float, float] = (-np.inf, np.inf)) -> Interval:
   """The t interval (`t_interval`) of the mean of per-seed values [seeds], seeds >= 2: any
-  metric each seed reports (test loss, attention entropy), with the same assumptions."""
+  metric each seed reports (test loss, attention entropy), with the same assumptions.
+
+  ``bounds``: the values the metric can take (``RANGES``); the interval is cut to them, so an
+  exact match near 1 never has an upper end of 1.004. Its coverage is unchanged: the true mean
+  lies within the bounds, so the cut never removes it.
+  """
   values = np.asarray(values, float)
   mean, low, high = t_interval(values, confidence)
+  low, high = np.clip([low, high], *bounds)
   return Interval(float(mean), float(low), float(high), len(values), SEED_METHOD)
 
 
@@ -242,7 +258,8 @@ def seed_interval(stats, statistic: Statistic | str, confidence: float = CONFIDE
   """
   stats = check_stats(stats, 3, "stats")
   if stats.shape[0] >= 2:
-    return values_interval(per_seed_values(stats, statistic), confidence)
+    return values_interval(per_seed_values(stats, statistic), confidence,
+                           RANGES[statistic_of(statistic).name])
   low, high = bootstrap_interval(stats[0], statistic, confidence, seed=seed)
   mean = float(per_seed_values(stats, statistic)[0])
   return Interval(mean, low, high, 1, SENTENCE_METHOD)

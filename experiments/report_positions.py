@@ -48,7 +48,8 @@ def _values(test: Mapping, metric: str, key: str) -> dict[str, tuple[float, int]
 
 def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
   """positions.csv: per setting, metric and position bucket every seed has, the mean over
-  seeds, the sample std, the 95% t interval over seeds (``intervals.values_interval``; none
+  seeds, the sample std, the 95% t interval over seeds (``intervals.values_interval``, cut to
+  [0, 1]; none
   with one seed), the number of seeds and the tokens (accuracy) or sentences (first errors)
   of the first seed there."""
   out = []
@@ -66,7 +67,7 @@ def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
                "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
                "low": "", "high": "", "num_seeds": len(values), "count": per_run[0][label][1]}
         if values.size > 1:
-          interval = intervals.values_interval(values)
+          interval = intervals.values_interval(values, bounds=intervals.RANGES[metric])
           row.update(low=interval.low, high=interval.high)
         out.append(row)
   return out

@@ -97,6 +97,23 @@ def test_seed_interval_is_a_t_interval_over_the_per_seed_metrics():
     intervals.t_interval([0.5])
 
 
+def test_an_interval_near_a_bound_is_cut_to_the_metrics_range():
+  # 10 seeds at exact match 0.98-1.0: the t interval's upper end passes 1; the metric's cannot.
+  rng = np.random.default_rng(2)
+  stats = np.stack([bernoulli_stats(rng.random(200) < p) for p in
+                    (1.0, 1.0, 0.97, 1.0, 0.99, 1.0, 1.0, 0.96, 1.0, 1.0)])
+  values = intervals.per_seed_values(stats, "exact_match")
+  _, low, high = intervals.t_interval(values)
+  assert high > 1.0
+  got = intervals.seed_interval(stats, "exact_match")
+  assert (got.low, got.high) == (pytest.approx(low), 1.0)
+  # A loss near 0 is cut at 0, and a metric without a range is not cut.
+  loss = intervals.values_interval([0.001, 0.0, 0.004, 0.0], bounds=intervals.RANGES["loss"])
+  assert loss.low == 0.0 and loss.high > 0.0
+  assert intervals.values_interval([0.001, 0.0, 0.004, 0.0]).low < 0.0
+  assert set(intervals.STATISTICS) <= set(intervals.RANGES)
+
+
 def test_one_seed_falls_back_to_the_sentence_bootstrap_and_says_so():
   rng = np.random.default_rng(2)
   stats = bernoulli_stats(rng.random(200) < 0.6)[None]  # [1 seed, n, 2]

@@ -81,7 +81,8 @@ def interval(runs: Sequence[dict], metric: str, bucket: str,
   if metric in COSTS:  # one measurement per trial, not a test metric per seed
     return dict(NO_INTERVAL)
   if len(values) >= 2:
-    found = intervals.values_interval(values)
+    found = intervals.values_interval(values, bounds=intervals.RANGES.get(
+        metric, (-np.inf, np.inf)))
   else:
     stats = sentence_stats(runs, metric, bucket)
     if stats is None:

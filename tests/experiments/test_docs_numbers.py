@@ -97,3 +97,31 @@ def test_a_stale_number_is_caught():
   assert _unsupported("x", "BLEU 0.51 here", values) == ["0.51 in: BLEU 0.51 here"]
   assert _unsupported("x", "| 0.51 | a table row |", values) == []
   assert _unsupported("x", "```\n0.51\n```", values) == []
+
+
+# "value [low, high]": a mean or a difference with its interval, in a table or in prose.
+WITH_INTERVAL = re.compile(r"(?<![\w.])([-+]?\d+\.\d+) \[([-+]?\d+\.\d+), ([-+]?\d+\.\d+)\]")
+
+
+def _intervals(text: str) -> set[tuple[str, ...]]:
+  """Each "value [low, high]" of ``text`` as (|value|, |low|, |high| sorted): a difference may
+  be written either way round ("A beats B by 0.10 [0.02, 0.21]" for B - A = -0.10 [-0.21,
+  -0.02])."""
+  return {(v.lstrip("+-"), *sorted(x.lstrip("+-") for x in (a, b)))
+          for v, a, b in WITH_INTERVAL.findall(text)}
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if (DOCS / p).is_dir()])
+def test_a_pages_intervals_are_the_reports(page):
+  """Every value with its interval on docs/<page>.md, tables included, is one the report wrote
+  (docs/<page>/*.md, at the same precision): an interval computed another way, or left from an
+  earlier run, is caught."""
+  written = _intervals("".join(p.read_text(encoding="utf-8") for p in (DOCS / page).rglob("*.md")))
+  shown = _intervals((DOCS / f"{page}.md").read_text(encoding="utf-8"))
+  assert sorted(shown - written) == []
+
+
+def test_an_interval_computed_elsewhere_is_caught():
+  written = _intervals("| a | 0.936 [0.867, 1.000] |\n| b | -0.100 [-0.208, -0.022] |")
+  assert _intervals("0.936 [0.867, 1.000] and by 0.100 [0.022, 0.208]") <= written
+  assert not _intervals("0.936 [0.867, 1.005]") <= written

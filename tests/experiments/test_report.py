@@ -142,9 +142,12 @@ def test_intervals_are_t_intervals_over_the_seeds(tiny_sweep, written):
     for r in mine:  # the t interval of the 2 per-seed values, 1 degree of freedom
       values = [float(r["mean"]) - float(r["std"]) / 2 ** 0.5,
                 float(r["mean"]) + float(r["std"]) / 2 ** 0.5]
-      expected = intervals.values_interval(values)
+      expected = intervals.values_interval(values, bounds=intervals.RANGES[metric])
       assert float(r["low"]) == pytest.approx(expected.low, abs=1e-9)
       assert float(r["high"]) == pytest.approx(expected.high, abs=1e-9)
+      # Cut to the metric's range: 1 degree of freedom gives wide intervals.
+      low, high = intervals.RANGES[metric]
+      assert low <= float(r["low"]) <= float(r["mean"]) <= float(r["high"]) <= high
   # The training cost is one measurement per trial: no interval.
   speed = [r for r in rows if r["metric"] == "train_steps_per_second"]
   assert speed and all(r["low"] == r["interval"] == "" for r in speed)
