@@ -125,3 +125,11 @@ def test_an_interval_computed_elsewhere_is_caught():
   written = _intervals("| a | 0.936 [0.867, 1.000] |\n| b | -0.100 [-0.208, -0.022] |")
   assert _intervals("0.936 [0.867, 1.000] and by 0.100 [0.022, 0.208]") <= written
   assert not _intervals("0.936 [0.867, 1.005]") <= written
+
+
+def test_the_readmes_intervals_are_the_reports():
+  written = _intervals("".join(p.read_text(encoding="utf-8")
+                               for page in PAGES if (DOCS / page).is_dir()
+                               for p in (DOCS / page).rglob("*.md")))
+  shown = _intervals((REPO / "README.md").read_text(encoding="utf-8"))
+  assert sorted(shown - written) == []
