@@ -45,8 +45,10 @@ QUOTED = {
     },
     "mechanisms": {
         "0.34": "Luong et al. (2015)'s AER for local-m (published anchor)",
-        "0.69": "a point of learning_curves.png (local_p's slow seed; its metrics.jsonl is "
-                "not committed)",
+        "0.36": "Luong et al. (2015)'s AER for local-p (published anchor)",
+        "0.39": "Luong et al. (2015)'s AER for location-based global attention (published "
+                "anchor)",
+        "0.32": "the Berkeley aligner's AER in Luong et al. (2015), Table 6 (published anchor)",
     },
 }
 NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*\.\d+(?![\w.])")
