@@ -11,7 +11,10 @@ and the signals that stop it.
 Each trial's outputs are its workdir's (``attnlab.run_record``): ``stdout.txt``, ``stderr.txt``
 and ``status.json``, which says ``running`` with its PID and host while it runs, then its
 outcome: ``ok``, ``failed``, ``stopped`` (rerun to resume) or ``already running``
-(``experiments.locks``).
+(``experiments.locks``). A trial resumed after a stop or a failure keeps count of its runs:
+``runs`` and ``total_wall_time_s`` add this run to the earlier ones (``earlier_runs``), so a
+sweep spread over several sessions still says what each trial cost; a run whose launcher died
+before recording its end is counted in ``untimed_runs``.
 """
 
 from __future__ import annotations
@@ -80,6 +83,25 @@ def stopped_by_signal(returncode: int | None) -> int | None:
   return None
 
 
+def earlier_runs(status: Mapping | None) -> dict:
+  """{"runs", "wall_time_s", "untimed_runs"}: the earlier runs of a trial being started again,
+  from its ``status.json`` as the last run left it. A stopped or failed run (resumed now) adds
+  its own counts; a ``running`` one whose launcher died before recording the end adds one
+  untimed run; a finished (``ok``) trial started again, or no status, starts the count
+  afresh."""
+  none = {"runs": 0, "wall_time_s": 0.0, "untimed_runs": 0}
+  if not isinstance(status, Mapping):
+    return none
+  if status.get("status") == "running":
+    before = status.get("earlier_runs") or none
+    return {**before, "runs": before["runs"] + 1, "untimed_runs": before["untimed_runs"] + 1}
+  if status.get("status") not in ("stopped", "failed") or "wall_time_s" not in status:
+    return none
+  return {"runs": status.get("runs", 1),
+          "wall_time_s": float(status.get("total_wall_time_s", status["wall_time_s"])),
+          "untimed_runs": status.get("untimed_runs", 0)}
+
+
 class TrialProcess:
   """One trial's command as a process (stdout/stderr to files in its workdir).
 
@@ -94,6 +116,7 @@ class TrialProcess:
     self.trial = trial
     self.workdir = pathlib.Path(trial["workdir"])
     self.workdir.mkdir(parents=True, exist_ok=True)
+    self.earlier = earlier_runs(run_record.read_status(self.workdir))
     self.start = time.time()
     self._out = open(self.workdir / run_record.STDOUT, "w", encoding="utf-8")
     self._err = open(self.workdir / run_record.STDERR, "w", encoding="utf-8")
@@ -113,7 +136,7 @@ class TrialProcess:
         "name": trial["name"], "status": "running", "pid": self.proc.pid,
         "host": socket.gethostname(), "launcher_pid": os.getpid(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.start)),
-        "command": trial["command"]})
+        "command": trial["command"], "earlier_runs": self.earlier})
 
   @property
   def pid(self) -> int | None:
@@ -142,9 +165,13 @@ class TrialProcess:
     returncode = self.returncode if self.proc is None else self.proc.wait()
     self._out.close()
     self._err.close()
-    status = {"name": self.trial["name"], "returncode": returncode,
-              "wall_time_s": round(time.time() - self.start, 2),
+    wall_time = round(time.time() - self.start, 2)
+    status = {"name": self.trial["name"], "returncode": returncode, "wall_time_s": wall_time,
+              "runs": self.earlier["runs"] + 1,
+              "total_wall_time_s": round(self.earlier["wall_time_s"] + wall_time, 2),
               "command": self.trial["command"]}
+    if self.earlier["untimed_runs"]:
+      status["untimed_runs"] = self.earlier["untimed_runs"]
     if returncode != 0:
       status["stderr_tail"] = (self.workdir / run_record.STDERR).read_text(
           encoding="utf-8", errors="replace")[-STDERR_TAIL_CHARS:]

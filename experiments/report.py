@@ -151,8 +151,10 @@ def comparison(axes: Sequence[str], groups: Mapping[tuple, list[dict]], a: str,
   return found
 
 
+# wall_time_s: the launcher's, over every run of the trial when it was resumed (runs > 1;
+# experiments.launch); train_wall_time_s: the training loop's, of its last run only.
 TRIAL_FIELDS = ("trial", "wall_time_s", "step", "best_step", "tested_step", "stopped_early",
-                "train_wall_time_s")
+                "train_wall_time_s", "runs")
 
 
 def trial_rows(root: str | os.PathLike,
@@ -171,9 +173,11 @@ def trial_rows(root: str | os.PathLike,
     summary = run_record.read_json_or_none(folder / run_record.SUMMARY) or {}
     labels = {k: v for k, v in trial["labels"].items() if k != "decoding"}
     axes += [a for a in labels if a not in axes]
-    rows.append({**labels, "trial": trial["name"], "wall_time_s": status.get("wall_time_s", ""),
-                 **{k: summary.get(k, "") for k in TRIAL_FIELDS[2:-1]},
-                 "train_wall_time_s": summary.get("wall_time_s", "")})
+    rows.append({**labels, "trial": trial["name"],
+                 "wall_time_s": status.get("total_wall_time_s", status.get("wall_time_s", "")),
+                 **{k: summary.get(k, "") for k in TRIAL_FIELDS[2:-2]},
+                 "train_wall_time_s": summary.get("wall_time_s", ""),
+                 "runs": status.get("runs", 1 if "wall_time_s" in status else "")})
   return axes, rows
 
 

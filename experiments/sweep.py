@@ -109,7 +109,10 @@ def run_sweep(sweep_spec: str, root: str | os.PathLike, launcher: str = "local",
   def report(status: dict) -> None:
     line = f"{status['status']:7s} {status['name']}"
     if status.get("wall_time_s") is not None:
-      line += f"  ({status['wall_time_s']:.0f} s)"
+      line += f"  ({status['wall_time_s']:.0f} s"
+      if status.get("runs", 1) > 1:
+        line += f"; {status['total_wall_time_s']:.0f} s over {status['runs']} runs"
+      line += ")"
     if status["status"] == "stopped":
       line += f"  by {status.get('stopped_by')}: rerun to resume"
     elif status["status"] == "already running":

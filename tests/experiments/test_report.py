@@ -48,7 +48,9 @@ def test_trials_csv_has_each_trials_wall_time_and_steps(written, tiny_sweep):
   for row in rows:
     status = json.loads((root / row["trial"] / "status.json").read_text(encoding="utf-8"))
     summary = json.loads((root / row["trial"] / "summary.json").read_text(encoding="utf-8"))
-    assert float(row["wall_time_s"]) == status["wall_time_s"] > 0
+    # One run each: its own wall time is the total over its runs.
+    assert float(row["wall_time_s"]) == status["total_wall_time_s"] == status["wall_time_s"] > 0
+    assert int(row["runs"]) == status["runs"] == 1
     assert int(row["step"]) == summary["step"] and row["variant"]
     assert float(row["train_wall_time_s"]) == summary["wall_time_s"]
 

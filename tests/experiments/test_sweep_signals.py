@@ -85,6 +85,31 @@ def _signal_when_ready(stop: launch.StopSignals, ready: list[pathlib.Path], sign
   thread.start()
   return thread
 
+def test_a_resumed_trial_counts_its_runs_and_their_wall_time(tmp_path):
+  def trial(code: int) -> dict:
+    return {"name": "t", "workdir": str(tmp_path / "t"),
+            "command": [sys.executable, "-c", f"import time; time.sleep(0.3); raise SystemExit({code})"]}
+
+  first = launch.run_trial(trial(1))
+  assert first["status"] == "failed" and first["runs"] == 1
+  assert first["total_wall_time_s"] == first["wall_time_s"] >= 0.3
+  second = launch.run_trial(trial(0))  # resumed: this run's time, and the total of both
+  assert second["status"] == "ok" and second["runs"] == 2 and "untimed_runs" not in second
+  assert second["total_wall_time_s"] == pytest.approx(
+      first["wall_time_s"] + second["wall_time_s"], abs=0.02)
+  # A finished trial started again counts afresh.
+  assert launch.run_trial(trial(0))["runs"] == 1
+  # A launcher that died mid-run left "running": that run is counted, untimed.
+  status = json.loads((tmp_path / "t" / "status.json").read_text())
+  (tmp_path / "t" / "status.json").write_text(json.dumps({
+      "name": "t", "status": "running", "pid": 2 ** 22 + 1, "host": socket.gethostname(),
+      "earlier_runs": {"runs": 2, "wall_time_s": 5.0, "untimed_runs": 0}}))
+  third = launch.run_trial(trial(0))
+  assert third["runs"] == 4 and third["untimed_runs"] == 1
+  assert third["total_wall_time_s"] == pytest.approx(5.0 + third["wall_time_s"], abs=0.02)
+  assert status["runs"] == 1
+
+
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_reaches_the_running_trials_and_nothing_more_starts(tmp_path, signum):
