@@ -29,7 +29,7 @@ OVERALL = METRICS + (("detokenized_bleu", "detokenized BLEU (sacrebleu)"),
                      ("token_accuracy", "token accuracy"), ("loss", "test loss"),
                      # A run's cost (summary.json "cost", attnlab.training.cost), where recorded.
                      ("train_steps_per_second", "train steps/s"),
-                     ("train_step_memory_mb", "train step memory (MB)"))
+                     ("train_step_memory_mb", "train step memory (MiB)"))
 # The training cost: measured once per trial, not a test metric of each seed: no interval.
 COSTS = ("train_steps_per_second", "train_step_memory_mb")
 # results.csv's columns after the axes.
