@@ -240,8 +240,12 @@ def compare(stats_a, stats_b, statistic: Statistic | str, paired: bool,
   else:
     result = sentence_test(a[0], b[0], statistic, same_sentences, confidence, seed)
     test, mean_a, mean_b = SENTENCES, values_a[0], values_b[0]
+  # A difference of two values in [lo, hi] lies in [lo - hi, hi - lo]: the interval is cut to
+  # that (it cannot exclude the truth), as intervals of a mean are cut to the metric's range.
+  lo, hi = intervals.RANGES[statistic.name]
+  low, high = np.clip([result.low, result.high], lo - hi, hi - lo)
   return Comparison(statistic.name, float(mean_a), float(mean_b), float(result.difference),
-                    float(result.low), float(result.high), float(result.p_value), test,
+                    float(low), float(high), float(result.p_value), test,
                     len(a), len(b), statistic.higher_is_better)
 
 

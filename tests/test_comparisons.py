@@ -169,6 +169,19 @@ def test_compare_picks_the_test_by_design_and_seed_count():
     comparisons.compare(a, b[:3], "exact_match", paired=True)
 
 
+def test_a_difference_interval_is_cut_to_what_two_values_in_range_can_differ_by():
+  # A beats B at every seed by almost the whole range: Welch's interval passes +1.
+  rng = np.random.default_rng(5)
+  a = seeds_of(rng, [1.0, 1.0, 1.0, 0.99, 1.0])
+  b = seeds_of(rng, [0.0, 0.0, 0.01, 0.0, 0.0])
+  values = [intervals.per_seed_values(x, "exact_match") for x in (a, b)]
+  uncut = comparisons.welch_t_test(*values)
+  assert uncut.high > 1.0
+  cut = comparisons.compare(a, b, "exact_match", paired=False)
+  assert cut.high == 1.0 and cut.low == pytest.approx(float(uncut.low))
+  assert cut.p_value == pytest.approx(float(uncut.p_value))
+
+
 def test_holm_adjusts_over_the_family_and_describe_claims_only_what_survives():
   rng = np.random.default_rng(5)
   a = seeds_of(rng, np.linspace(0.6, 0.7, 10))
