@@ -17,7 +17,8 @@ Here: the toy translation task (its gold alignment is known, so AER is exact) wi
 of 10 to 50 words (the grammar rarely goes past 45), a Luong decoder with input feeding,
 ``general`` scores (Luong's choice for local-p) and D = 10 (``model.local_window``). Axis:
 ``mechanism`` (``MECHANISMS``, i.e. ``attnlab.attention.mechanism_names()``, and
-``hard_gumbel``); seeds vmapped in each trial; the train step's memory is measured
+``hard_gumbel``); 10 seeds vmapped in each trial (the profile's default: ``seeds=N``); the
+train step's memory is measured
 (``train.measure_memory``). A fair budget: every trial trains until the mean validation loss
 of its seeds has not fallen by more than ``MIN_DELTA`` for ``PATIENCE`` evaluations (every 200
 steps in ``small``), capped at ``train.num_steps``, and is tested with its checkpoint of lowest
@@ -29,7 +30,9 @@ no early stopping). Hard attention is trained twice: ``hard`` with REINFORCE (Xu
 estimator with a moving-average reward baseline) and ``hard_gumbel`` with the straight-through
 Gumbel-softmax (``model.hard_estimator``). Results: docs/mechanisms.md. Train steps per second
 are wall-clock rates: compare them across trials run on the same, otherwise idle machine; the
-memory (XLA's analysis) does not depend on the load.
+memory (XLA's analysis) does not depend on the load. Cost: at 10 seeds a trial takes 18 to 40
+minutes on two shared cores, the whole ``small`` grid about an hour and a half (twice 3 seeds'
+cost per trial and more); ``--only 'mechanism=global' --only 'mechanism=hard*'`` runs a subset.
 """
 
 import os
