@@ -31,8 +31,8 @@ estimator with a moving-average reward baseline) and ``hard_gumbel`` with the st
 Gumbel-softmax (``model.hard_estimator``). Results: docs/mechanisms.md. Train steps per second
 are wall-clock rates: compare them across trials run on the same, otherwise idle machine; the
 memory (XLA's analysis) does not depend on the load. Cost: at 10 seeds a trial takes 18 to 40
-minutes on two shared cores, the whole ``small`` grid about an hour and a half (twice 3 seeds'
-cost per trial and more); ``--only 'mechanism=global' --only 'mechanism=hard*'`` runs a subset.
+minutes on two shared cores, the whole ``small`` grid about an hour and a half (about four times
+its cost at 3 seeds); ``--only 'mechanism=global' --only 'mechanism=hard*'`` runs a subset.
 """
 
 import os
