@@ -35,6 +35,7 @@ on an idle machine. Nothing here is a test.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -135,7 +136,11 @@ def train_step(name: str, dtype: str, batch: int | None = None) -> TrainStep:
   state = training.TrainState.create(apply_fn=model.apply, params=params,
                                      tx=training.make_optimizer(config.train))
   data, rng = jax.device_put(data), jax.random.key(0)
-  step = jax.jit(training.steps.train_step_fn, donate_argnums=0)
+  # The loss and the non-finite guard as training runs them (configs/multi30k.py smooths
+  # labels: a dense target, where label_smoothing 0 gathers and scatters).
+  step = jax.jit(functools.partial(training.steps.train_step_fn,
+                                   label_smoothing=config.train.label_smoothing,
+                                   on_nonfinite=config.train.on_nonfinite), donate_argnums=0)
   compiled = step.lower(state, data, rng).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost

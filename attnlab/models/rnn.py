@@ -16,39 +16,93 @@ from attnlab.attention.multihead import SelfAttention
 Array = jax.Array
 Carry = Any
 
+class DenseParams(nn.Module):
+  """The kernel [in_features, features] and bias [features] (None without) that an
+  ``nn.Dense`` of the same name creates, under the same names and in the same order (so with
+  the same initial values), returned instead of applied: several can then be fused into one
+  product."""
+
+  features: int
+  use_bias: bool
+  kernel_init: Callable[..., Array]
+  bias_init: Callable[..., Array]
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, in_features: int) -> tuple[Array, Array | None]:
+    kernel = self.param("kernel", self.kernel_init, (in_features, self.features),
+                        self.param_dtype)
+    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None)
+    return kernel, bias
+
+
+@flax.struct.dataclass
+class GRUWeights:
+  """A GRU's six products fused into two: gates in the order r, z, n.
+
+  Attributes:
+    w_i: [d, 3 * hidden] input kernels; b_i: [3 * hidden] their biases.
+    w_h: [hidden, 3 * hidden] recurrent kernels; b_hn: [hidden] the n gate's recurrent bias.
+  """
+
+  w_i: Array
+  b_i: Array
+  w_h: Array
+  b_hn: Array
+
+
+def gru_step(h: Array, x_proj: Array, w_h: Array, b_hn: Array,
+             gate_fn: Callable[[Array], Array] = jax.nn.sigmoid,
+             activation_fn: Callable[[Array], Array] = jnp.tanh) -> Array:
+  """One GRU step (Cho et al. 2014, flax's and PyTorch's form) from projected inputs:
+  h [..., hidden], x_proj = x W_i + b_i [..., 3 * hidden] (gates r, z, n) -> new h.
+
+  r = gate(x_r + h W_hr), z = gate(x_z + h W_hz), n = act(x_n + r * (h W_hn + b_hn)),
+  h' = (1 - z) * n + z * h; the three recurrent products are one [hidden, 3 * hidden] product,
+  in ``w_h``'s dtype (h' is in the wider of h's and that, as in flax).
+  """
+  x_r, x_z, x_n = jnp.split(x_proj, 3, axis=-1)
+  h_r, h_z, h_n = jnp.split(jnp.dot(h.astype(w_h.dtype), w_h), 3, axis=-1)
+  r = gate_fn(x_r + h_r)
+  z = gate_fn(x_z + h_z)
+  n = activation_fn(x_n + r * (h_n + b_hn))
+  return (1.0 - z) * n + z * h
+
+
 class GRUCell(nn.GRUCell):
-  """``flax.linen.GRUCell`` (same maths, parameter names and initial values) whose input
-  projections can be hoisted out of a time loop: ``project_inputs(x)`` projects every
-  step's input in three matmuls, and the cell then takes that tuple as its ``inputs``
-  (``scan_cell`` does this), so each recurrent step only multiplies the carry.
+  """``flax.linen.GRUCell`` (same maths, parameter names and initial values) with each
+  group of three gate products fused into one (``GRUWeights``: [d, 3 * hidden] and
+  [hidden, 3 * hidden]), and whose input projection can be hoisted out of a time loop:
+  ``project_inputs(x)`` projects every step's input in one product and returns the fused
+  ``GRUWeights`` (``scan_cell`` does this), and ``gru_step`` then only multiplies the carry.
   """
 
   @nn.compact
   def __call__(self, carry, inputs):
-    """carry [..., features] or None; inputs x [..., d] or (W_ir x, W_iz x, W_in x).
-
-    carry None: returns the input projections of ``inputs`` (``project_inputs``).
-    """
-    dense_i = functools.partial(nn.Dense, self.features, use_bias=True, dtype=self.dtype,
-                                param_dtype=self.param_dtype, kernel_init=self.kernel_init,
-                                bias_init=self.bias_init)
-    if not isinstance(inputs, tuple):
-      inputs = tuple(dense_i(name=name)(inputs) for name in ("ir", "iz", "in"))
+    """carry [..., features] or None, inputs x [..., d] -> (new carry, output), both
+    [..., features]; carry None: ``project_inputs(inputs)``."""
+    def dense(name, recurrent=False, use_bias=True):
+      return DenseParams(self.features, use_bias, param_dtype=self.param_dtype, name=name,
+                         kernel_init=self.recurrent_kernel_init if recurrent else self.kernel_init,
+                         bias_init=self.bias_init)
+    d = inputs.shape[-1]
+    (k_ir, b_ir), (k_iz, b_iz), (k_in, b_in) = (dense(n)(d) for n in ("ir", "iz", "in"))
+    (k_hr, _), (k_hz, _) = (dense(n, True, False)(self.features) for n in ("hr", "hz"))
+    k_hn, b_hn = dense("hn", True)(self.features)
+    cast = lambda x: jnp.asarray(x, self.dtype)  # noqa: E731
+    w = GRUWeights(w_i=cast(jnp.concatenate([k_ir, k_iz, k_in], 1)),
+                   b_i=cast(jnp.concatenate([b_ir, b_iz, b_in])),
+                   w_h=cast(jnp.concatenate([k_hr, k_hz, k_hn], 1)), b_hn=cast(b_hn))
+    x_proj = jnp.dot(cast(inputs), w.w_i) + w.b_i
     if carry is None:
-      return inputs
-    dense_h = functools.partial(nn.Dense, self.features, use_bias=False, dtype=self.dtype,
-                                param_dtype=self.param_dtype,
-                                kernel_init=self.recurrent_kernel_init, bias_init=self.bias_init)
-    x_r, x_z, x_n = inputs
-    h = carry
-    r = self.gate_fn(x_r + dense_h(name="hr")(h))
-    z = self.gate_fn(x_z + dense_h(name="hz")(h))
-    n = self.activation_fn(x_n + r * dense_h(name="hn", use_bias=True)(h))
-    new_h = (1.0 - z) * n + z * h
+      return x_proj, w
+    new_h = gru_step(carry, x_proj, w.w_h, w.b_hn, self.gate_fn, self.activation_fn)
     return new_h, new_h
 
-  def project_inputs(self, x: Array) -> tuple[Array, Array, Array]:
-    """x [..., d] -> its three gate projections, each [..., features]."""
+  def project_inputs(self, x: Array) -> tuple[Array, GRUWeights]:
+    """x [..., d] -> (x W_i + b_i [..., 3 * features], the cell's parameters fused per kind
+    and cast to ``dtype``: ``GRUWeights``)."""
     return self(None, x)
 
 
@@ -89,8 +143,8 @@ def carry_hidden(carry: Carry) -> Array:
   return carry[1] if isinstance(carry, tuple) else carry
 
 
-def scan_cell(cell: nn.RNNCellBase, x: Array, mask: Array, reverse: bool = False
-              ) -> tuple[Carry, Array]:
+def scan_cell(cell: nn.RNNCellBase, x: Array, mask: Array, reverse: bool = False,
+              remat: bool = False) -> tuple[Carry, Array]:
   """Runs ``cell`` over time, skipping padding: x [batch, time, d], mask [batch, time] ->
   (final carry, outputs [batch, time, hidden]; outputs at padding are meaningless).
 
@@ -99,24 +153,34 @@ def scan_cell(cell: nn.RNNCellBase, x: Array, mask: Array, reverse: bool = False
   initial carry, as if each example were reversed within its length. Reversal is a plain
   flip of the time axis, not the per-example gather of ``nn.RNN(seq_lengths=...)``
   (on CPU that gather, and its scatter in the backward pass, cost as much as the whole
-  backward direction's recurrence). Cells with ``project_inputs`` (``GRUCell``) project
-  all inputs before the loop.
+  backward direction's recurrence). A ``GRUCell`` projects all inputs before the loop, in
+  one product, and the loop is ``jax.lax.scan`` of ``gru_step`` (rematerialized per step with
+  ``remat``: pass the cell's own ``remat``); other cells run under ``nn.scan``.
   """
   if reverse:
     x, mask = jnp.flip(x, 1), jnp.flip(mask, 1)
   carry = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
-  if hasattr(cell, "project_inputs"):  # hoisted: one matmul per gate for all steps
-    x = cell.project_inputs(x)
+  keep = lambda real_t, new, old: jnp.where(real_t[:, None], new, old)  # noqa: E731
+  if hasattr(cell, "project_inputs"):  # GRUCell: one input product for every step
+    x_proj, w = cell.project_inputs(x)
 
-  def body(cell, carry, inputs):
-    x_t, real_t = inputs
-    new_carry, y = cell(carry, x_t)
-    keep = lambda new, old: jnp.where(real_t[:, None], new, old)  # noqa: E731
-    return jax.tree.map(keep, new_carry, carry), y
+    def step(h, inputs):
+      x_t, real_t = inputs
+      new_h = gru_step(h, x_t, w.w_h, w.b_hn, cell.gate_fn, cell.activation_fn)
+      return keep(real_t, new_h, h), new_h
 
-  scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False},
-                 in_axes=1, out_axes=1)
-  carry, outputs = scan(cell, carry, (x, mask))
+    carry, outputs = jax.lax.scan(jax.checkpoint(step) if remat else step, carry,
+                                  (jnp.swapaxes(x_proj, 0, 1), jnp.swapaxes(mask, 0, 1)))
+    outputs = jnp.swapaxes(outputs, 0, 1)
+  else:
+    def body(cell, carry, inputs):
+      x_t, real_t = inputs
+      new_carry, y = cell(carry, x_t)
+      return jax.tree.map(functools.partial(keep, real_t), new_carry, carry), y
+
+    scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False},
+                   in_axes=1, out_axes=1)
+    carry, outputs = scan(cell, carry, (x, mask))
   return carry, jnp.flip(outputs, 1) if reverse else outputs
 
 
@@ -188,11 +252,11 @@ class Encoder(nn.Module):
     for layer in range(self.num_layers):
       if layer:
         x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
-      fwd_carry, fwd = scan_cell(cell(), x, mask)
+      fwd_carry, fwd = scan_cell(cell(), x, mask, remat=self.remat)
       finals = [carry_hidden(fwd_carry)]
       outs = [fwd]
       if self.bidirectional:
-        bwd_carry, bwd = scan_cell(cell(), x, mask, reverse=True)
+        bwd_carry, bwd = scan_cell(cell(), x, mask, reverse=True, remat=self.remat)
         finals.append(carry_hidden(bwd_carry))
         outs.append(bwd)
       # where, not *: 0 * nan is nan, and padding must never leak into real positions.

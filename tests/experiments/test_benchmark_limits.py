@@ -21,6 +21,35 @@ def test_a_rows_figures_are_consistent():
   assert row["gflop"] * 1e9 >= 6 * m * k * n
 
 
+def test_the_step_trains_as_its_config_does(monkeypatch):
+  # The loss is the config's (configs/multi30k.py smooths labels, as the PyTorch twin does),
+  # and so is the non-finite guard: the benchmarked step is the one training runs.
+  from attnlab import training
+  seen = {}
+  real = training.steps.train_step_fn
+
+  def spy(*args, **kwargs):
+    seen.update(kwargs)
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(training.steps, "train_step_fn", spy)
+  monkeypatch.setitem(benchmark_limits.SHAPES, "multi30k_small",
+                      benchmark_limits.SHAPES["multi30k"][:2] + (4, 3, 3, 20, 20))
+  monkeypatch.setattr(benchmark_limits, "config_of", _small(benchmark_limits.config_of))
+  step = benchmark_limits.train_step("multi30k_small", "float32")
+  assert step.config.train.label_smoothing == 0.1
+  assert seen == {"label_smoothing": 0.1, "on_nonfinite": step.config.train.on_nonfinite}
+
+
+def _small(config_of):
+  """config_of, its model shrunk (the multi30k config, 8 units wide)."""
+  def small(name, dtype):
+    config = config_of("multi30k" if name == "multi30k_small" else name, dtype)
+    config.model.emb_dim = config.model.hidden_dim = 8
+    return config
+  return small
+
+
 def test_matmul_limit_is_positive_for_both_dtypes():
   for dtype in ("float32", "bfloat16"):
     assert benchmark_limits.matmul_limit(64, 32, 48, dtype, rounds=1, reps=2) > 0

@@ -148,3 +148,30 @@ def test_output_dim(bidirectional):
   assert encoded.outputs.shape == (len(LENGTHS), SRC_LEN, width)
   assert encoded.final.shape == (len(LENGTHS), width)
   assert encoded.mask.dtype == jnp.bool_
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_gru_cell_equals_flax_gru_cell(dtype):
+  # The fused cell keeps flax's parameter names and initial values, and its maths: one step
+  # from the same carry and input, and the hoisted projection + gru_step, give flax's result.
+  from attnlab.models.rnn import GRUCell, gru_step
+  import flax.linen as nn
+  ours, theirs = GRUCell(HIDDEN, dtype=dtype), nn.GRUCell(HIDDEN, dtype=dtype)
+  rng = np.random.default_rng(0)
+  h = jnp.asarray(rng.standard_normal((3, HIDDEN)), jnp.float32)
+  x = jnp.asarray(rng.standard_normal((3, EMB)), jnp.float32)
+  params = ours.init(jax.random.key(7), h, x)
+  expected = theirs.init(jax.random.key(7), h, x)
+  assert jax.tree.structure(params) == jax.tree.structure(expected)
+  jax.tree.map(np.testing.assert_array_equal, params, expected)
+  params = random_params(ours, h, x)  # non-zero biases too
+  tol = 1e-6 if dtype == jnp.float32 else 2e-2
+  want, _ = theirs.apply(params, h, x)
+  got, out = ours.apply(params, h, x)
+  assert got.dtype == want.dtype  # float32 carry: float32 out, as in flax
+  np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), atol=tol)
+  np.testing.assert_array_equal(got, out)
+  x_proj, w = ours.apply(params, x, method=GRUCell.project_inputs)
+  assert x_proj.shape == (3, 3 * HIDDEN) and w.w_h.shape == (HIDDEN, 3 * HIDDEN)
+  np.testing.assert_allclose(np.asarray(gru_step(h, x_proj, w.w_h, w.b_hn),
+                                        np.float32), np.asarray(want, np.float32), atol=tol)
