@@ -106,7 +106,7 @@ def load_trials(root: str | os.PathLike) -> tuple[list[dict], dict]:
     raise ReportError(str(e)) from e
 
 
-def _select(axes: Sequence[str], groups: Mapping[tuple, list[dict]],
+def select_setting(axes: Sequence[str], groups: Mapping[tuple, list[dict]],
             spec: str) -> tuple[tuple, str | None]:
   """The one setting of ``groups`` that ``spec`` ("axis=label[,axis=label...]", optionally
   with ``bucket=<length bucket>``) names, and that bucket (None without one)."""
@@ -118,8 +118,13 @@ def _select(axes: Sequence[str], groups: Mapping[tuple, list[dict]],
                       "comma-separated")
   found = [k for k in groups if all(dict(zip(axes, k))[a] == v for a, v in wanted.items())]
   if len(found) != 1:
-    settings = "; ".join(report_figures.title(dict(zip(axes, k))) for k in groups)
-    raise ReportError(f"--compare {spec!r} matches {len(found)} settings, not 1: {settings}")
+    # Too many: those it matches, and the axes that tell them apart; none: every setting.
+    shown = found or list(groups)
+    settings = "; ".join(report_figures.title(dict(zip(axes, k))) for k in shown)
+    open_axes = [a for i, a in enumerate(axes) if len({k[i] for k in found}) > 1]
+    hint = f" (name {', '.join(open_axes)} too)" if found else ""
+    raise ReportError(f"--compare {spec!r} matches {len(found)} settings, not 1{hint}: "
+                      f"{settings}")
   return found[0], bucket
 
 
@@ -140,7 +145,8 @@ def comparison(axes: Sequence[str], groups: Mapping[tuple, list[dict]], a: str,
   """The tests of setting ``a`` against ``b`` (``results.compare_settings``), per metric of
   ``metrics`` with test outcomes, overall and per length bucket (or the two buckets the specs
   name); not yet adjusted for multiplicity."""
-  (key_a, bucket_a), (key_b, bucket_b) = _select(axes, groups, a), _select(axes, groups, b)
+  key_a, bucket_a = select_setting(axes, groups, a)
+  key_b, bucket_b = select_setting(axes, groups, b)
   if (bucket_a is None) != (bucket_b is None):
     raise ReportError(f"--compare {a!r} {b!r}: give bucket= in both settings or in neither")
   found = results.compare_settings(groups[key_a], groups[key_b], metrics,

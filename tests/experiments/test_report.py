@@ -351,3 +351,18 @@ def test_cost_scalars_become_overall_metrics(written):
   assert {r["variant"] for r in speed} == {"none", "additive"}
   assert all(float(r["mean"]) > 0 and r["bucket"] == "all" for r in speed)
   assert "train steps/s" in written["markdown"].read_text(encoding="utf-8")
+
+
+def test_a_compare_spec_that_names_too_little_says_which_axes_to_add():
+  axes = ("variant", "checkpoint", "decoding")
+  groups = {("none", "best", "greedy"): [], ("none", "best", "beam5"): [],
+            ("none", "step1000", "greedy"): [], ("additive", "best", "greedy"): []}
+  assert report.select_setting(axes, groups, "variant=none,decoding=beam5") == (
+      ("none", "best", "beam5"), None)
+  with pytest.raises(report.ReportError) as e:
+    report.select_setting(axes, groups, "variant=none,decoding=greedy")
+  message = str(e.value)
+  assert "matches 2 settings, not 1 (name checkpoint too)" in message
+  assert "additive" not in message and "beam5" not in message  # only the ones it matched
+  with pytest.raises(report.ReportError, match="matches 0 settings, not 1: .*additive"):
+    report.select_setting(axes, groups, "variant=nope")
