@@ -34,7 +34,7 @@ from attnlab.attention import Attention, AttentionMemory, get_mechanism, get_sco
 from attnlab.attention.multihead import MultiHeadAttention
 from attnlab.data.vocab import UNK
 from attnlab.models import pointer
-from attnlab.models.rnn import EncoderOutput, carry_hidden, make_cell
+from attnlab.models.rnn import EncoderOutput, GRUWeights, carry_hidden, gru_step, make_cell
 from attnlab.options import ModelOptions, Requires
 
 Array = jax.Array
@@ -215,15 +215,53 @@ class Decoder(nn.Module):
 
   # ---------------------------------------------------------------- one step
 
-  def _rnn(self, carries: tuple, x: Array, deterministic: bool) -> tuple[tuple, Array]:
-    """Runs the stacked cells one step: x [batch, d_in] -> top output [batch, hidden]."""
+  def _rnn(self, carries: tuple, x: Array, deterministic: bool,
+           hoisted: tuple[Array, GRUWeights] | None = None) -> tuple[tuple, Array]:
+    """Runs the stacked cells one step: x [batch, d_in] -> top output [batch, hidden].
+
+    hoisted: (the embedding's share of the first (GRU) cell's input product at this step,
+      [batch, 3 * hidden], that cell's ``GRUWeights``), computed for every step before the
+      loop (``hoisted_inputs``): the cell then multiplies only the rest of x
+      (x[:, emb_dim:], the context or the fed-back h~) and its carry.
+    """
     new = []
     for layer, cell in enumerate(self.cells):
       if layer:
         x = self.dropout(x, deterministic=deterministic)
-      carry, x = cell(carries[layer], x)
+      if layer == 0 and hoisted is not None:
+        emb_proj, w = hoisted
+        if x.shape[-1] != w.w_i.shape[0]:
+          raise ValueError(f"the decoder cell's input has width {x.shape[-1]}, its hoisted "
+                           f"weights {w.w_i.shape[0]}")
+        rest = x[..., self.options.emb_dim:]
+        x_proj = emb_proj + jnp.dot(rest.astype(w.w_i.dtype), w.w_i[self.options.emb_dim:])
+        carry = x = gru_step(carries[0], x_proj, w.w_h, w.b_hn, cell.gate_fn,
+                             cell.activation_fn)
+      else:
+        carry, x = cell(carries[layer], x)
       new.append(carry)
     return tuple(new), x
+
+  @property
+  def hoists_inputs(self) -> bool:
+    """Whether teacher forcing computes the embedding's share of the first cell's input
+    product before its loop (``hoisted_inputs``): with a GRU first cell (whose gate products
+    are fused), without ``copy`` (whose pointer runs whole steps in the loop)."""
+    return not self.options.copy and hasattr(self.cells[0], "fused_weights")
+
+  def hoisted_inputs(self, emb: Array, memory: AttentionMemory) -> tuple[Array, GRUWeights]:
+    """The embedding's share of the first cell's input product for every step at once.
+
+    emb: [batch, tgt_len, emb_dim], already dropped out -> (emb W_i[:emb_dim] + b_i
+    [batch, tgt_len, 3 * hidden], the cell's ``GRUWeights``) for ``recur``'s ``hoisted``
+    (where ``hoists_inputs``). The rest of the cell's input (Bahdanau's context, Luong's
+    fed-back h~) depends on the carry and stays in the loop.
+    """
+    o = self.options
+    rest = {"bahdanau": memory.values.shape[-1],
+            "luong": o.hidden_dim if o.input_feeding else 0}.get(o.decoder, 0)
+    w = self.cells[0].fused_weights(o.emb_dim + rest)
+    return jnp.dot(emb.astype(w.w_i.dtype), w.w_i[:o.emb_dim]) + w.b_i, w
 
   def _self_attend(self, state: DecoderState, h: Array) -> tuple[Array, Array]:
     """Causal self-attention of h_t [batch, hidden] over the outputs so far."""
@@ -277,33 +315,38 @@ class Decoder(nn.Module):
     return new_state, logits.astype(jnp.float32), step.weights.astype(jnp.float32)
 
   def recur(self, state: DecoderState, emb: Array, memory: AttentionMemory,
-            deterministic: bool = True) -> tuple[DecoderState, StepOutputs]:
+            deterministic: bool = True,
+            hoisted: tuple[Array, GRUWeights] | None = None) -> tuple[DecoderState, StepOutputs]:
     """The recurrent half of a step: everything the next step depends on.
 
     emb: [batch, emb_dim] embedding of y_{t-1}. Returns the new state and ``StepOutputs``,
     whose ``features`` ``project`` turns into logits; no step reads another's logits (but
     through input feeding, which ``features`` = h~_t carries in the state), so teacher
     forcing projects every step at once, outside the scan.
+    hoisted: this step's slice of ``hoisted_inputs`` (teacher forcing); emb is then already
+      dropped out.
     """
     o = self.options
-    emb = self.dropout(emb, deterministic=deterministic)
+    if hoisted is None:
+      emb = self.dropout(emb, deterministic=deterministic)
     context = None
     if o.decoder == "bahdanau":
       context, weights, attention_state = self._attend(carry_hidden(state.carries[-1]), memory,
                                                        state, deterministic)
-      carries, h = self._rnn(state.carries, jnp.concatenate([emb, context], -1), deterministic)
+      carries, h = self._rnn(state.carries, jnp.concatenate([emb, context], -1), deterministic,
+                             hoisted)
       history, h = self._self_attend(state, h)
       features = jnp.concatenate([h, context, emb], -1)  # read out from [s_t; c_t; y_{t-1}]
       feed = state.feed
     elif o.decoder == "luong":
       x = jnp.concatenate([emb, state.feed], -1) if o.input_feeding else emb
-      carries, h = self._rnn(state.carries, x, deterministic)
+      carries, h = self._rnn(state.carries, x, deterministic, hoisted)
       history, h = self._self_attend(state, h)
       context, weights, attention_state = self._attend(h, memory, state, deterministic)
       features = jnp.tanh(self.W_c(jnp.concatenate([context, h], -1)))  # h~_t
       feed = features
     else:  # none
-      carries, h = self._rnn(state.carries, emb, deterministic)
+      carries, h = self._rnn(state.carries, emb, deterministic, hoisted)
       history, h = self._self_attend(state, h)
       features = jnp.concatenate([h, emb], -1)
       weights = jnp.zeros(memory.mask.shape, h.dtype)
@@ -355,13 +398,20 @@ class Decoder(nn.Module):
     # embedded once, outside the scan: [batch, tgt_len, emb]
     emb = self.embed(self._feed_ids(tgt_in))
     copy = self.options.copy
+    emb_proj = w = None
+    if self.hoists_inputs:
+      # Every step's dropout and the embedding's share of the first cell's input product at
+      # once, outside the scan: only the carry-dependent work stays in it.
+      emb = self.dropout(emb, deterministic=deterministic)
+      emb_proj, w = self.hoisted_inputs(emb, memory)
 
-    def body(module, carry, emb_t, memory, src_ext):
+    def body(module, carry, emb_t, emb_proj_t, memory, src_ext, w):
       if copy:  # the pointer mixes each step's logits with its attention: all in the scan
         carry, logits, weights = module.step_embedded(carry, emb_t, memory, deterministic,
                                                       src_ext)
         return carry, (logits, weights)
-      carry, step = module.recur(carry, emb_t, memory, deterministic)
+      carry, step = module.recur(carry, emb_t, memory, deterministic,
+                                 (emb_proj_t, w) if w is not None else None)
       return carry, (step.features, step.weights.astype(jnp.float32))
 
     # Sown per-step values (local_p's p_t, the collections a mechanism declares: hard
@@ -370,8 +420,8 @@ class Decoder(nn.Module):
     scan = nn.scan(nn.remat(body) if self.options.remat else body, variable_broadcast="params",
                    variable_axes=dict.fromkeys(sown, 1),
                    split_rngs={"params": False, "dropout": True, "sample": True},
-                   in_axes=(1, nn.broadcast, nn.broadcast), out_axes=1)
-    _, (outputs, weights) = scan(self, state, emb, memory, src_ext)
+                   in_axes=(1, 1, nn.broadcast, nn.broadcast, nn.broadcast), out_axes=1)
+    _, (outputs, weights) = scan(self, state, emb, emb_proj, memory, src_ext, w)
     if copy:
       return outputs, weights
     # The readout and the vocabulary projection of every step in one product

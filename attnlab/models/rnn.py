@@ -81,12 +81,13 @@ class GRUCell(nn.GRUCell):
   @nn.compact
   def __call__(self, carry, inputs):
     """carry [..., features] or None, inputs x [..., d] -> (new carry, output), both
-    [..., features]; carry None: ``project_inputs(inputs)``."""
+    [..., features]; carry None: ``project_inputs(inputs)``; inputs an int d (carry None):
+    ``fused_weights(d)``."""
     def dense(name, recurrent=False, use_bias=True):
       return DenseParams(self.features, use_bias, param_dtype=self.param_dtype, name=name,
                          kernel_init=self.recurrent_kernel_init if recurrent else self.kernel_init,
                          bias_init=self.bias_init)
-    d = inputs.shape[-1]
+    d = inputs if isinstance(inputs, int) else inputs.shape[-1]
     (k_ir, b_ir), (k_iz, b_iz), (k_in, b_in) = (dense(n)(d) for n in ("ir", "iz", "in"))
     (k_hr, _), (k_hz, _) = (dense(n, True, False)(self.features) for n in ("hr", "hz"))
     k_hn, b_hn = dense("hn", True)(self.features)
@@ -94,6 +95,8 @@ class GRUCell(nn.GRUCell):
     w = GRUWeights(w_i=cast(jnp.concatenate([k_ir, k_iz, k_in], 1)),
                    b_i=cast(jnp.concatenate([b_ir, b_iz, b_in])),
                    w_h=cast(jnp.concatenate([k_hr, k_hz, k_hn], 1)), b_hn=cast(b_hn))
+    if isinstance(inputs, int):
+      return w
     x_proj = jnp.dot(cast(inputs), w.w_i) + w.b_i
     if carry is None:
       return x_proj, w
@@ -104,6 +107,12 @@ class GRUCell(nn.GRUCell):
     """x [..., d] -> (x W_i + b_i [..., 3 * features], the cell's parameters fused per kind
     and cast to ``dtype``: ``GRUWeights``)."""
     return self(None, x)
+
+  def fused_weights(self, in_features: int) -> GRUWeights:
+    """The cell's parameters for inputs of width ``in_features``, fused per kind and cast to
+    ``dtype`` (``GRUWeights``), without a product: a caller that knows part of every step's
+    input in advance projects that part itself (``attnlab.models.decoders``)."""
+    return self(None, in_features)
 
 
 CELLS: Dict[str, Callable[..., nn.RNNCellBase]] = {

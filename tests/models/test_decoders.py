@@ -13,6 +13,8 @@ from attnlab.attention import get_score, score_names
 from attnlab.config import ConfigError, base_config, validate
 from attnlab.data.vocab import PAD
 from attnlab.models import BRIDGES, DECODER_STYLES
+from attnlab.models.decoders import Decoder
+from attnlab.options import ModelOptions
 
 import tiny_seq2seq
 from tiny_seq2seq import TGT_VOCAB, random_params
@@ -86,6 +88,48 @@ def test_teacher_forcing_equals_step_by_step(style, self_attention):
   np.testing.assert_allclose(step_attention, attention, rtol=0, atol=1e-6)
   # The logits do depend on the step (a constant output would pass the comparison).
   assert not np.allclose(logits[:, 0], logits[:, 1], atol=1e-3)
+
+
+@pytest.mark.parametrize("style", ["bahdanau", "luong", "none"])
+def test_hoisted_input_product_gives_the_step_by_step_gradients(style):
+  """Teacher forcing computes the embedding's share of the GRU's input product for every step
+  before its loop (``Decoder.hoisted_inputs``); decoding's steps do not. Same loss, same
+  gradients, for every parameter (the hoisted product's backward reaches the cell's kernels)."""
+  model = make_model(style, bidirectional=False, decoder_layers=2)
+  src, lengths, tgt_in = make_batch()
+  params = random_params(model, src, lengths, tgt_in)
+  probe = jnp.asarray(np.random.default_rng(3).standard_normal((len(LENGTHS), TGT_LEN,
+                                                                 TGT_VOCAB)), jnp.float32)
+
+  def forced(params):
+    return jnp.sum(probe * model.apply(params, src, lengths, tgt_in)[0])
+
+  def stepwise(params):
+    memory, state = model.apply(params, src, lengths, TGT_LEN, method=model.start)
+    total = 0.0
+    for t in range(TGT_LEN):
+      state, logits_t, _ = model.apply(params, memory, state, tgt_in[:, t], method=model.step)
+      total = total + jnp.sum(probe[:, t] * logits_t)
+    return total
+
+  (a, grad_a), (b, grad_b) = jax.jit(lambda p: (jax.value_and_grad(forced)(p),
+                                                jax.value_and_grad(stepwise)(p)))(params)
+  np.testing.assert_allclose(a, b, rtol=1e-5)
+  cell = grad_a["params"]["decoder_module"]["cells_0"]
+  assert float(jnp.abs(cell["ir"]["kernel"]).sum()) > 0  # the hoisted kernel learns
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5),
+               grad_a, grad_b)
+
+
+def test_only_a_gru_first_cell_without_copy_hoists_its_input_product():
+  def hoists(**options):
+    decoder = Decoder(vocab_size=TGT_VOCAB, options=ModelOptions(
+        decoder="bahdanau", attention="additive", **options))
+    return decoder.bind({}).hoists_inputs  # setup's submodules, no parameters needed
+
+  assert hoists(cell="gru")
+  assert not hoists(cell="lstm") and not hoists(cell="rnn")
+  assert not hoists(cell="gru", copy=True)
 
 
 @pytest.mark.parametrize("style", list(STYLES))
