@@ -137,7 +137,7 @@ def train_step(name: str, dtype: str, batch: int | None = None) -> TrainStep:
                                      tx=training.make_optimizer(config.train))
   data, rng = jax.device_put(data), jax.random.key(0)
   # The loss and the non-finite guard as training runs them (configs/multi30k.py smooths
-  # labels: a dense target, where label_smoothing 0 gathers and scatters).
+  # labels, which adds a uniform term to the loss).
   step = jax.jit(functools.partial(training.steps.train_step_fn,
                                    label_smoothing=config.train.label_smoothing,
                                    on_nonfinite=config.train.on_nonfinite), donate_argnums=0)

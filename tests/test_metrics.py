@@ -6,6 +6,7 @@ import hypothesis.extra.numpy as hnp
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import sacrebleu
 from hypothesis import given, settings
@@ -48,6 +49,23 @@ def test_cross_entropy_matches_numpy_log_softmax(seed, alpha):
   want_sum, want_count = _numpy_cross_entropy(logits, targets, mask, alpha)
   np.testing.assert_allclose(float(loss_sum), want_sum, rtol=1e-5)
   assert int(count) == want_count
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1, 0.5])
+def test_smoothed_cross_entropy_and_its_gradient_equal_optax_with_dense_targets(alpha):
+  """The smoothed loss never builds the dense target; optax's dense form is the reference."""
+  logits, targets, mask = (jnp.asarray(x) for x in _batch(7))
+
+  def reference(logits):
+    soft = optax.smooth_labels(jax.nn.one_hot(targets, VOCAB), alpha)
+    return jnp.sum(jnp.where(mask, optax.softmax_cross_entropy(logits, soft), 0.0))
+
+  ours = jax.value_and_grad(
+      lambda z: metrics.sequence_cross_entropy(z, targets, mask, label_smoothing=alpha)[0])
+  (got, got_grad), (want, want_grad) = ours(logits), jax.value_and_grad(reference)(logits)
+  np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(got_grad), np.asarray(want_grad), rtol=0, atol=1e-6)
+  assert np.all(np.asarray(got_grad)[~np.asarray(mask)] == 0.0)
 
 
 @FAST
