@@ -1,5 +1,6 @@
 """Shared pytest setup: fast compilation for the many tiny programs tests build."""
 
+import os
 import pathlib
 
 import jax
@@ -11,6 +12,20 @@ jax.config.update("jax_disable_most_optimizations", True)
 # run resumed from restored arrays is no longer bitwise equal to an uninterrupted one.)
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """One persistent compilation cache per test session, shared by its xdist workers: many
+  tests compile the same tiny programs (in both workers, and in functions jitted afresh per
+  run), and each is then compiled once. It lives in the session's base temporary folder
+  (a worker's is popen-gwN inside it), which pytest removes with old sessions."""
+  base = tmp_path_factory.getbasetemp()
+  shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+  jax.config.update("jax_compilation_cache_dir", str(shared / "jax-compilation-cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return shared / "jax-compilation-cache"
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,8 @@ from attnlab.attention import Attention, AttentionMemory, get_mechanism, get_sco
 from attnlab.attention.multihead import MultiHeadAttention
 from attnlab.data.vocab import UNK
 from attnlab.models import pointer
-from attnlab.models.rnn import EncoderOutput, GRUWeights, carry_hidden, gru_step, make_cell
+from attnlab.models.rnn import (EncoderOutput, GRUWeights, carry_hidden, gru_step_from_parts,
+                                 make_cell)
 from attnlab.options import ModelOptions, Requires
 
 Array = jax.Array
@@ -218,25 +219,16 @@ class Decoder(nn.Module):
   def _rnn(self, carries: tuple, x: Array, deterministic: bool,
            hoisted: tuple[Array, GRUWeights] | None = None) -> tuple[tuple, Array]:
     """Runs the stacked cells one step: x [batch, d_in] -> top output [batch, hidden].
-
-    hoisted: (the embedding's share of the first (GRU) cell's input product at this step,
-      [batch, 3 * hidden], that cell's ``GRUWeights``), computed for every step before the
-      loop (``hoisted_inputs``): the cell then multiplies only the rest of x
-      (x[:, emb_dim:], the context or the fed-back h~) and its carry.
-    """
+    hoisted: this step's slice of ``hoisted_inputs`` (the first cell then multiplies only
+    x[:, emb_dim:], the context or the fed-back h~, and its carry)."""
     new = []
     for layer, cell in enumerate(self.cells):
       if layer:
         x = self.dropout(x, deterministic=deterministic)
       if layer == 0 and hoisted is not None:
-        emb_proj, w = hoisted
-        if x.shape[-1] != w.w_i.shape[0]:
-          raise ValueError(f"the decoder cell's input has width {x.shape[-1]}, its hoisted "
-                           f"weights {w.w_i.shape[0]}")
-        rest = x[..., self.options.emb_dim:]
-        x_proj = emb_proj + jnp.dot(rest.astype(w.w_i.dtype), w.w_i[self.options.emb_dim:])
-        carry = x = gru_step(carries[0], x_proj, w.w_h, w.b_hn, cell.gate_fn,
-                             cell.activation_fn)
+        e = self.options.emb_dim
+        carry = x = gru_step_from_parts(carries[0], hoisted[0], x[..., e:], hoisted[1], e,
+                                        cell.gate_fn, cell.activation_fn)
       else:
         carry, x = cell(carries[layer], x)
       new.append(carry)
@@ -244,19 +236,14 @@ class Decoder(nn.Module):
 
   @property
   def hoists_inputs(self) -> bool:
-    """Whether teacher forcing computes the embedding's share of the first cell's input
-    product before its loop (``hoisted_inputs``): with a GRU first cell (whose gate products
-    are fused), without ``copy`` (whose pointer runs whole steps in the loop)."""
+    """Whether teacher forcing hoists ``hoisted_inputs``: a GRU first cell, and no ``copy``."""
     return not self.options.copy and hasattr(self.cells[0], "fused_weights")
 
   def hoisted_inputs(self, emb: Array, memory: AttentionMemory) -> tuple[Array, GRUWeights]:
-    """The embedding's share of the first cell's input product for every step at once.
-
-    emb: [batch, tgt_len, emb_dim], already dropped out -> (emb W_i[:emb_dim] + b_i
-    [batch, tgt_len, 3 * hidden], the cell's ``GRUWeights``) for ``recur``'s ``hoisted``
-    (where ``hoists_inputs``). The rest of the cell's input (Bahdanau's context, Luong's
-    fed-back h~) depends on the carry and stays in the loop.
-    """
+    """emb [batch, tgt_len, emb_dim], dropped out -> (emb W_i[:emb_dim] + b_i [batch,
+    tgt_len, 3 * hidden]: the embedding's share of the first cell's input product at every
+    step, its ``GRUWeights``). The rest of that input (Bahdanau's context, Luong's fed-back
+    h~) depends on the carry and stays in the loop."""
     o = self.options
     rest = {"bahdanau": memory.values.shape[-1],
             "luong": o.hidden_dim if o.input_feeding else 0}.get(o.decoder, 0)
@@ -322,9 +309,8 @@ class Decoder(nn.Module):
     emb: [batch, emb_dim] embedding of y_{t-1}. Returns the new state and ``StepOutputs``,
     whose ``features`` ``project`` turns into logits; no step reads another's logits (but
     through input feeding, which ``features`` = h~_t carries in the state), so teacher
-    forcing projects every step at once, outside the scan.
-    hoisted: this step's slice of ``hoisted_inputs`` (teacher forcing); emb is then already
-      dropped out.
+    forcing projects every step at once, outside the scan. hoisted: this step's slice of
+    ``hoisted_inputs`` (teacher forcing; emb is then already dropped out).
     """
     o = self.options
     if hoisted is None:
@@ -395,23 +381,18 @@ class Decoder(nn.Module):
       logits [batch, tgt_len, vocab] (``copy``: log-probabilities
       [batch, tgt_len, vocab + src_len]), attention [batch, tgt_len, src_len].
     """
-    # embedded once, outside the scan: [batch, tgt_len, emb]
-    emb = self.embed(self._feed_ids(tgt_in))
+    emb = self.embed(self._feed_ids(tgt_in))  # once, outside the scan: [batch, tgt_len, emb]
     copy = self.options.copy
-    emb_proj = w = None
+    emb_proj = w = None  # the per-step work that does not depend on the carry, at once:
     if self.hoists_inputs:
-      # Every step's dropout and the embedding's share of the first cell's input product at
-      # once, outside the scan: only the carry-dependent work stays in it.
-      emb = self.dropout(emb, deterministic=deterministic)
-      emb_proj, w = self.hoisted_inputs(emb, memory)
+      emb_proj, w = self.hoisted_inputs(emb := self.dropout(emb, deterministic), memory)
 
     def body(module, carry, emb_t, emb_proj_t, memory, src_ext, w):
       if copy:  # the pointer mixes each step's logits with its attention: all in the scan
         carry, logits, weights = module.step_embedded(carry, emb_t, memory, deterministic,
                                                       src_ext)
         return carry, (logits, weights)
-      carry, step = module.recur(carry, emb_t, memory, deterministic,
-                                 (emb_proj_t, w) if w is not None else None)
+      carry, step = module.recur(carry, emb_t, memory, deterministic, w and (emb_proj_t, w))
       return carry, (step.features, step.weights.astype(jnp.float32))
 
     # Sown per-step values (local_p's p_t, the collections a mechanism declares: hard

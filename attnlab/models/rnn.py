@@ -70,6 +70,16 @@ def gru_step(h: Array, x_proj: Array, w_h: Array, b_hn: Array,
   return (1.0 - z) * n + z * h
 
 
+def gru_step_from_parts(h: Array, lead_proj: Array, rest: Array, w: GRUWeights, d_lead: int,
+                        gate_fn: Callable[[Array], Array] = jax.nn.sigmoid,
+                        activation_fn: Callable[[Array], Array] = jnp.tanh) -> Array:
+  """``gru_step`` for an input x = [lead; rest] whose lead [..., d_lead] was projected
+  beforehand (lead_proj = lead W_i[:d_lead] + b_i [..., 3 * hidden]): only rest
+  [..., d - d_lead] and h are multiplied here."""
+  x_proj = lead_proj + jnp.dot(rest.astype(w.w_i.dtype), w.w_i[d_lead:])
+  return gru_step(h, x_proj, w.w_h, w.b_hn, gate_fn, activation_fn)
+
+
 class GRUCell(nn.GRUCell):
   """``flax.linen.GRUCell`` (same maths, parameter names and initial values) with each
   group of three gate products fused into one (``GRUWeights``: [d, 3 * hidden] and
