@@ -49,7 +49,8 @@ the same way. Writes to ``--out`` (default ``ROOT/report``):
   seed.
   Printed too.
 * ``<metric>_vs_length[__<axis>-<label>].png``: metric against source length (bucket mean),
-  one line per value of the line axis (``--line``, default ``variant``), a ±std band over
+  one line per value of the line axis (``--line``, default ``variant``; ``--line
+  variant,train_len``: one per combination, as in Bahdanau et al.'s Fig. 2), a ±std band over
   seeds; one figure per value of the other axes (``attnlab.plots.metric_vs_length_figure``),
   a dashed line at the longest training source where its runs share one.
   With ``--x AXIS`` the x axis is that (numeric) sweep axis instead, on a log2 scale, for
@@ -224,19 +225,30 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
   x_axis = x_axis or defaults.get("x") or "length"
   if x_axis != "length" and x_axis not in axes:
     raise ReportError(f"--x {x_axis!r} is neither 'length' nor an axis: {', '.join(axes)}")
-  if line not in axes:
-    raise ReportError(f"--line {line!r} is not an axis of this sweep: {', '.join(axes)}")
+  line_axes = line.split(",")
+  if bad := [a for a in line_axes if a not in axes]:
+    raise ReportError(f"--line {bad[0]!r} is not an axis of this sweep: {', '.join(axes)}")
   table_rows = results.rows(axes, groups)
   csv_path = out / "results.csv"
   _write_csv(csv_path, list(axes) + list(results.ROW_FIELDS), table_rows)
   curve_axes, curves = report_figures.curve_rows(trials)
   curves_path = out / "learning_curves.csv"
   _write_csv(curves_path, curve_axes + list(report_figures.CURVE_FIELDS), curves)
-  figs = report_figures.figures(axes, table_rows, groups, out, line,
-                                METRICS if x_axis == "length" else OVERALL, x_axis)
-  curve_figs = report_figures.learning_curve_figures(curve_axes, curves, out, line)
   position_rows = report_positions.rows(axes, groups)
-  position_figs = report_positions.figures(axes, position_rows, out, line)
+  fig_axes, fig_rows, fig_groups = axes, table_rows, groups
+  fig_curve_axes, fig_curves, fig_positions = curve_axes, curves, position_rows
+  if len(line_axes) > 1:  # one line per combination of the line axes
+    fig_axes, fig_rows = report_figures.merged_line(axes, table_rows, line_axes)
+    _, fig_groups = report_figures.merged_groups(axes, groups, line_axes)
+    if len(in_curves := [a for a in line_axes if a in curve_axes]) > 1:  # decoding is pooled
+      fig_curve_axes, fig_curves = report_figures.merged_line(curve_axes, curves, in_curves)
+    _, fig_positions = report_figures.merged_line(axes, position_rows, line_axes)
+  figs = report_figures.figures(fig_axes, fig_rows, fig_groups, out, line,
+                                METRICS if x_axis == "length" else OVERALL, x_axis)
+  curve_figs = report_figures.learning_curve_figures(
+      fig_curve_axes, fig_curves, out,
+      ",".join(a for a in line_axes if a in curve_axes) or line)
+  position_figs = report_positions.figures(fig_axes, fig_positions, out, line)
   md_path = out / "results.md"
   md_path.write_text(report_tables.markdown(axes, table_rows, x_axis)
                      + report_positions.markdown(axes, position_rows)
@@ -260,7 +272,8 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
     paths["comparison_csv"] = out / "comparison.csv"
     _write_csv(paths["comparison_csv"], report_comparison.COMPARISON_FIELDS, csv_rows)
   if atlas_page:
-    paths["atlas"] = atlas.write_atlas(root, out, trials, axes, table_rows, line, x_axis)
+    paths["atlas"] = atlas.write_atlas(root, out, trials, axes, table_rows, line_axes[0],
+                                       x_axis)
   return paths
 
 
@@ -269,7 +282,8 @@ def define_flags(fv: flags.FlagValues) -> None:
                       "run's workdir (required).", flag_values=fv)
   flags.DEFINE_string("out", None, "Output folder (default ROOT/report).", flag_values=fv)
   flags.DEFINE_string("line", None, "Axis drawn as one line per value (default: the sweep's "
-                      "get_report, else its first axis).", flag_values=fv)
+                      "get_report, else its first axis); comma-separated axes: a line per "
+                      "combination (variant,train_len).", flag_values=fv)
   flags.DEFINE_string("x", None, "'length' (per-length metrics) or a numeric sweep axis "
                       "(default: the sweep's get_report, else 'length').", flag_values=fv)
   flags.DEFINE_multi_string("compare", None, "In pairs: settings A and B (axis=label[,...], "

@@ -33,10 +33,35 @@ def title(setting: Mapping[str, str]) -> str:
   return ", ".join(f"{a}={v}" for a, v in setting.items())
 
 
-def _train_length(panel_runs: Sequence[list[dict]]) -> int:
-  """The longest training source shared by every run of a figure, else 0 (none or several)."""
+def merged_line(axes: Sequence[str], rows: Sequence[dict],
+                line_axes: Sequence[str]) -> tuple[list[str], list[dict]]:
+  """``rows`` with ``line_axes`` (two or more) joined into one axis, named
+  ``",".join(line_axes)``, whose labels read ``bahdanau, train_len=30``: figures with one line
+  per combination (Bahdanau et al.'s Fig. 2: a line per model and training length). Returns
+  the new axes (the merged one in place of the first of ``line_axes``) and rows."""
+  name = ",".join(line_axes)
+  label = lambda r: ", ".join([str(r[line_axes[0]])] + [  # noqa: E731
+      f"{a}={r[a]}" for a in line_axes[1:]])
+  merged = [name if a == line_axes[0] else a for a in axes if a not in line_axes[1:]]
+  out = []
+  for r in rows:
+    row = {k: v for k, v in r.items() if k not in line_axes}
+    row[name] = label(r)
+    out.append(row)
+  return merged, out
+
+
+def merged_groups(axes: Sequence[str], groups: Mapping[tuple, list[dict]],
+                  line_axes: Sequence[str]) -> tuple[list[str], dict[tuple, list[dict]]]:
+  """``groups`` (keyed by ``axes``' labels) re-keyed as ``merged_line`` merges the rows."""
+  merged, settings = merged_line(axes, [dict(zip(axes, k)) for k in groups], line_axes)
+  return merged, {tuple(s[a] for a in merged): runs for s, runs in zip(settings, groups.values())}
+
+
+def _train_lengths(panel_runs: Sequence[list[dict]]) -> list[int]:
+  """The longest training sources of a figure's runs (none where a run had no cap)."""
   lengths = {run.get("train_max_src_len") or 0 for runs in panel_runs for run in runs}
-  return lengths.pop() if len(lengths) == 1 else 0
+  return [] if 0 in lengths else sorted(lengths)
 
 
 def figures(axes: Sequence[str], table_rows: Sequence[dict], groups: Mapping[tuple, list[dict]],
@@ -44,8 +69,8 @@ def figures(axes: Sequence[str], table_rows: Sequence[dict], groups: Mapping[tup
             x_axis: str = "length", seed_index: int = 0,
             attention_dpi: int = 60) -> list[pathlib.Path]:
   """Metric-vs-length (or vs ``x_axis``) curves of ``metrics`` ((key, label) pairs) and
-  attention grids; returns the paths. Against length, a dashed line marks the longest
-  training source (``data.train_max_src_len``) where a figure's runs share one."""
+  attention grids; returns the paths. Against length, a grey line marks the longest training
+  source (``data.train_max_src_len``) of a figure's runs, one per length where they differ."""
   others = [a for a in axes if a not in (line, x_axis)]
   panels_of = lambda s: tuple(s[a] for a in others)  # noqa: E731
   paths = []
@@ -69,11 +94,12 @@ def figures(axes: Sequence[str], table_rows: Sequence[dict], groups: Mapping[tup
         fig = plots.metric_vs_length_figure(
             curves, xlabel="source length (words; mean of each length bucket)",
             ylabel=ylabel, title=heading)
-        longest = _train_length([runs for key, runs in groups.items()
-                                 if panels_of(dict(zip(axes, key))) == panel])
-        if longest:  # to its right, every bucket mean is an extrapolation
-          fig.axes[0].axvline(longest + 0.5, color="grey", linestyle="--", linewidth=1,
-                              label=f"longest training source ({longest})")
+        longest = _train_lengths([runs for key, runs in groups.items()
+                                  if panels_of(dict(zip(axes, key))) == panel])
+        for n, style in zip(longest, ("--", ":", "-.")):  # to its right: extrapolation
+          fig.axes[0].axvline(n + 0.5, color="grey", linestyle=style, linewidth=1,
+                              label=f"longest training source ({n})")
+        if longest:
           fig.axes[0].legend()
       else:
         fig = plots.metric_vs_length_figure(curves, xlabel=x_axis, ylabel=label, title=heading)

@@ -74,6 +74,30 @@ def test_figures(written):
     assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_several_line_axes_draw_a_line_per_combination(tiny_sweep, tmp_path, monkeypatch):
+  """``--line variant,train_len`` (Bahdanau et al.'s Fig. 2: a line per model and training
+  length): one figure, no panel per training length, a line labelled per combination."""
+  root, _, _ = tiny_sweep
+  drawn = []
+  figure = plots.metric_vs_length_figure
+
+  def recording(curves, *args, **kwargs):
+    drawn.append(sorted(curves))
+    return figure(curves, *args, **kwargs)
+  monkeypatch.setattr(plots, "metric_vs_length_figure", recording)
+  paths = report.write_report(root, tmp_path, line="variant,train_len")
+  names = sorted(p.name for p in paths["figures"])
+  assert names == ["alignment_error_rate_vs_length.png", "attention_grid.png",
+                   "bleu_vs_length.png", "exact_match_vs_length.png",
+                   "first_error_share_vs_position.png", "learning_curves.png",
+                   "token_accuracy_vs_position.png"]
+  assert drawn[0] == ["additive, train_len=8", "none, train_len=8"]
+  # The tables keep the sweep's own axes.
+  assert "| variant | train_len | 1-4 (" in paths["markdown"].read_text(encoding="utf-8")
+  with pytest.raises(report.ReportError, match="'nope' is not an axis"):
+    report.write_report(root, tmp_path, line="variant,nope")
+
+
 def test_x_axis_can_be_a_sweep_axis(tiny_sweep, tmp_path):
   root, _, _ = tiny_sweep
   paths = report.write_report(root, tmp_path, line="variant", x_axis="train_len")
