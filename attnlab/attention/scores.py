@@ -274,6 +274,19 @@ class General(_Multiplicative):
     return _dot(w_query, projected_keys.astype(self.dtype), "general")
 
 
+@jax.checkpoint
+def additive_energy(w_query: Array, projected_keys: Array, v: Array) -> Array:
+  """v^T tanh(w_query + projected_keys) for every query and key: [batch, q_len, k_len].
+
+  w_query: [batch, q_len, d]; projected_keys: [batch, k_len, d]; v: [d]. The tanh layer,
+  [batch, q_len, k_len, d], is recomputed in the backward pass (``jax.checkpoint``) rather
+  than kept: one elementwise pass instead of the largest activation of an additive-attention
+  model (inside a decoder's scan it would be stacked over every target step).
+  """
+  hidden = jnp.tanh(w_query[:, :, None, :] + projected_keys[:, None, :, :])
+  return jnp.einsum("bqkd,d->bqk", hidden, v)
+
+
 class _Additive(Score):
   """Shared body of ``concat``, ``additive`` and ``additive_normalized``:
 
@@ -301,9 +314,7 @@ class _Additive(Score):
     v = self.v[:, 0]
     if self.normalize:
       v = self.g * v * jax.lax.rsqrt(jnp.sum(v * v))
-    hidden = jnp.tanh(self.W(query)[:, :, None, :] + projected_keys[:, None, :, :])
-    # hidden: [batch, q_len, k_len, attention_dim]
-    return jnp.einsum("bqkd,d->bqk", hidden, v.astype(self.dtype))
+    return additive_energy(self.W(query), projected_keys, v.astype(self.dtype))
 
 
 @register_score("concat")

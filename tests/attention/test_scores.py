@@ -20,6 +20,7 @@ import pytest
 
 from attnlab.attention import (SCORES, Attention, Score, get_score, make_score,
                                register_score, score_names)
+from attnlab.attention.scores import additive_energy
 
 BATCH, Q_LEN, K_LEN = 2, 3, 4
 D_Q, D_K = 3, 5  # different on purpose: scores that allow it must handle it
@@ -433,3 +434,23 @@ def test_registered_score_usable_by_attention(neg_sq_distance_score):
 
 def test_registry_cleaned_up_after_extension_test():
   assert "test_neg_sq_distance" not in SCORES
+
+
+def test_additive_energy_recomputed_in_the_backward_pass_gives_the_same_gradients():
+  """``additive_energy`` keeps no tanh layer for the backward pass (``jax.checkpoint``): its
+  values and gradients equal the formula written out with numpy-style jnp, kept."""
+  w_query, keys, v = (jax.random.normal(k, s) for k, s in zip(
+      jax.random.split(jax.random.key(0), 3), [(2, 3, 5), (2, 4, 5), (5,)]))
+
+  def kept(w_query, keys, v):
+    return jnp.einsum("bqkd,d->bqk", jnp.tanh(w_query[:, :, None] + keys[:, None]), v)
+
+  loss = lambda f: lambda *a: jnp.sum(jnp.sin(f(*a)))  # noqa: E731
+  np.testing.assert_allclose(additive_energy(w_query, keys, v), kept(w_query, keys, v),
+                             rtol=1e-6)
+  for got, want in zip(jax.grad(loss(additive_energy), argnums=(0, 1, 2))(w_query, keys, v),
+                       jax.grad(loss(kept), argnums=(0, 1, 2))(w_query, keys, v)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # What the backward pass keeps: the inputs, not the [batch, q_len, k_len, d] tanh layer.
+  _, residuals = jax.vjp(additive_energy, w_query, keys, v)
+  assert max(x.size for x in jax.tree.leaves(residuals)) == keys.size < 2 * 3 * 4 * 5
