@@ -228,6 +228,10 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
   line_axes = line.split(",")
   if bad := [a for a in line_axes if a not in axes]:
     raise ReportError(f"--line {bad[0]!r} is not an axis of this sweep: {', '.join(axes)}")
+  # An axis with one label adds nothing to a line's name: it stays in the figures' names.
+  labels = lambda a: {k[axes.index(a)] for k in groups}  # noqa: E731
+  line_axes = [a for a in line_axes if len(labels(a)) > 1] or line_axes[:1]
+  line = ",".join(line_axes)
   table_rows = results.rows(axes, groups)
   csv_path = out / "results.csv"
   _write_csv(csv_path, list(axes) + list(results.ROW_FIELDS), table_rows)

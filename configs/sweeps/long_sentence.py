@@ -5,7 +5,8 @@ alignment gives AER too).
 
     python -m experiments.sweep --sweep configs/sweeps/long_sentence.py:small \
         --root /tmp/sweeps/long --max_parallel 2
-    python -m experiments.report --root /tmp/sweeps/long --out docs/long_sentence
+    python -m experiments.report --root /tmp/sweeps/long --out docs/long_sentence \
+        --line variant,train_len [--compare A --compare B ...: docs/long_sentence.md]
 
 Bahdanau et al. trained RNNencdec and RNNsearch on sentences of at most 30 or 50 words and
 plotted test BLEU against length (their Fig. 2: RNNencdec falls as sentences grow, RNNsearch-50
@@ -180,6 +181,7 @@ def get_sweep(arg=None):
 
 
 def get_report(arg=None):
-  """experiments.report defaults: exact match / BLEU / AER against source length."""
+  """experiments.report defaults: exact match / BLEU / AER against source length, a line per
+  model and training length (Bahdanau et al.'s Fig. 2)."""
   del arg
-  return {"line": "variant", "x": "length"}
+  return {"line": "variant,train_len", "x": "length"}

@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+import shutil
 
 import pytest
 
@@ -77,7 +78,13 @@ def test_figures(written):
 def test_several_line_axes_draw_a_line_per_combination(tiny_sweep, tmp_path, monkeypatch):
   """``--line variant,train_len`` (Bahdanau et al.'s Fig. 2: a line per model and training
   length): one figure, no panel per training length, a line labelled per combination."""
-  root, _, _ = tiny_sweep
+  tiny, _, _ = tiny_sweep
+  root = tmp_path / "two_lengths"  # the tiny sweep's trials, each also as train_len=9
+  for trial in tiny.glob("variant=*,train_len=8"):
+    if (trial / "summary.json").exists():
+      for length in (8, 9):
+        shutil.copytree(trial, root / trial.name.replace("train_len=8", f"train_len={length}"),
+                        ignore=shutil.ignore_patterns("checkpoints"))
   drawn = []
   figure = plots.metric_vs_length_figure
 
@@ -85,17 +92,25 @@ def test_several_line_axes_draw_a_line_per_combination(tiny_sweep, tmp_path, mon
     drawn.append(sorted(curves))
     return figure(curves, *args, **kwargs)
   monkeypatch.setattr(plots, "metric_vs_length_figure", recording)
-  paths = report.write_report(root, tmp_path, line="variant,train_len")
+  paths = report.write_report(root, tmp_path / "report", line="variant,train_len")
   names = sorted(p.name for p in paths["figures"])
   assert names == ["alignment_error_rate_vs_length.png", "attention_grid.png",
                    "bleu_vs_length.png", "exact_match_vs_length.png",
                    "first_error_share_vs_position.png", "learning_curves.png",
                    "token_accuracy_vs_position.png"]
-  assert drawn[0] == ["additive, train_len=8", "none, train_len=8"]
+  assert drawn[0] == ["additive, train_len=8", "additive, train_len=9", "none, train_len=8",
+                      "none, train_len=9"]
   # The tables keep the sweep's own axes.
   assert "| variant | train_len | 1-4 (" in paths["markdown"].read_text(encoding="utf-8")
   with pytest.raises(report.ReportError, match="'nope' is not an axis"):
-    report.write_report(root, tmp_path, line="variant,nope")
+    report.write_report(root, tmp_path / "report", line="variant,nope")
+
+
+def test_a_line_axis_with_one_label_stays_a_figure_axis(written, tiny_sweep, tmp_path):
+  """The tiny sweep has one training length: ``variant,train_len`` draws as ``variant``."""
+  root, _, _ = tiny_sweep
+  paths = report.write_report(root, tmp_path, line="variant,train_len")
+  assert sorted(p.name for p in paths["figures"]) == sorted(p.name for p in written["figures"])
 
 
 def test_x_axis_can_be_a_sweep_axis(tiny_sweep, tmp_path):
