@@ -19,8 +19,9 @@ import numpy as np
 from attnlab import plots
 from attnlab import run_record
 
-# Axes a learning curve does not depend on: seeds are pooled, decodings share the training.
-POOLED = ("seed", "decoding")
+# Axes a learning curve does not depend on: seeds are pooled; decodings and the checkpoints
+# tested (best, step<k>) share the training.
+POOLED = ("seed", "decoding", "checkpoint")
 CURVE_FIELDS = ("metric", "step", "mean", "std", "num_seeds")
 
 

@@ -44,6 +44,11 @@ def test_matched_steps_are_a_checkpoint_axis(root, written):
              and r["metric"] == "exact_match" and r["bucket"] == "all")
   assert float(row["mean"]) == pytest.approx(sum(r["exact_match"] for r in at_step) / 2)
   assert row["num_seeds"] == "2"
+  # Learning curves do not depend on the checkpoint tested: one per training, seeds pooled.
+  curves = list(csv.DictReader(open(written["learning_curves"])))
+  assert "checkpoint" not in curves[0] and {r["num_seeds"] for r in curves} == {"2"}
+  assert [p.name for p in written["figures"] if p.name.startswith("learning_curves")] == [
+      "learning_curves.png"]
 
 
 def test_positions_csv_matches_the_runs_summaries(root, written):
