@@ -72,7 +72,13 @@ the same way. Writes to ``--out`` (default ``ROOT/report``):
 * ``index.html``: the atlas (``experiments.atlas``), every trial on one page, built from the
   same results in memory.
 
-The sweep file's ``get_report(arg)`` gives defaults for ``--line`` and ``--x``.
+The sweep file's ``get_report(arg)`` gives defaults for ``--line``, ``--x`` and ``--intervals``.
+
+``--intervals``: what the tables' intervals are about. ``seeds`` (default): a new training seed
+on this test set (t over seeds). ``seeds_and_sentences``: a new training seed on a new test set
+of the same kind: for BLEU, exact match and AER the seed interval widened by the test set's
+sampling variance (``attnlab.intervals.seeds_and_sentences_interval``), the seed interval for
+the rest; the tests of ``--compare`` stay seed-level either way.
 
 ``--root`` may also be a single run's workdir (``attnlab.main --workdir``, with its
 ``summary.json``): the report then has one row, that run (its seeds pooled), under a ``run``
@@ -208,11 +214,13 @@ def default_line(axes: Sequence[str], groups: Mapping[tuple, list[dict]],
 def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
                  line: str | None = None, x_axis: str | None = None,
                  compare: Sequence[str] | None = None, atlas_page: bool = False,
-                 compare_metrics: Sequence[str] | None = None) -> dict:
+                 compare_metrics: Sequence[str] | None = None,
+                 population: str | None = None) -> dict:
   """Writes results.csv, results.md, learning_curves.csv and the figures, with ``compare``
   (settings in pairs) comparison.md and comparison.csv (tests on ``compare_metrics``, names of
   ``METRICS``; None: all), and with ``atlas_page`` the atlas (index.html, from the same
-  results); returns their paths."""
+  results); ``population``: what the intervals are about (module doc; None: the sweep's
+  ``get_report``, else ``seeds``); returns their paths."""
   metrics = compared_metrics(compare_metrics)
   if compare and len(compare) % 2:
     raise ReportError("--compare takes settings in pairs (--compare A --compare B [--compare C "
@@ -232,7 +240,10 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
   labels = lambda a: {k[axes.index(a)] for k in groups}  # noqa: E731
   line_axes = [a for a in line_axes if len(labels(a)) > 1] or line_axes[:1]
   line = ",".join(line_axes)
-  table_rows = results.rows(axes, groups)
+  population = population or defaults.get("intervals") or "seeds"
+  if population not in results.POPULATIONS:
+    raise ReportError(f"--intervals: valid {', '.join(results.POPULATIONS)}, got {population!r}")
+  table_rows = results.rows(axes, groups, population)
   csv_path = out / "results.csv"
   _write_csv(csv_path, list(axes) + list(results.ROW_FIELDS), table_rows)
   curve_axes, curves = report_figures.curve_rows(trials)
@@ -295,6 +306,9 @@ def define_flags(fv: flags.FlagValues) -> None:
                             "(comparison.md, comparison.csv; Holm-adjusted over the page); "
                             "more pairs, more tests.",
                             flag_values=fv)
+  flags.DEFINE_string("intervals", None, "What the intervals are about: 'seeds' (a new seed "
+                      "on this test set) or 'seeds_and_sentences' (a new seed on a new test "
+                      "set; default: the sweep's get_report, else 'seeds').", flag_values=fv)
   flags.DEFINE_list("compare_metrics", None, "The metrics --compare tests (and so the page's "
                     "family), comma-separated: " + ", ".join(m for m, _ in METRICS)
                     + " (default: all).", flag_values=fv)
@@ -309,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   fv = parse_flags(argv)
   try:
     paths = write_report(fv.root, fv.out, fv.line, fv.x, fv.compare, atlas_page=True,
-                         compare_metrics=fv.compare_metrics)
+                         compare_metrics=fv.compare_metrics, population=fv.intervals)
   except ReportError as e:
     cli.fail(e)
   print(paths["markdown"].read_text(encoding="utf-8"))

@@ -14,6 +14,10 @@ from attnlab.results import COSTS, METRICS, OVERALL
 INTERVAL_NOTES = {
     "t": "95% t interval over seeds (seeds - 1 df): where the mean of a new training seed on "
          "this test set lies; test-set sampling not included",
+    "t + sentence bootstrap": "95% interval over seeds and test sentences (the seeds' t "
+                              "interval, seeds - 1 df, widened by the test set's bootstrap "
+                              "variance): where the mean of a new training seed on a new test "
+                              "set of the same kind lies",
     "sentence bootstrap": "with one seed, a 95% bootstrap interval over its test sentences "
                           "(seed variation not measured)"}
 

@@ -69,3 +69,17 @@ def test_the_multi30k_search_never_reads_the_test_set():
   module = load_config_file(str(CONFIGS / "sweeps" / "multi30k_search.py"))
   splits = module.get_config().data.splits
   assert splits[2] == splits[1] == "val" and "test_2016_flickr" not in splits
+
+
+def test_the_multi30k_sweep_reports_intervals_over_seeds_and_sentences():
+  """The README quotes Multi30k's BLEU as a mean over seeds with an interval about a new seed
+  on a new test set: the sweep's report defaults say so, and its grid is model x seed."""
+  from attnlab.defaults import load_config_file
+  from attnlab.results import POPULATIONS
+  module = load_config_file(str(CONFIGS / "sweeps" / "multi30k.py"))
+  report = module.get_report()
+  assert report["intervals"] == "seeds_and_sentences" and report["intervals"] in POPULATIONS
+  grid = module.get_sweep()
+  assert list(grid) == ["model", "seed"] and list(grid["model"]) == ["attention", "none",
+                                                                     "tutorial"]
+  assert len(grid["seed"]) == 3 and len(module.get_sweep("seeds=5")["seed"]) == 5

@@ -10,11 +10,12 @@ turns into tables, figures and the atlas, for anyone who installed attnlab::
 * ``statistics``: means, spreads and intervals over seeds; tests of one setting against another.
 """
 
-from attnlab.results.statistics import (COSTS, METRICS, OVERALL, ROW_FIELDS, compare_settings,
-                                        interval, regime, rows, sentence_stats, shared_models)
+from attnlab.results.statistics import (COSTS, METRICS, OVERALL, POPULATIONS, ROW_FIELDS,
+                                        compare_settings, interval, regime, rows, sentence_stats,
+                                        shared_models)
 from attnlab.results.trials import (ResultsError, cost_scalars, group_runs, labels_from_name,
                                     load_trials, with_checkpoints, with_decodings)
 
-__all__ = ["COSTS", "METRICS", "OVERALL", "ROW_FIELDS", "ResultsError", "compare_settings",
+__all__ = ["COSTS", "METRICS", "OVERALL", "POPULATIONS", "ROW_FIELDS", "ResultsError", "compare_settings",
            "cost_scalars", "group_runs", "interval", "labels_from_name", "load_trials", "regime",
            "rows", "sentence_stats", "shared_models", "with_checkpoints", "with_decodings"]

@@ -73,14 +73,26 @@ def sentence_stats(runs: Sequence[dict], metric: str, bucket: str = "all") -> np
   return np.stack([intervals.sentence_statistics(rows, metric) for rows in chosen])
 
 
+POPULATIONS = ("seeds", "seeds_and_sentences")
+
+
 def interval(runs: Sequence[dict], metric: str, bucket: str,
-             values: Sequence[float]) -> dict:
+             values: Sequence[float], population: str = "seeds") -> dict:
   """{"low", "high", "interval"}: the 95% interval of the mean over ``runs`` (seeds) of
   ``metric`` in ``bucket`` and how it was made (module doc); empty strings (a blank CSV cell)
-  where there is none. ``values``: the per-seed values the row's mean averages."""
+  where there is none. ``values``: the per-seed values the row's mean averages.
+  ``population``: ``seeds``, a new training seed on this test set (the t interval over seeds);
+  ``seeds_and_sentences``, a new seed on a new test set of the same kind
+  (``intervals.seeds_and_sentences_interval``) for the metrics with per-sentence statistics,
+  the t interval over seeds for the others."""
+  if population not in POPULATIONS:
+    raise ValueError(f"population must be one of {', '.join(POPULATIONS)}, got {population!r}")
   if metric in COSTS:  # one measurement per trial, not a test metric per seed
     return dict(NO_INTERVAL)
-  if len(values) >= 2:
+  if (population == "seeds_and_sentences" and len(values) >= 2
+      and (stats := sentence_stats(runs, metric, bucket)) is not None):
+    found = intervals.seeds_and_sentences_interval(stats, metric)
+  elif len(values) >= 2:
     found = intervals.values_interval(values, bounds=intervals.RANGES.get(
         metric, (-np.inf, np.inf)))
   else:
@@ -96,10 +108,12 @@ def _stats(values: Sequence[float]) -> tuple[float, float]:
   return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
 
 
-def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
+def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]],
+         population: str = "seeds") -> list[dict]:
   """results.csv's rows (``axes`` then ``ROW_FIELDS``): per setting, metric of ``OVERALL`` and
   bucket (or "all"), mean and std over seeds and the 95% interval (``interval``); a bucket's
-  ``regime`` by the setting's longest training source. Runs written before BLEU per bucket
+  ``regime`` by the setting's longest training source; ``population``: what the intervals are
+  about (``interval``). Runs written before BLEU per bucket
   was the bucket's corpus BLEU (a mean of sentence BLEUs) have no BLEU-by-length rows."""
   out, old_bleu = [], False
   for key, runs in groups.items():
@@ -110,7 +124,7 @@ def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
         mean, std = _stats(values)
         out.append({**setting, "metric": metric, "bucket": "all", "regime": "",
                     "mean_length": "", "mean": mean, "std": std,
-                    **interval(runs, metric, "all", values),
+                    **interval(runs, metric, "all", values, population),
                     "num_seeds": len(values),
                     "num_examples": runs[0]["test"].get("num_examples", "")})
       by_length = [r["test"].get(f"{metric}_by_length") for r in runs]
@@ -129,7 +143,8 @@ def rows(axes: Sequence[str], groups: Mapping[tuple, list[dict]]) -> list[dict]:
         out.append({**setting, "metric": metric, "bucket": bucket,
                     "regime": regime(bucket, train_length),
                     "mean_length": float(np.mean([c["mean_length"] for c in cells])),
-                    "mean": mean, "std": std, **interval(runs, metric, bucket, values),
+                    "mean": mean, "std": std,
+                    **interval(runs, metric, bucket, values, population),
                     "num_seeds": len(cells), "num_examples": cells[0]["count"]})
   if old_bleu:
     print("BLEU by length left out for runs written before it was the corpus BLEU of each "

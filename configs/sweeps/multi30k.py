@@ -12,7 +12,7 @@ holds its wall time. Axis ``model``: ``attention`` (bi-GRU encoder, Bahdanau dec
 score), ``none`` (the same without attention: RNNencdec) and ``tutorial`` (configs/multi30k.py's
 ``tutorial=true``: bentrevett/pytorch-seq2seq notebook 3's sizes and recipe, trained and scored
 by attnlab); axis ``seed``: ``seeds=N`` separate trainings per model (default 3; the report pools
-them: t intervals over seeds). About half an hour a trial on the idle 2-core machine, so the
+them: intervals over seeds and test sentences). About half an hour a trial on the idle 2-core machine, so the
 default grid is 9 trials, about 4.5 hours: run it in the background, or on an accelerator.
 Arguments: those of configs/multi30k.py (``quick``, ``src=XX,tgt=YY``) and ``seeds=N``.
 """
@@ -56,6 +56,7 @@ def get_sweep(arg=None):
 
 
 def get_report(arg=None):
-  """experiments.report defaults: BLEU / exact match against source length, per model."""
+  """experiments.report defaults: BLEU / exact match against source length, per model; the
+  intervals about a new seed on a new test set (seeds and sentences), as the README quotes."""
   del arg
-  return {"line": "model", "x": "length"}
+  return {"line": "model", "x": "length", "intervals": "seeds_and_sentences"}

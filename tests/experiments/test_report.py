@@ -200,6 +200,47 @@ def test_intervals_are_t_intervals_over_the_seeds(tiny_sweep, written):
   assert cell.count("[") == 1 and cell.endswith("]"), cell  # e.g. 0.000 [0.000, 0.000]
 
 
+def test_intervals_over_seeds_and_sentences_widen_the_sentence_metrics(tiny_sweep, written,
+                                                                       tmp_path, capsys):
+  """--intervals seeds_and_sentences: BLEU, exact match and AER get
+  intervals.seeds_and_sentences_interval of the seeds' per-sentence statistics (labelled, and
+  noted under the tables); the other metrics keep the seed t interval; a bad value is one
+  line and exit 2."""
+  root, _, _ = tiny_sweep
+  paths = report.write_report(root, tmp_path / "wide", population="seeds_and_sentences")
+  with open(paths["csv"], encoding="utf-8") as f:
+    wide = list(csv.DictReader(f))
+  with open(written["csv"], encoding="utf-8") as f:
+    narrow = {(r["variant"], r["metric"], r["bucket"]): r for r in csv.DictReader(f)}
+  _, groups = results.group_runs(results.load_trials(root)[0])
+  runs = next(r for k, r in groups.items() if "additive" in k)
+  checked = 0
+  for r in wide:
+    if r["variant"] != "additive" or r["low"] == "":
+      continue
+    seed_only = narrow[(r["variant"], r["metric"], r["bucket"])]
+    assert r["mean"] == seed_only["mean"]
+    if r["metric"] in intervals.STATISTICS:
+      assert r["interval"] == intervals.SEEDS_AND_SENTENCES_METHOD, r
+      expected = intervals.seeds_and_sentences_interval(
+          results.sentence_stats(runs, r["metric"], r["bucket"]), r["metric"])
+      assert float(r["low"]) == pytest.approx(expected.low, abs=1e-9)
+      assert float(r["high"]) == pytest.approx(expected.high, abs=1e-9)
+      assert float(r["low"]) <= float(seed_only["low"]) <= float(seed_only["high"]) <= float(
+          r["high"])
+      checked += 1
+    else:
+      assert r["interval"] == "t" and r["low"] == seed_only["low"], r
+  assert checked >= 3
+  assert "interval over seeds and test sentences" in paths["markdown"].read_text(
+      encoding="utf-8")
+  with pytest.raises(SystemExit) as exit_info:
+    report.main(["--root", str(root), "--out", str(tmp_path / "bad"), "--intervals", "nope"])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[-1] == "error: --intervals: valid seeds, seeds_and_sentences, got 'nope'"
+
+
 def test_compare_tests_a_against_b_with_holm_over_the_page(tiny_sweep, tmp_path, capsys):
   root, _, _ = tiny_sweep
   argv = ["--root", str(root), "--out", str(tmp_path), "--compare", "variant=additive",
