@@ -5,9 +5,13 @@ vocabulary sizes), one jitted train step on random batches of that shape:
 
 * ``steps_per_s``: optimizer steps per second after compilation (median of ``--rounds``
   rounds of ``--steps`` steps);
-* ``gflop``: the step's FLOPs as XLA's own cost analysis counts them
-  (``compiled.cost_analysis()["flops"]``: forward, backward and the optimizer; an analytic
-  count of the compiled program, not a measurement), in GFLOP;
+* ``gflop``: the FLOPs of the step's matrix products (forward, backward and the optimizer),
+  counted from its jaxpr with every ``scan`` loop's trip count (``experiments.flops.census``;
+  an analytic count, not a measurement; the elementwise work is left out, and is small beside
+  the products), in GFLOP; ``xla_gflop``: XLA's own cost analysis of the compiled program
+  (``compiled.cost_analysis()["flops"]``), which counts a loop's body once whatever its trip
+  count, and so misses most of a recurrent model's work (32 of 44 GFLOP at the multi30k
+  shape; figures published before this count used it);
 * ``gflop_per_s``: ``gflop x steps_per_s``, the achieved throughput;
 * ``limit_gflop_per_s``: this machine's measured matmul throughput at the step's dominant
   product (the output projection, ``[batch * tgt_len, d] x [d, vocab]``) in the same dtype;
@@ -21,7 +25,8 @@ backend uses it, else are converted).
     XLA_FLAGS=--xla_cpu_enable_fast_math=true python -m experiments.benchmark_limits \
         --shapes multi30k         # XLA_FLAGS is recorded in the JSON
 
-Where the time of a step goes: ``experiments.benchmark_profile``.
+Where the time of a step goes: ``experiments.benchmark_profile``; the fastest its products allow:
+``experiments.benchmark_products``.
 
 Shapes: ``multi30k`` (configs/multi30k.py: bi-GRU 256, Bahdanau decoder, additive score,
 batch 128, 16 source and 16 target tokens, vocabularies 7,864 / 5,923), ``multi30k_tutorial``
@@ -35,6 +40,7 @@ on an idle machine. Nothing here is a test.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -53,7 +59,7 @@ from absl import flags
 
 from attnlab import training
 from attnlab.config import build_model
-from experiments import cli
+from experiments import cli, flops
 from experiments.benchmark import out_path
 
 REPO_CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
@@ -115,11 +121,14 @@ def matmul_limit(m: int, k: int, n: int, dtype: str, rounds: int = 5, reps: int 
 
 class TrainStep(NamedTuple):
   """attnlab's compiled train step at one shape: ``run(steps)`` takes that many optimizer
-  steps on one random batch and waits for the last; ``flop`` is XLA's count for one step."""
+  steps on one random batch and waits for the last; ``flop``: the FLOPs of one step's products
+  (``products``, the census of ``experiments.flops``); ``xla_flop``: XLA's count (module doc)."""
   config: object
   run: Callable[[int], None]
   flop: float
   parameters: int
+  xla_flop: float
+  products: collections.Counter
 
 
 def train_step(name: str, dtype: str, batch: int | None = None) -> TrainStep:
@@ -141,6 +150,7 @@ def train_step(name: str, dtype: str, batch: int | None = None) -> TrainStep:
   step = jax.jit(functools.partial(training.steps.train_step_fn,
                                    label_smoothing=config.train.label_smoothing,
                                    on_nonfinite=config.train.on_nonfinite), donate_argnums=0)
+  products = flops.census(jax.make_jaxpr(step)(state, data, rng).jaxpr)
   compiled = step.lower(state, data, rng).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -151,8 +161,9 @@ def train_step(name: str, dtype: str, batch: int | None = None) -> TrainStep:
       holder["state"], metrics = compiled(holder["state"], data, rng)
     jax.block_until_ready(metrics)
 
-  return TrainStep(config, run, float((cost or {}).get("flops", float("nan"))),
-                   int(sum(x.size for x in jax.tree.leaves(params))))
+  return TrainStep(config, run, float(flops.product_flop(products)),
+                   int(sum(x.size for x in jax.tree.leaves(params))),
+                   float((cost or {}).get("flops", float("nan"))), products)
 
 
 def bench_shape(name: str, dtype: str, steps: int, rounds: int) -> dict:
@@ -165,6 +176,7 @@ def bench_shape(name: str, dtype: str, steps: int, rounds: int) -> dict:
   return {"shape": name, "dtype": dtype, "batch": batch, "src_len": src_len,
           "tgt_len": tgt_len, "src_vocab": src_vocab, "tgt_vocab": tgt_vocab,
           "parameters": step.parameters, "steps_per_s": steps_per_s, "gflop": step.flop / 1e9,
+          "xla_gflop": step.xla_flop / 1e9,
           "gflop_per_s": achieved, "limit_gflop_per_s": limit, "of_limit": achieved / limit}
 
 

@@ -126,18 +126,21 @@ def test_lower_floors_never_import_upper_ones():
 # experiments/, above every floor of attnlab, lowest first (README.md's Layout): the shared
 # command line; one job each on the library (a sweep's grid, lock records, the report's tables
 # and figures, the atlas); what builds on those; the Ray launcher on the local queue; the
-# entry points (python -m experiments.NAME); benchmark_limits, which reuses benchmark's --out;
-# benchmark_torch and benchmark_profile, which reuse benchmark_limits' train step.
+# entry points (python -m experiments.NAME); benchmark_limits, which reuses benchmark's --out
+# and flops' census; benchmark_torch, benchmark_profile and benchmark_products, which reuse
+# benchmark_limits' train step.
 EXPERIMENT_FLOORS = [
     {"experiments", "experiments.cli", "experiments.parent_death"},
     {"experiments.grid", "experiments.locks", "experiments.report_tables",
-     "experiments.report_figures", "experiments.atlas", "experiments.benchmark_grid"},
+     "experiments.report_figures", "experiments.atlas", "experiments.benchmark_grid",
+     "experiments.flops"},
     {"experiments.launch", "experiments.report_positions", "experiments.report_comparison"},
     {"experiments.ray_launch"},
     {"experiments.sweep", "experiments.report", "experiments.benchmark",
      "experiments.benchmark_mechanisms", "experiments.date_wall_time", "experiments.screenshot"},
     {"experiments.benchmark_limits"},
-    {"experiments.benchmark_torch", "experiments.benchmark_profile"},
+    {"experiments.benchmark_torch", "experiments.benchmark_profile",
+     "experiments.benchmark_products"},
 ]
 
 
