@@ -107,8 +107,13 @@ def define_flags(fv: flags.FlagValues) -> None:
                       "the temporary directory).", flag_values=fv)
 
 
+def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
+  """The flags from ``argv`` (None: ``sys.argv[1:]``); bad flags exit 2 with one line."""
+  return cli.parse(define_flags, argv, __doc__)[0]
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-  args = cli.parse(define_flags, argv, __doc__)[0]
+  args = parse_flags(argv)
   unknown = [s for s in args.shapes if s not in benchmark_limits.SHAPES]
   if unknown or not args.shapes or args.dtype not in ("float32", "bfloat16"):
     cli.fail(f"--shapes: valid {', '.join(benchmark_limits.SHAPES)}; --dtype: float32, "
