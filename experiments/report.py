@@ -265,7 +265,8 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None,
       ",".join(a for a in line_axes if a in curve_axes) or line)
   position_figs = report_positions.figures(fig_axes, fig_positions, out, line)
   md_path = out / "results.md"
-  md_path.write_text(report_tables.markdown(axes, table_rows, x_axis)
+  md_path.write_text(report_tables.split_note(trials)
+                     + report_tables.markdown(axes, table_rows, x_axis)
                      + report_positions.markdown(axes, position_rows)
                      + report_tables.figures_note(axes, curve_figs, curves_path),
                      encoding="utf-8")

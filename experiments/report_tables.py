@@ -103,6 +103,19 @@ def markdown(axes: Sequence[str], table_rows: Sequence[dict], x_axis: str = "len
   return "\n\n".join(sections) + "\n"
 
 
+def split_note(trials: Sequence[Mapping]) -> str:
+  """results.md's opening line for a search on the validation set (every trial's
+  ``data.splits`` names its validation split as the test split too): the tables' "test" is that
+  split, and the test set was never read. "" otherwise."""
+  splits = {tuple(t["config"].get("data", {}).get("splits") or ()) for t in trials}
+  if not splits or not all(len(s) == 3 and s[2] == s[1] for s in splits):
+    return ""
+  names = ", ".join(sorted(f"`{s[1]}`" for s in splits))
+  return (f"**Evaluated on the validation split** ({names}): every trial's test split is its "
+          "validation split, so these trials never read the test set; \"test\" below means "
+          "that split.\n\n")
+
+
 def figures_note(axes: Sequence[str], curve_figs: Sequence[pathlib.Path],
                  curves_path: pathlib.Path) -> str:
   """results.md's closing notes: what the decoding axis is, where the learning curves are."""

@@ -446,3 +446,19 @@ def test_a_compare_spec_that_names_too_little_says_which_axes_to_add():
   assert "additive" not in message and "beam5" not in message  # only the ones it matched
   with pytest.raises(report.ReportError, match="matches 0 settings, not 1: .*additive"):
     report.select_setting(axes, groups, "variant=nope")
+
+
+def _corpus_trial(splits):
+  return {"config": {"data": {"task": "corpus", "splits": list(splits)}}}
+
+
+def test_a_search_on_the_validation_split_says_the_test_set_was_not_read(written):
+  search = [_corpus_trial(("train", "val", "val"))] * 2
+  note = report_tables.split_note(search)
+  assert note.startswith("**Evaluated on the validation split** (`val`)")
+  assert "never read the test set" in note
+  # Any trial that reads its test split, and tasks without splits, say nothing.
+  assert report_tables.split_note(search + [_corpus_trial(("train", "val", "test"))]) == ""
+  assert report_tables.split_note([_corpus_trial(("train", "val", "test"))]) == ""
+  assert report_tables.split_note([{"config": {"data": {}}}]) == ""
+  assert not written["markdown"].read_text(encoding="utf-8").startswith("**Evaluated")
