@@ -12,8 +12,9 @@ holds its wall time. Axis ``model``: ``attention`` (bi-GRU encoder, Bahdanau dec
 score), ``none`` (the same without attention: RNNencdec) and ``tutorial`` (configs/multi30k.py's
 ``tutorial=true``: bentrevett/pytorch-seq2seq notebook 3's sizes and recipe, trained and scored
 by attnlab); axis ``seed``: ``seeds=N`` separate trainings per model (default 3; the report pools
-them: intervals over seeds and test sentences). About half an hour a trial on the idle 2-core machine, so the
-default grid is 9 trials, about 4.5 hours: run it in the background, or on an accelerator.
+them: intervals over seeds and test sentences). About 40 minutes a trial on the idle 2-core
+machine (the tutorial replica's 512-wide decoder longer), so the default grid of 9 trials takes
+about 7 hours: run it in the background, or on an accelerator.
 Arguments: those of configs/multi30k.py (``quick``, ``src=XX,tgt=YY``) and ``seeds=N``.
 """
 

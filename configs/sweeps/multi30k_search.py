@@ -12,7 +12,7 @@ are the only ones that touch test_2016_flickr.
 The design is one factor at a time around the default (learning rate 2e-3, dropout 0.3, label
 smoothing 0.1): the default, then each factor moved alone to each of its other values
 (``LEARNING_RATES``, ``DROPOUTS``, ``LABEL_SMOOTHING``), one seed each, at the default budget
-(3,200 steps). That is 5 trials, about half an hour each on the idle 2-core machine; the full
+(3,200 steps). That is 5 trials, about 40 minutes each on the idle 2-core machine; the full
 3 x 2 x 2 grid would be 12 (6 hours), and a second pass would be needed only if a moved factor
 won (it then becomes the centre). Axis ``setting``: ``default``, ``learning_rate=X``,
 ``dropout=X``, ``label_smoothing=X``. Arguments: those of configs/multi30k.py.
