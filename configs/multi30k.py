@@ -64,7 +64,7 @@ def get_config(arg: str | None = None):
   # Eight source-length buckets, each padded to the 95th percentile of its target lengths (the
   # few longer targets go to a later bucket with room): batches average 15.7 x 19.1 padded
   # source x target tokens, against 18.4 x 27.8 with four buckets padded to their longest
-  # target, and train 1.45x as many steps a second (docs/benchmark.md, "Padding").
+  # target, and train 1.2x to 1.5x as many steps a second (docs/benchmark.md, "Padding").
   config.batching.num_buckets = 8
   config.batching.tgt_quantile = 0.95
   config.model.cell = "gru"

@@ -127,8 +127,8 @@ def test_lower_floors_never_import_upper_ones():
 # command line; one job each on the library (a sweep's grid, lock records, the report's tables
 # and figures, the atlas); what builds on those; the Ray launcher on the local queue; the
 # entry points (python -m experiments.NAME); benchmark_limits, which reuses benchmark's --out
-# and flops' census; benchmark_torch, benchmark_profile and benchmark_products, which reuse
-# benchmark_limits' train step.
+# and flops' census; benchmark_torch, benchmark_profile, benchmark_products and benchmark_padding,
+# which reuse benchmark_limits (its train step, its machine record).
 EXPERIMENT_FLOORS = [
     {"experiments", "experiments.cli", "experiments.parent_death"},
     {"experiments.grid", "experiments.locks", "experiments.report_tables",
@@ -140,7 +140,7 @@ EXPERIMENT_FLOORS = [
      "experiments.benchmark_mechanisms", "experiments.date_wall_time", "experiments.screenshot"},
     {"experiments.benchmark_limits"},
     {"experiments.benchmark_torch", "experiments.benchmark_profile",
-     "experiments.benchmark_products"},
+     "experiments.benchmark_products", "experiments.benchmark_padding"},
 ]
 
 
