@@ -189,8 +189,7 @@ DECODERS = ("luong", "bahdanau", "none")
 def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_boolean("quick", False, "A smoke run of each part (a minute or two on a 2-core "
                        "CPU, nearly all XLA compilation).", flag_values=fv)
-  flags.DEFINE_string("out", "", "JSON results file, refused if it exists (default: a new "
-                      "attnlab-benchmark-*.json in the temporary directory).", flag_values=fv)
+  define_out_flag(fv)
   flags.DEFINE_list("parts", list(PARTS), f"Parts to run: {', '.join(PARTS)}.", flag_values=fv)
   flags.DEFINE_list("decoders", list(DECODERS), "grid: decoder styles (model.decoder).",
                     flag_values=fv)
@@ -240,6 +239,12 @@ def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
 
 QUICK = (("decoders", ["luong"]), ("attentions", ["general"]), ("src_lens", ["10", "20", "40"]),
          ("batch_sizes", ["8"]), ("steps_per_dispatch", ["1"]), ("no_remat", True))
+
+
+def define_out_flag(fv: flags.FlagValues) -> None:
+  """``--out``, the JSON results file every benchmark writes (``out_path`` checks it)."""
+  flags.DEFINE_string("out", "", "JSON results file, refused if it exists (default: a new "
+                      "attnlab-benchmark-*.json in the temporary directory).", flag_values=fv)
 
 
 def out_path(out: str) -> str:

@@ -60,7 +60,7 @@ from absl import flags
 from attnlab import training
 from attnlab.config import build_model
 from experiments import cli, flops
-from experiments.benchmark import out_path
+from experiments.benchmark import define_out_flag, out_path
 
 REPO_CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
 # name: (config file, argument, batch, src_len, tgt_len, src vocab, tgt vocab)
@@ -218,8 +218,7 @@ def define_flags(fv: flags.FlagValues) -> None:
                        flag_values=fv)
   flags.DEFINE_boolean("no_shapes", False, "Only the matmul limit (no train steps).",
                        flag_values=fv)
-  flags.DEFINE_string("out", "", "JSON results file (must not exist; default: a new file in "
-                      "the temporary directory).", flag_values=fv)
+  define_out_flag(fv)
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:

@@ -41,7 +41,7 @@ from attnlab.data import build_task, make_buckets
 from attnlab.data.batching import bucket_of
 from attnlab.defaults import load_config_file
 from experiments import benchmark_limits, cli
-from experiments.benchmark import out_path
+from experiments.benchmark import define_out_flag, out_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -138,8 +138,7 @@ def define_flags(fv: flags.FlagValues) -> None:
                        flag_values=fv)
   flags.DEFINE_integer("warmup", 200, "Steps left out of the timing (the compilations).",
                        lower_bound=0, flag_values=fv)
-  flags.DEFINE_string("out", "", "JSON results file (must not exist; default: a new file in "
-                      "the temporary directory).", flag_values=fv)
+  define_out_flag(fv)
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:

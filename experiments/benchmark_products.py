@@ -39,7 +39,7 @@ import numpy as np
 from absl import flags
 
 from experiments import benchmark_limits, cli, flops
-from experiments.benchmark import out_path
+from experiments.benchmark import define_out_flag, out_path
 
 def product_limit(size: flops.Size, dtype: str, rounds: int = 5, min_flop: float = 2e8) -> float:
   """Measured GFLOP/s of one product of ``size`` [b, m, k] x [b, k, n] in ``dtype`` (float32
@@ -103,8 +103,7 @@ def define_flags(fv: flags.FlagValues) -> None:
                        flag_values=fv)
   flags.DEFINE_integer("top", 12, "Product sizes printed per shape (the JSON has all).",
                        lower_bound=1, flag_values=fv)
-  flags.DEFINE_string("out", "", "JSON results file (must not exist; default: a new file in "
-                      "the temporary directory).", flag_values=fv)
+  define_out_flag(fv)
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:

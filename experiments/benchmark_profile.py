@@ -198,8 +198,7 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_list("dtypes", ["float32"], "ops: model.dtype values (float32, bfloat16).",
                     flag_values=fv)
   flags.DEFINE_integer("ops_steps", 3, "ops: traced steps.", lower_bound=1, flag_values=fv)
-  flags.DEFINE_string("out", "", "JSON results file, refused if it exists (default: a new "
-                      "file in the temporary directory).", flag_values=fv)
+  benchmark.define_out_flag(fv)
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:

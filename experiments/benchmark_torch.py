@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from absl import flags
 
 from experiments import benchmark_limits, cli
-from experiments.benchmark import out_path
+from experiments.benchmark import define_out_flag, out_path
 
 try:
   import torch
@@ -263,8 +263,7 @@ def define_flags(fv: flags.FlagValues) -> None:
                        lower_bound=0, flag_values=fv)
   flags.DEFINE_boolean("quick", False, f"A smoke run: shape {QUICK_SHAPE[0]} at batch "
                        f"{QUICK_SHAPE[1]}, 2 steps, 1 round.", flag_values=fv)
-  flags.DEFINE_string("out", "", "JSON results file, refused if it exists (default: a new "
-                      "file in the temporary directory).", flag_values=fv)
+  define_out_flag(fv)
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
