@@ -35,7 +35,10 @@ metrics: ``bleu_stats`` (text tasks; sacrebleu's [hyp_len, ref_len, matching 1..
 total 1..4-grams], ``metrics.bleu_statistics``) and ``alignment_counts`` (tasks that know the
 true alignment; [|A∩S|, |A∩P|, |A|, |S|], ``metrics.alignment_counts``). Corpus BLEU and AER of
 any subset of sentences are functions of their summed statistics: ``attnlab.intervals``
-bootstraps them, ``experiments.report`` pools seeds and compares runs with them.
+bootstraps them, ``experiments.report`` pools seeds and compares runs with them. Text tasks
+also keep the ``hypothesis``, the decoded output as text: for corpora detokenized, so that
+sacrebleu on these lines against the raw test references gives ``detokenized_bleu`` (the
+references stay with the data, which the repository does not copy).
 
 All JSON is strict: non-finite floats are ``null`` (``attnlab.run_record.dumps``); whole files
 are written through the run record (``attnlab.run_record``), which names them.
@@ -230,6 +233,8 @@ def outcome_row(record: dict, index: int) -> dict:
   for key in ("bleu_stats", "alignment_counts"):
     if key in record:
       row[key] = [int(x) for x in record[key]]
+  if "hypothesis" in record:
+    row["hypothesis"] = record["hypothesis"]
   return row
 
 

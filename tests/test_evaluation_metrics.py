@@ -180,7 +180,8 @@ def test_sentence_bleu_statistics_give_sacrebleu_scores():
 
 
 @pytest.mark.parametrize("decoder", ["model", "reference"])
-def test_corpus_runs_report_sacrebleus_detokenized_bleu_with_its_signature(monkeypatch, decoder):
+def test_corpus_runs_report_sacrebleus_detokenized_bleu_with_its_signature(monkeypatch, tmp_path,
+                                                                            decoder):
   from attnlab.defaults import load_config_file
   from tests.conftest import CONFIGS
   config = load_config_file(str(CONFIGS / "mar_eng.py")).get_config("quick")
@@ -198,6 +199,25 @@ def test_corpus_runs_report_sacrebleus_detokenized_bleu_with_its_signature(monke
   signature = result["detokenized_bleu_signature"]
   assert "tok:13a" in signature and "nrefs:1" in signature
   assert ("case:lc" in signature) == bool(task.tgt_tokenizer.lowercase)
+  # The test outcomes keep these hypotheses: sacrebleu on them gives the run's score again.
+  path = evaluation.write_test_outcomes(records, str(tmp_path), beam_size=1)
+  rows = [json.loads(line) for line in open(path, encoding="utf-8")]
+  assert [row["hypothesis"] for row in rows] == hyps
+  again = sacrebleu.corpus_bleu([row["hypothesis"] for row in rows], [raw],
+                                lowercase=task.tgt_tokenizer.lowercase)
+  assert again.score == pytest.approx(result["detokenized_bleu"])
+
+
+def test_test_outcomes_of_a_tokenized_text_task_keep_the_hypotheses_bleu_scores(tmp_path):
+  config = toy_config()
+  config.train.num_steps = config.train.checkpoint_every = 2
+  summary = training.train_and_evaluate(config, str(tmp_path))
+  rows = [json.loads(line) for line in
+          (tmp_path / "test_outcomes.jsonl").read_text().splitlines()]
+  refs = [" ".join(example.tgt) for example in training.prepare(config).task.test]
+  assert all(isinstance(row["hypothesis"], str) for row in rows)
+  assert metrics.corpus_bleu([row["hypothesis"] for row in rows], refs) == \
+      pytest.approx(summary["test"]["bleu"])
 
 
 def test_detokenized_bleu_of_the_references_themselves_is_100():

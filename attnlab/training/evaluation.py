@@ -81,7 +81,9 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
   ``first_error`` (``position_metrics.first_error`` of the decoding, None when exact),
   ``oovs``, the decoder's ``score`` and ``log_prob``, ``exact_match``, ``length_bucket`` (the
   label of its source length's bucket) and, for text tasks, ``sentence_bleu`` and
-  ``bleu_stats`` (``metrics.bleu_statistics``, [10]); with a true alignment,
+  ``bleu_stats`` (``metrics.bleu_statistics``, [10]) and ``hypothesis``, the output as text
+  (detokenized for corpora, the text ``detokenized_bleu`` scores; else its tokens joined by
+  spaces, as ``bleu`` scores them); with a true alignment,
   ``alignment_counts`` [|A∩S|, |A∩P|, |A|, |S|].
   """
   task = prepared.task
@@ -167,11 +169,14 @@ def evaluate(state: TrainState, prepared: Prepared, examples: Sequence[Example],
     result["bleu_by_length"] = by_length(bleu_stats, "bleu", sentence_bleu)
     result["sentence_bleu_by_length"] = length_buckets.per_bucket_mean(
         sentence_bleu, src_lengths, boundaries)
-    if all(r["example"].reference is not None for r in records):  # corpora: raw references
+    corpus = all(r["example"].reference is not None for r in records)  # raw references
+    for record, hyp in zip(records, hyps):
+      record["hypothesis"] = (task.tgt_tokenizer.detokenize(prediction_text(record, task))
+                              if corpus else hyp)
+    if corpus:
       result["detokenized_bleu"], result["detokenized_bleu_signature"] = (
           metrics_lib.detokenized_bleu(
-              [task.tgt_tokenizer.detokenize(prediction_text(r, task)) for r in records],
-              [r["example"].reference for r in records],
+              [r["hypothesis"] for r in records], [r["example"].reference for r in records],
               lowercase=bool(getattr(task.tgt_tokenizer, "lowercase", False))))
   if task.has_alignment and prepared.model.decoder != "none":
     # Only the rows of real target tokens: the EOS row has no gold link to hit.
