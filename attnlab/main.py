@@ -1,50 +1,46 @@
 """Command line: ``python -m attnlab.main --config configs/date.py --workdir DIR``.
 
-Kept short on purpose (as flax's examples): the logic lives in ``attnlab.training``,
-which is importable and testable. ``--config`` is needed to train; eval and decode read the
-run's own ``config.json`` from ``--workdir`` when it is left out. Modes:
+Kept short on purpose (as flax's examples): the logic lives in ``attnlab.training``, which is
+importable and testable. ``--config`` is needed to train; eval and decode read the run's own
+``config.json`` from ``--workdir`` when it is left out. Modes:
 
 * ``--mode=train`` (default): train, evaluate, checkpoint; resumes from DIR.
-* ``--mode=eval``: evaluate the best (or ``--checkpoint=latest``) checkpoint on
-  the test split (``--split``); writes DIR/eval_test.json (the metrics) and
-  DIR/eval_test_examples.jsonl, one JSON object per example: ``source``, ``reference``,
-  ``hypothesis``, ``score`` (the decoder's ranking score), ``log_prob``, ``exact_match``,
-  and ``sentence_bleu`` (text tasks) and ``alignment_error_rate`` (tasks with a true
-  alignment) where they apply.
-* ``--mode=decode``: translate lines from ``--input`` (default: stdin) and print
-  one output per line, each flushed as soon as it is decoded: a Unix filter (from a pipe
-  or a terminal every line is decoded as it arrives; a file, ``--input`` or ``< FILE``, in
-  batches of ``batching.eval_batch_size``; a file's lines must all be UTF-8, checked before
-  anything is written). ``--heatmaps=DIR2`` saves their attention
-  heatmaps and DIR2/index.html (each decoded line with its heatmap; an index.html decode did
-  not write is never replaced); ``--alignments=FILE``
-  writes one Pharaoh line per input (``i-j``: source token i - output token j, 0-based, each
-  output token but EOS linked to its largest attention weight); ``--alignment_weights=FILE``
-  the weights, one JSON object per input line (``attnlab.export``). ``--nbest=N`` (beam search,
-  ``--config.eval.beam_size`` >= N) keeps the N best hypotheses, which
-  ``--output_format=jsonl`` (stdout) and ``--scores=FILE`` write as one JSON object per input
-  line: source, hypotheses (text, score, log_prob, and alignment with ``--alignments``), best
-  first. A line that cannot be decoded (too long under ``eval.on_long_input=error``, not UTF-8
-  in a pipe) gets one ``error:`` line on stderr naming it and an empty output line, and decoding
-  goes on; the exit status is then 2, once every line is done. These outputs are opened
-  only once the model is restored and never over a file of the workdir being read or the
-  input. A reader that stops early (``| head -1``) ends it quietly (141). ``--ensemble=DIR2,...``
-  decodes with those runs too (same vocabularies), as one model: ``inference.restore_for_decoding``.
-* Eval and decode take ``--average=last:K`` or ``best:K``: the mean of those checkpoints'
-  parameters (``attnlab.average`` writes such an average as a workdir of its own).
+* ``--mode=eval``: evaluate the best (or ``--checkpoint=latest``) checkpoint on the test split
+  (``--split``); writes DIR/eval_test.json (the metrics) and DIR/eval_test_examples.jsonl, one JSON
+  object per example: ``source``, ``reference``, ``hypothesis``, ``score`` (the decoder's ranking
+  score), ``log_prob``, ``exact_match``, and ``sentence_bleu`` (text tasks) and
+  ``alignment_error_rate`` (tasks with a true alignment) where they apply.
+* ``--mode=decode``: translate lines from ``--input`` (default: stdin) and print one output per
+  line, each flushed as soon as it is decoded: a Unix filter (from a pipe or a terminal every line
+  is decoded as it arrives; a file, ``--input`` or ``< FILE``, in batches of
+  ``batching.eval_batch_size``; a file's lines must all be UTF-8, checked before anything is
+  written). ``--heatmaps=DIR2`` saves their attention heatmaps and DIR2/index.html (each decoded
+  line with its heatmap; an index.html decode did not write is never replaced);
+  ``--alignments=FILE`` writes one Pharaoh line per input (``i-j``: source token i - output token j,
+  0-based, each output token but EOS linked to its largest attention weight);
+  ``--alignment_weights=FILE`` the weights, one JSON object per input line (``attnlab.export``).
+  ``--nbest=N`` (beam search, ``--config.eval.beam_size`` >= N) keeps the N best hypotheses, which
+  ``--output_format=jsonl`` (stdout) and ``--scores=FILE`` write as one JSON object per input line:
+  source, hypotheses (text, score, log_prob, and alignment with ``--alignments``), best first. A
+  line that cannot be decoded (too long under ``eval.on_long_input=error``, not UTF-8 in a pipe)
+  gets one ``error:`` line on stderr naming it and an empty output line, and decoding goes on; the
+  exit status is then 2, once every line is done. These outputs are opened only once the model is
+  restored and never over a file of the workdir being read or the input. A reader that stops early
+  (``| head -1``) ends it quietly (141). ``--ensemble=DIR2,...`` decodes with those runs too (same
+  vocabularies), as one model: ``inference.restore_for_decoding``.
+* Eval and decode take ``--average=last:K`` or ``best:K``: the mean of those checkpoints' parameters
+  (``attnlab.average`` writes such an average as a workdir of its own).
 
-Exit status: 0 done; 2 bad flags, config or input (one message, no traceback; in decode, one
-per failed line);
-1 a non-finite loss with ``train.on_nonfinite=stop``; 128 + N when stopped by
-signal N (SIGTERM, SIGINT) after saving a checkpoint: rerun to resume (a signal during
-start-up, the final evaluation, eval or decode exits 143 or 130 too, with one line and
-nothing to save). A workdir is held
-by one process at a time (train and eval take an exclusive lock; a second one exits 2
-naming the holder); rerunning a finished run is a no-op that says so.
+Exit status: 0 done; 2 bad flags, config or input (one message, no traceback; in decode, one per
+failed line); 1 a non-finite loss with ``train.on_nonfinite=stop``; 128 + N when stopped by signal N
+(SIGTERM, SIGINT) after saving a checkpoint: rerun to resume (a signal during start-up, the final
+evaluation, eval or decode exits 143 or 130 too, with one line and nothing to save). A workdir is
+held by one process at a time (train and eval take an exclusive lock; a second one exits 2 naming
+the holder); rerunning a finished run is a no-op that says so.
 
-Overrides use dotted paths: ``--config.model.attention=additive``; eval and decode take them
-with ``--workdir`` alone too (applied to the run's config.json: ``attnlab.run_config``). An
-invalid config prints one message naming the key and exits with status 2.
+Overrides use dotted paths: ``--config.model.attention=additive``; eval and decode take them with
+``--workdir`` alone too (applied to the run's config.json: ``attnlab.run_config``). An invalid
+config prints one message naming the key and exits with status 2.
 """
 
 from __future__ import annotations
@@ -57,7 +53,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from attnlab import run_record
+from attnlab import host_memory, run_record
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
@@ -89,6 +85,8 @@ flags.DEFINE_string("jax_cache_dir",
                     "Persistent XLA compilation cache ('' to disable; default "
                     "$ATTNLAB_JAX_CACHE_DIR or ~/.cache/attnlab/xla): reruns, resumes, eval "
                     "and decode skip recompiling.")
+flags.DEFINE_boolean("keep_host_memory", True, "Keep freed memory in the process (glibc's "
+                     "malloc; attnlab.host_memory): no page faults on each step's new buffers.")
 flags.mark_flags_as_required(["workdir"])  # --config: required to train; eval/decode read the run's
 
 
@@ -270,6 +268,8 @@ def _main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments: {' '.join(argv[1:])}")
   _check_paths()
+  if FLAGS.keep_host_memory:
+    host_memory.keep_freed_memory()  # before JAX starts its threads
   # Imported after flag parsing so `--help` and flag errors stay fast.
   import jax
 

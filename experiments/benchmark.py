@@ -54,7 +54,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from attnlab import parallel, training
+from attnlab import host_memory, parallel, training
 from attnlab.attention import score_names
 from attnlab.data import TrainBatches
 from experiments import benchmark_grid, cli
@@ -189,7 +189,7 @@ DECODERS = ("luong", "bahdanau", "none")
 def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_boolean("quick", False, "A smoke run of each part (a minute or two on a 2-core "
                        "CPU, nearly all XLA compilation).", flag_values=fv)
-  define_out_flag(fv)
+  define_common_flags(fv)
   flags.DEFINE_list("parts", list(PARTS), f"Parts to run: {', '.join(PARTS)}.", flag_values=fv)
   flags.DEFINE_list("decoders", list(DECODERS), "grid: decoder styles (model.decoder).",
                     flag_values=fv)
@@ -241,10 +241,24 @@ QUICK = (("decoders", ["luong"]), ("attentions", ["general"]), ("src_lens", ["10
          ("batch_sizes", ["8"]), ("steps_per_dispatch", ["1"]), ("no_remat", True))
 
 
-def define_out_flag(fv: flags.FlagValues) -> None:
-  """``--out``, the JSON results file every benchmark writes (``out_path`` checks it)."""
+def define_common_flags(fv: flags.FlagValues) -> None:
+  """The flags of every benchmark: ``--out``, the JSON results file (``out_path`` checks it),
+  and ``--keep_host_memory``, as ``attnlab.main``'s (``begin`` applies it)."""
   flags.DEFINE_string("out", "", "JSON results file, refused if it exists (default: a new "
                       "attnlab-benchmark-*.json in the temporary directory).", flag_values=fv)
+  flags.DEFINE_boolean("keep_host_memory", True, "glibc's malloc keeps freed memory in the "
+                       "process, as attnlab.main does by default (attnlab.host_memory); "
+                       "--nokeep_host_memory measures with the C library's defaults.",
+                       flag_values=fv)
+
+
+def begin(args: flags.FlagValues) -> str:
+  """A benchmark's start, before anything runs: ``--keep_host_memory`` applied (it must come
+  before JAX and PyTorch start their threads), and the checked ``--out`` (``out_path``), so a
+  bad path fails before the minutes of measuring."""
+  if args.keep_host_memory:
+    host_memory.keep_freed_memory()
+  return out_path(args.out)
 
 
 def out_path(out: str) -> str:
@@ -273,10 +287,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
   attentions = _choices(args, "attentions", score_names())
   src_lens, batch_sizes = _ints(args, "src_lens"), _ints(args, "batch_sizes")
   steps_per_dispatch = _ints(args, "steps_per_dispatch")
-  out = out_path(args.out)  # before the minutes of measuring, so a bad --out fails at once
+  out = begin(args)
   result = {"devices": [str(d) for d in jax.devices()], "backend": jax.default_backend(),
             "jax": jax.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "processor_count": _cpu_count()}
+            "machine": platform.machine(), "processor_count": _cpu_count(),
+            "keep_host_memory": host_memory.kept()}
   print(f"devices: {result['devices']}")
   if "date" in parts:
     result["date"] = bench_date(steps_per_dispatch, args.steps or

@@ -57,10 +57,10 @@ import jaxlib
 import numpy as np
 from absl import flags
 
-from attnlab import training
+from attnlab import host_memory, training
 from attnlab.config import build_model
 from experiments import cli, flops
-from experiments.benchmark import define_out_flag, out_path
+from experiments.benchmark import begin, define_common_flags
 
 REPO_CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
 # name: (config file, argument, batch, src_len, tgt_len, src vocab, tgt vocab)
@@ -198,12 +198,13 @@ def cores() -> int:
 
 
 def machine() -> dict:
-  """What the figures were measured on: devices, versions, CPU, cores, XLA_FLAGS and the
-  load average when asked (other work on a shared machine)."""
+  """What the figures were measured on: devices, versions, CPU, cores, XLA_FLAGS, the
+  load average when asked (other work on a shared machine) and whether glibc's malloc kept
+  freed memory (``attnlab.host_memory``)."""
   return {"devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
           "jaxlib": jaxlib.__version__, "python": platform.python_version(),
           "cpu": cpu_model(), "cores": cores(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-          "load_average": list(os.getloadavg())}
+          "load_average": list(os.getloadavg()), "keep_host_memory": host_memory.kept()}
 
 
 MATMULS = ((2048, 256, 6000), (2048, 512, 6000), (2880, 128, 8000), (1024, 1024, 1024))
@@ -218,7 +219,7 @@ def define_flags(fv: flags.FlagValues) -> None:
                        flag_values=fv)
   flags.DEFINE_boolean("no_shapes", False, "Only the matmul limit (no train steps).",
                        flag_values=fv)
-  define_out_flag(fv)
+  define_common_flags(fv)
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
@@ -233,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   if unknown or bad_dtypes or not args.shapes or not args.dtypes:
     cli.fail(f"--shapes: valid {', '.join(SHAPES)}; --dtypes: float32, bfloat16; got "
              f"{','.join(args.shapes)} / {','.join(args.dtypes)}")
-  out = out_path(args.out)
+  out = begin(args)
   result = {**machine(), "rows": [], "matmul": []}
   if not args.no_shapes:
     print("shape              dtype     steps/s   GFLOP/step  GFLOP/s  limit GFLOP/s  of limit")

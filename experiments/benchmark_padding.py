@@ -41,7 +41,7 @@ from attnlab.data import build_task, make_buckets
 from attnlab.data.batching import bucket_of
 from attnlab.defaults import load_config_file
 from experiments import benchmark_limits, cli
-from experiments.benchmark import define_out_flag, out_path
+from experiments.benchmark import begin, define_common_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -138,7 +138,7 @@ def define_flags(fv: flags.FlagValues) -> None:
                        flag_values=fv)
   flags.DEFINE_integer("warmup", 200, "Steps left out of the timing (the compilations).",
                        lower_bound=0, flag_values=fv)
-  define_out_flag(fv)
+  define_common_flags(fv)
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
@@ -165,7 +165,7 @@ def run(args: flags.FlagValues) -> dict:
     task = build_task(config.data)
   except (OSError, ValueError) as e:
     raise cli.UsageError(f"--config {args.config}: {e}") from None
-  out = out_path(args.out)
+  out = begin(args)
   result = {**benchmark_limits.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "config": args.config, "batch_size": config.batching.batch_size, "rows": []}
   everything = task.train + task.valid + task.test
@@ -175,8 +175,9 @@ def run(args: flags.FlagValues) -> dict:
   for num_buckets, tgt_quantile in options:
     row = padding(task.train, everything, num_buckets, tgt_quantile)
     if args.steps:
+      host = "--keep_host_memory" if args.keep_host_memory else "--nokeep_host_memory"
       row.update(train_rate(args.config, num_buckets, tgt_quantile, args.steps,
-                            args.log_every, args.warmup))
+                            args.log_every, args.warmup, extra=[host]))
     result["rows"].append(row)
     rate = f"{row['steps_per_s']:7.2f}" if args.steps else "      -"
     print(f"{num_buckets:7d}:{tgt_quantile:<5g} {row['src_len']:10.1f} x {row['tgt_len']:5.1f}"

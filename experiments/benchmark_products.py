@@ -39,7 +39,7 @@ import numpy as np
 from absl import flags
 
 from experiments import benchmark_limits, cli, flops
-from experiments.benchmark import define_out_flag, out_path
+from experiments.benchmark import begin, define_common_flags
 
 def product_limit(size: flops.Size, dtype: str, rounds: int = 5, min_flop: float = 2e8) -> float:
   """Measured GFLOP/s of one product of ``size`` [b, m, k] x [b, k, n] in ``dtype`` (float32
@@ -103,7 +103,7 @@ def define_flags(fv: flags.FlagValues) -> None:
                        flag_values=fv)
   flags.DEFINE_integer("top", 12, "Product sizes printed per shape (the JSON has all).",
                        lower_bound=1, flag_values=fv)
-  define_out_flag(fv)
+  define_common_flags(fv)
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   if unknown or not args.shapes or args.dtype not in ("float32", "bfloat16"):
     cli.fail(f"--shapes: valid {', '.join(benchmark_limits.SHAPES)}; --dtype: float32, "
              f"bfloat16; got {','.join(args.shapes)} / {args.dtype}")
-  out = out_path(args.out)
+  out = begin(args)
   result = {**benchmark_limits.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "rows": []}
   for name in args.shapes:

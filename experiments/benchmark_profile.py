@@ -198,7 +198,7 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_list("dtypes", ["float32"], "ops: model.dtype values (float32, bfloat16).",
                     flag_values=fv)
   flags.DEFINE_integer("ops_steps", 3, "ops: traced steps.", lower_bound=1, flag_values=fv)
-  benchmark.define_out_flag(fv)
+  benchmark.define_common_flags(fv)
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
@@ -225,7 +225,7 @@ def checked(args: flags.FlagValues) -> list[int]:
 def main(argv: Sequence[str] | None = None) -> dict:
   args = parse_flags(argv)
   per_dispatch = checked(args)
-  out = benchmark.out_path(args.out)
+  out = benchmark.begin(args)
   result = {**benchmark_limits.machine(), "loop": [], "ops": []}
   if "loop" in args.parts:
     print("seed's training loop (configs/date.py, batch 32), microseconds per step\n"

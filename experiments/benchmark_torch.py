@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from absl import flags
 
 from experiments import benchmark_limits, cli
-from experiments.benchmark import define_out_flag, out_path
+from experiments.benchmark import begin, define_common_flags
 
 try:
   import torch
@@ -263,7 +263,7 @@ def define_flags(fv: flags.FlagValues) -> None:
                        lower_bound=0, flag_values=fv)
   flags.DEFINE_boolean("quick", False, f"A smoke run: shape {QUICK_SHAPE[0]} at batch "
                        f"{QUICK_SHAPE[1]}, 2 steps, 1 round.", flag_values=fv)
-  define_out_flag(fv)
+  define_common_flags(fv)
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> flags.FlagValues:
@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   shapes, batch, steps, rounds = args.shapes, None, args.steps, args.rounds
   if args.quick:
     shapes, batch, steps, rounds = [QUICK_SHAPE[0]], QUICK_SHAPE[1], 2, 1
-  out = out_path(args.out)
+  out = begin(args)
   torch.set_num_threads(args.torch_threads or benchmark_limits.cores())
   result = {**benchmark_limits.machine(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "quick": args.quick, "rows": []}

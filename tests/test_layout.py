@@ -102,7 +102,8 @@ def test_tests_of_experiments_use_public_names_only():
 # (ARCHITECTURE.md: scores -> mechanisms -> decoders -> models -> training -> main).
 FLOORS = [
     {"attnlab", "attnlab.data", "attnlab.options", "attnlab.losses", "attnlab.parallel",
-     "attnlab.checkpointing", "attnlab.summaries", "attnlab.run_record", "attnlab.corpus_scores"},
+     "attnlab.checkpointing", "attnlab.summaries", "attnlab.run_record", "attnlab.corpus_scores",
+     "attnlab.host_memory"},
     {"attnlab.attention", "attnlab.metrics", "attnlab.intervals", "attnlab.comparisons",
      "attnlab.defaults", "attnlab.run_config", "attnlab.sweeps"},
     {"attnlab.models", "attnlab.length_buckets", "attnlab.position_metrics", "attnlab.export",
