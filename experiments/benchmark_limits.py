@@ -15,7 +15,10 @@ vocabulary sizes), one jitted train step on random batches of that shape:
 * ``gflop_per_s``: ``gflop x steps_per_s``, the achieved throughput;
 * ``limit_gflop_per_s``: this machine's measured matmul throughput at the step's dominant
   product (the output projection, ``[batch * tgt_len, d] x [d, vocab]``) in the same dtype;
-  ``of_limit``: the achieved share of it.
+  ``of_limit``: the achieved share of it;
+* ``page_faults_per_step``: the process's minor page faults per timed step (``getrusage``):
+  fresh pages the kernel had to map and zero-fill, about none when glibc's malloc keeps freed
+  memory (``--keep_host_memory``, the default; ``attnlab.host_memory``).
 
 Then the matmul limit itself at a few sizes in float32 and bfloat16 (``--dtypes``), so a
 reader sees what the CPU's vector units give (bfloat16 matmuls run on AMX where XLA's CPU
@@ -45,6 +48,7 @@ import functools
 import json
 import os
 import platform
+import resource
 import runpy
 import statistics
 import time
@@ -170,14 +174,17 @@ def bench_shape(name: str, dtype: str, steps: int, rounds: int) -> dict:
   """One row: the train step of shape ``name`` (module doc)."""
   step = train_step(name, dtype)
   _, _, batch, src_len, tgt_len, src_vocab, tgt_vocab = SHAPES[name]
+  faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   steps_per_s = steps / timed(lambda: step.run(steps), rounds)
+  faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (steps * rounds)
   limit = matmul_limit(batch * tgt_len, step.config.model.hidden_dim, tgt_vocab, dtype)
   achieved = step.flop * steps_per_s / 1e9
   return {"shape": name, "dtype": dtype, "batch": batch, "src_len": src_len,
           "tgt_len": tgt_len, "src_vocab": src_vocab, "tgt_vocab": tgt_vocab,
           "parameters": step.parameters, "steps_per_s": steps_per_s, "gflop": step.flop / 1e9,
           "xla_gflop": step.xla_flop / 1e9,
-          "gflop_per_s": achieved, "limit_gflop_per_s": limit, "of_limit": achieved / limit}
+          "gflop_per_s": achieved, "limit_gflop_per_s": limit, "of_limit": achieved / limit,
+          "page_faults_per_step": faults}
 
 
 def cpu_model() -> str:
@@ -237,14 +244,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
   out = begin(args)
   result = {**machine(), "rows": [], "matmul": []}
   if not args.no_shapes:
-    print("shape              dtype     steps/s   GFLOP/step  GFLOP/s  limit GFLOP/s  of limit")
+    print("shape              dtype     steps/s   GFLOP/step  GFLOP/s  limit GFLOP/s  of limit"
+          "  page faults/step")
   for name in () if args.no_shapes else args.shapes:
     for dtype in args.dtypes:
       row = bench_shape(name, dtype, args.steps, args.rounds)
       result["rows"].append(row)
       print(f"{name:18s} {dtype:8s} {row['steps_per_s']:8.2f} {row['gflop']:11.2f} "
             f"{row['gflop_per_s']:8.1f} {row['limit_gflop_per_s']:14.1f} "
-            f"{row['of_limit']:8.0%}", flush=True)
+            f"{row['of_limit']:8.0%} {row['page_faults_per_step']:17.0f}", flush=True)
   print("\nmatmul limit ([m, k] x [k, n], GFLOP/s)")
   for m, k, n in MATMULS:
     for dtype in args.dtypes:

@@ -40,6 +40,10 @@ QUOTED = {
     "benchmark": {
         "0.96": "a hand run of benchmark_padding's 400 steps, four buckets (stated as such)",
         "1.42": "a hand run of benchmark_padding's 400 steps, eight buckets (stated as such)",
+        "1.11": "a hand run of the training loop with glibc's malloc defaults (stated as such)",
+        "1.14": "a hand run of the training loop with glibc's malloc defaults (stated as such)",
+        "1.41": "a hand run of the training loop with freed memory kept (stated as such)",
+        "1.34": "a hand run of the training loop with freed memory kept (stated as such)",
     },
     "score_scaling": {
         "18.22": "Britz et al. (2017), Table 3 (published anchor)",
