@@ -14,7 +14,8 @@ in the config file they sweep)::
 The trials are the product of the axes. A trial is named by its labels
 (``variant=dot,train_len=20``); its workdir is ``ROOT/<name>`` and it runs as its own process,
 ``python -m attnlab.main --config FILE:ARG --workdir ROOT/<name> --config.KEY=VALUE ...``
-(extra ``--config.KEY=VALUE`` and ``--jax_cache_dir=DIR`` flags go to every trial).
+(extra ``--config.KEY=VALUE``, ``--jax_cache_dir=DIR`` and ``--keep_host_memory=BOOL`` flags go
+to every trial).
 An optional ``get_report(arg)`` returns defaults for ``experiments.report`` (e.g. which axis is
 the x axis); they are recorded in ``ROOT/sweep.json`` with the trials.
 
@@ -143,7 +144,7 @@ def run_sweep(sweep_spec: str, root: str | os.PathLike, launcher: str = "local",
 # ---------------------------------------------------------------- command line
 
 # attnlab.main flags that a sweep passes on to every trial, beside --config.KEY=VALUE.
-TRIAL_FLAGS = ("jax_cache_dir", "verbosity")
+TRIAL_FLAGS = ("jax_cache_dir", "verbosity", "keep_host_memory")
 
 
 def define_flags(fv: flags.FlagValues) -> None:

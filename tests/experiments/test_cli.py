@@ -84,8 +84,9 @@ def test_benchmark_flags_reach_the_run():
 def test_sweep_passes_trial_flags_on_and_refuses_typos(capsys):
   fv, extra = sweep.parse_flags(["--sweep=s.py", "--root=r", "--config.train.num_steps=10",
                                  "--jax_cache_dir=/tmp/c", "--only", "variant=dot,*", "a=*",
-                                 "--max_parallel", "2"])
-  assert extra == ["--config.train.num_steps=10", "--jax_cache_dir=/tmp/c"]
+                                 "--keep_host_memory=false", "--max_parallel", "2"])
+  assert extra == ["--config.train.num_steps=10", "--jax_cache_dir=/tmp/c",
+                   "--keep_host_memory=false"]
   assert fv.only == ["variant=dot,*", "a=*"] and fv.max_parallel == 2
   for bad, needle in ((["--max_paralel=2"], "unknown flag --max_paralel"),
                       (["--config.train.num_steps", "10"],
