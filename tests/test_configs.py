@@ -71,6 +71,31 @@ def test_the_multi30k_search_never_reads_the_test_set():
   assert splits[2] == splits[1] == "val" and "test_2016_flickr" not in splits
 
 
+def test_the_multi30k_search_pins_every_factor_and_a_later_pass_adds_only_new_settings(
+    monkeypatch):
+  import json
+  from attnlab.defaults import load_config_file
+  module = load_config_file(str(CONFIGS / "sweeps" / "multi30k_search.py"))
+  first = module.settings()
+  assert list(first) == ["default", "learning_rate=0.001", "learning_rate=0.004", "dropout=0.5",
+                         "label_smoothing=0.0"]
+  assert all(len(overrides) == 3 for overrides in first.values())
+  # The committed trials ran with what their labels say (results/multi30k_search).
+  for workdir in sorted((CONFIGS.parent / "results" / "multi30k_search").glob("setting=*")):
+    config = json.loads((workdir / "config.json").read_text())
+    for key, value in first[workdir.name.removeprefix("setting=")].items():
+      section, field = key.split(".")
+      assert config[section][field] == value, (workdir.name, key)
+  monkeypatch.setattr(module, "CENTRES", module.CENTRES + (
+      {"learning_rate": 2e-3, "dropout": 0.5, "label_smoothing": 0.1},))
+  both = module.settings()
+  assert list(both)[:5] == list(first) and all(both[k] == first[k] for k in first)
+  assert list(both)[5:] == ["learning_rate=0.001+dropout=0.5", "learning_rate=0.004+dropout=0.5",
+                            "dropout=0.5+label_smoothing=0.0"]
+  assert both["learning_rate=0.001+dropout=0.5"] == {
+      "train.learning_rate": 1e-3, "model.dropout_rate": 0.5, "train.label_smoothing": 0.1}
+
+
 def test_the_multi30k_sweep_reports_intervals_over_seeds_and_sentences():
   """The README quotes Multi30k's BLEU as a mean over seeds with an interval about a new seed
   on a new test set: the sweep's report defaults say so, and its grid is model x seed."""
