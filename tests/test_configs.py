@@ -76,6 +76,7 @@ def test_the_multi30k_search_pins_every_factor_and_a_later_pass_adds_only_new_se
   import json
   from attnlab.defaults import load_config_file
   module = load_config_file(str(CONFIGS / "sweeps" / "multi30k_search.py"))
+  monkeypatch.setattr(module, "CENTRES", module.CENTRES[:1])
   first = module.settings()
   assert list(first) == ["default", "learning_rate=0.001", "learning_rate=0.004", "dropout=0.5",
                          "label_smoothing=0.0"]

@@ -68,7 +68,7 @@ def _apply(config, overrides):
     ("long_sentence.py:full", (3 + len(score_names()) - 2) * 2),
     ("multi30k.py", 3 * 3),  # attention, none, the tutorial replica x 3 seeds
     ("multi30k.py:seeds=2", 3 * 2),
-    ("multi30k_search.py", 1 + 2 + 1 + 1),  # the default, each factor moved alone
+    ("multi30k_search.py", 5 + 3),  # two passes: each centre, each factor moved alone
     ("long_sentence.py:tiny", 2),
     ("score_scaling.py:small", 4 * 4),
     ("score_scaling.py:full", 4 * 4),
