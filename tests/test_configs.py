@@ -76,17 +76,18 @@ def test_the_multi30k_search_pins_every_factor_and_a_later_pass_adds_only_new_se
   import json
   from attnlab.defaults import load_config_file
   module = load_config_file(str(CONFIGS / "sweeps" / "multi30k_search.py"))
+  every = module.settings()
+  # The committed trials ran with what their labels say (results/multi30k_search).
+  for workdir in sorted((CONFIGS.parent / "results" / "multi30k_search").glob("setting=*")):
+    config = json.loads((workdir / "config.json").read_text())
+    for key, value in every[workdir.name.removeprefix("setting=")].items():
+      section, field = key.split(".")
+      assert config[section][field] == value, (workdir.name, key)
   monkeypatch.setattr(module, "CENTRES", module.CENTRES[:1])
   first = module.settings()
   assert list(first) == ["default", "learning_rate=0.001", "learning_rate=0.004", "dropout=0.5",
                          "label_smoothing=0.0"]
   assert all(len(overrides) == 3 for overrides in first.values())
-  # The committed trials ran with what their labels say (results/multi30k_search).
-  for workdir in sorted((CONFIGS.parent / "results" / "multi30k_search").glob("setting=*")):
-    config = json.loads((workdir / "config.json").read_text())
-    for key, value in first[workdir.name.removeprefix("setting=")].items():
-      section, field = key.split(".")
-      assert config[section][field] == value, (workdir.name, key)
   monkeypatch.setattr(module, "CENTRES", module.CENTRES + (
       {"learning_rate": 2e-3, "dropout": 0.5, "label_smoothing": 0.1},))
   both = module.settings()
@@ -95,6 +96,24 @@ def test_the_multi30k_search_pins_every_factor_and_a_later_pass_adds_only_new_se
                             "dropout=0.5+label_smoothing=0.0"]
   assert both["learning_rate=0.001+dropout=0.5"] == {
       "train.learning_rate": 1e-3, "model.dropout_rate": 0.5, "train.label_smoothing": 0.1}
+  # Pass 3's centre (learning rate 4e-3, dropout 0.5) reaches three settings earlier passes ran
+  # (learning rates 1e-3 and 2e-3 at dropout 0.5, dropout 0.3 at 4e-3): one new trial.
+  monkeypatch.setattr(module, "CENTRES", module.CENTRES + (
+      {"learning_rate": 4e-3, "dropout": 0.5, "label_smoothing": 0.1},))
+  three = module.settings()
+  assert list(three)[:8] == list(both)
+  assert list(three)[8:] == ["learning_rate=0.004+dropout=0.5+label_smoothing=0.0"]
+
+
+def test_the_multi30k_recipe_is_the_search_s_last_centre():
+  """configs/multi30k.py trains with the setting its search chose: the last pass's centre
+  (the search ends when a pass's centre wins; configs/sweeps/multi30k_search.py)."""
+  from attnlab.defaults import load_config_file
+  search = load_config_file(str(CONFIGS / "sweeps" / "multi30k_search.py"))
+  config = load_config_file(str(CONFIGS / "multi30k.py")).get_config()
+  for name, (key, _) in search.FACTORS.items():
+    section, field = key.split(".")
+    assert config[section][field] == search.CENTRES[-1][name], name
 
 
 def test_the_multi30k_sweep_reports_intervals_over_seeds_and_sentences():

@@ -68,7 +68,8 @@ def _apply(config, overrides):
     ("long_sentence.py:full", (3 + len(score_names()) - 2) * 2),
     ("multi30k.py", 3 * 3),  # attention, none, the tutorial replica x 3 seeds
     ("multi30k.py:seeds=2", 3 * 2),
-    ("multi30k_search.py", 5 + 3),  # two passes: each centre, each factor moved alone
+    # three passes: each centre, each factor moved alone; a setting two passes reach runs once
+    ("multi30k_search.py", 5 + 3 + 1),
     ("long_sentence.py:tiny", 2),
     ("score_scaling.py:small", 4 * 4),
     ("score_scaling.py:full", 4 * 4),
