@@ -143,3 +143,38 @@ def test_the_readmes_intervals_are_the_reports():
                                for p in (DOCS / page).rglob("*.md")))
   shown = _intervals((REPO / "README.md").read_text(encoding="utf-8"))
   assert sorted(shown - written) == []
+
+
+def _table_rows(text: str, header: str) -> dict[str, list[str]]:
+  """{first cell without bold: cells} of the Markdown table whose header row starts with
+  ``header`` in ``text``."""
+  lines = text[text.index(header):].splitlines()
+  rows = {}
+  for line in lines[2:]:
+    if not line.startswith("|"):
+      break
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    rows[cells[0].strip("*")] = cells
+  return rows
+
+
+def test_the_multi30k_search_table_is_the_search_s_report():
+  """docs/multi30k.md's table of the recipe search: every committed setting, each row with its
+  search overrides, the report's validation BLEU (results.md) and its wall time (trials.csv)."""
+  import csv
+  from attnlab.defaults import load_config_file
+  search = load_config_file(str(REPO / "configs" / "sweeps" / "multi30k_search.py"))
+  folder = DOCS / "multi30k" / "search"
+  shown = _table_rows((DOCS / "multi30k.md").read_text(encoding="utf-8"), "| setting | passes |")
+  report = _table_rows((folder / "results.md").read_text(encoding="utf-8").split(
+      "**all test examples**")[1], "| setting |")
+  with open(folder / "trials.csv", encoding="utf-8") as f:
+    wall = {row["setting"]: float(row["wall_time_s"]) for row in csv.DictReader(f)}
+  assert list(shown) == list(search.settings()) == list(wall)
+  for name, overrides in search.settings().items():
+    _, _, lr, dropout, smoothing, bleu, detokenized, seconds = shown[name]
+    assert [float(lr), float(dropout), float(smoothing)] == [
+        overrides["train.learning_rate"], overrides["model.dropout_rate"],
+        overrides["train.label_smoothing"]], name
+    assert (bleu, detokenized) == (report[name][2], report[name][3]), name
+    assert seconds == f"{wall[name]:,.0f}", name
