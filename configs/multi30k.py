@@ -74,7 +74,7 @@ def get_config(arg: str | None = None):
   config.model.bridge = "dense"
   config.model.emb_dim = 256
   config.model.hidden_dim = 256
-  # Dropout 0.5, learning rate and label smoothing: chosen on validation BLEU by
+  # Dropout, learning rate and label smoothing were chosen on validation BLEU by
   # configs/sweeps/multi30k_search.py (docs/multi30k.md, "How the recipe was chosen").
   config.model.dropout_rate = 0.5
   # 3,200 steps of 128 pairs: 14 epochs of the 29,000 (the reference tutorial trains 10),

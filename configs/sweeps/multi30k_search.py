@@ -13,8 +13,7 @@ The design is one factor at a time around a centre, in passes (``CENTRES``): the
 centre is the recipe as first written (learning rate 2e-3, dropout 0.3, label smoothing 0.1);
 each pass runs its centre, then each factor moved alone to each of its other values
 (``LEARNING_RATES``, ``DROPOUTS``, ``LABEL_SMOOTHING``), one seed each, at the default budget
-(3,200 steps). That is 5 trials a pass, fewer new ones after the first (a setting reached by
-two passes runs once: 5, 3 and 1 so far), about 30 minutes each on the idle 2-core machine; the
+(3,200 steps). That is 5 trials a pass, fewer new ones after the first (5, 3 and 1 so far), about 30 minutes each on the idle 2-core machine; the
 full 3 x 2 x 2 grid would be 12 (6 hours). If a moved factor wins a pass, its setting becomes
 the next pass's centre (appended to ``CENTRES``); the search ends when a pass's centre wins.
 Every trial sets all three factors explicitly, so earlier passes stay what they were whatever

@@ -30,7 +30,7 @@ QUOTED = {
         "22.10": "Britz et al. (2017), Table 3 (published anchor)",
     },
     "multi30k": {
-        "0.3": "configs/multi30k.py's dropout",
+        "0.3": "configs/multi30k.py's dropout before its search (the recipe of the rows shown)",
         "32.0": "a wall time in minutes, beside its seconds from summary.json",
         "32.2": "sacrebleu's case-sensitive score, printed by the command written beside it",
         "28.3": "bentrevett/pytorch-seq2seq notebook 3's published BLEU (published anchor)",
